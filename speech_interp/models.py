@@ -1,0 +1,144 @@
+"""Load a speech-text LM into the toolkit the user already works with.
+
+``load`` returns the toolkit's own object (a TransformerLens ``TransformerBridge`` or an nnsight
+``LanguageModel``) together with the family's :class:`~speech_interp.hooks.TokenLayout`, so users
+keep their usual workflow. ``layout_for`` gives the layout for a model the user loaded themselves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, NamedTuple
+
+import torch
+from transformers import AutoConfig, AutoTokenizer
+
+from speech_interp.hooks import FamilySpec, SpecError, TokenLayout, detect_family, get_family
+
+Backend = Literal["tl", "nnsight"]
+BACKENDS: tuple[str, ...] = ("tl", "nnsight")
+ORGANISM_DIR = Path(__file__).parent / "organism" / "weights"
+
+
+class Loaded(NamedTuple):
+    """What :func:`load` returns: the toolkit's model object and its token layout."""
+
+    model: object
+    spec: TokenLayout
+
+
+def resolve_source(name_or_path: str) -> str:
+    """Map ``organism[:variant]`` to the shipped weights; anything else is an HF id or a path."""
+    if name_or_path == "organism" or name_or_path.startswith("organism:"):
+        variant = name_or_path.partition(":")[2] or "full"
+        path = ORGANISM_DIR / variant
+        if not (path / "config.json").exists():
+            shipped = sorted(p.name for p in ORGANISM_DIR.glob("*") if p.is_dir())
+            raise FileNotFoundError(
+                f"organism variant {variant!r} is not shipped in this install "
+                f"(shipped: {shipped or 'none'})"
+            )
+        return str(path)
+    return name_or_path
+
+
+def _as_spec(family: str | FamilySpec | None, tokenizer) -> FamilySpec:
+    if family is None:
+        return detect_family(tokenizer)
+    return get_family(family) if isinstance(family, str) else family
+
+
+def load(
+    name_or_path: str,
+    backend: Backend = "tl",
+    family: str | FamilySpec | None = None,
+    *,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    tokenizer=None,
+) -> Loaded:
+    """Load a hub id, a local ``save_pretrained`` directory or ``"organism[:variant]"``.
+
+    The family is detected from the tokenizer's vocabulary when ``family`` is None. The tokenizer
+    must fit the model: ids beyond the model's vocabulary are an error.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    source = resolve_source(name_or_path)
+    tok = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(source)
+    config = AutoConfig.from_pretrained(source)
+    spec = _as_spec(family, tok)
+    layout = spec.bind(tok, model_vocab_size=config.vocab_size)
+    if backend == "tl":
+        from transformer_lens.model_bridge import TransformerBridge
+
+        from speech_interp.hooks.helium import register_entry_point_adapters
+
+        register_entry_point_adapters()
+        model = TransformerBridge.boot_transformers(
+            source, device=device, dtype=dtype, tokenizer=tok
+        )
+    else:
+        import nnsight
+
+        model = nnsight.LanguageModel(
+            source, device_map=device, dispatch=True, dtype=dtype, tokenizer=tok
+        )
+    hf_model(model).eval()
+    return Loaded(model, layout)
+
+
+def backend_of(model) -> Backend:
+    """``"tl"`` for a TransformerLens bridge, ``"nnsight"`` for an nnsight model."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    if isinstance(model, TransformerBridge):
+        return "tl"
+    import nnsight
+
+    if isinstance(model, nnsight.Envoy) and hasattr(model, "trace"):
+        return "nnsight"
+    raise TypeError(
+        f"expected a TransformerLens TransformerBridge or an nnsight model, got {type(model)!r}"
+    )
+
+
+def hf_model(model) -> torch.nn.Module:
+    """The underlying HF ``*ForCausalLM`` of either backend's object."""
+    return model.original_model if backend_of(model) == "tl" else model._module
+
+
+def tokenizer_of(model):
+    tok = getattr(model, "tokenizer", None)
+    if tok is None:
+        raise ValueError("the model carries no tokenizer; pass tokenizer= explicitly")
+    return tok
+
+
+def layout_for(model, family: str | FamilySpec | None = None, tokenizer=None) -> TokenLayout:
+    """The token layout of a model the user loaded themselves (either backend)."""
+    tok = tokenizer if tokenizer is not None else tokenizer_of(model)
+    vocab_size = hf_model(model).config.vocab_size
+    return _as_spec(family, tok).bind(tok, model_vocab_size=vocab_size)
+
+
+def check_tokens(layout: TokenLayout, input_ids: torch.Tensor) -> None:
+    """Raise a clear error when token ids do not fit the model's vocabulary."""
+    if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= layout.vocab_size):
+        raise SpecError(
+            f"token ids must lie in 0..{layout.vocab_size - 1}; got "
+            f"{int(input_ids.min())}..{int(input_ids.max())}"
+        )
+
+
+__all__ = [
+    "BACKENDS",
+    "Loaded",
+    "backend_of",
+    "check_tokens",
+    "hf_model",
+    "layout_for",
+    "load",
+    "resolve_source",
+    "tokenizer_of",
+]

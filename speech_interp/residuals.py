@@ -1,0 +1,107 @@
+"""The residual stream of every layer, under the same names on both backends.
+
+Names follow TransformerLens: ``blocks.{i}.hook_resid_pre`` (input of block i) and
+``blocks.{i}.hook_resid_post`` (output of block i). On nnsight they are read from the HF decoder
+layer's input and output inside a trace that holds nothing but tensor indexing, so it runs on a
+remote NDIF server too (``remote=True``) or in nnsight's local simulation (``remote="local"``).
+"""
+
+from __future__ import annotations
+
+import re
+
+import einops
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from speech_interp.hooks import get_submodule, module_paths
+from speech_interp.models import backend_of, hf_model
+
+_NAME = re.compile(r"blocks\.(\d+)\.hook_resid_(pre|post)")
+
+
+def n_layers(model) -> int:
+    """Number of decoder blocks."""
+    return int(hf_model(model).config.num_hidden_layers)
+
+
+def resid_names(model, kind: str = "pre") -> list[str]:
+    """Residual-stream names, ``kind`` = "pre", "post" or "all" (pre of every block + final post).
+
+    "all" gives L+1 streams: the input to each block and the last block's output (before the
+    final norm), the usual logit-lens stack.
+    """
+    L = n_layers(model)
+    if kind == "pre":
+        return [f"blocks.{i}.hook_resid_pre" for i in range(L)]
+    if kind == "post":
+        return [f"blocks.{i}.hook_resid_post" for i in range(L)]
+    if kind == "all":
+        return resid_names(model, "pre") + [f"blocks.{L - 1}.hook_resid_post"]
+    raise ValueError(f"kind must be 'pre', 'post' or 'all', got {kind!r}")
+
+
+def _parse(names: list[str], L: int) -> list[tuple[int, str]]:
+    parsed = []
+    for name in names:
+        m = _NAME.fullmatch(name)
+        if not m:
+            raise ValueError(f"not a residual-stream name: {name!r} (want blocks.i.hook_resid_*)")
+        layer = int(m.group(1))
+        if layer >= L:
+            raise ValueError(f"{name!r}: layer {layer} out of range for a {L}-layer model")
+        parsed.append((layer, m.group(2)))
+    return parsed
+
+
+def get_residuals(
+    model,
+    input_ids: Int[Tensor, "batch pos"],
+    names: list[str] | None = None,
+    *,
+    remote: bool | str = False,
+) -> dict[str, Float[Tensor, "batch pos d_model"]]:
+    """Run one forward pass and return the requested residual streams (default: "all")."""
+    names = resid_names(model, "all") if names is None else list(names)
+    parsed = _parse(names, n_layers(model))
+    if input_ids.ndim == 1:
+        input_ids = einops.rearrange(input_ids, "pos -> 1 pos")
+    if backend_of(model) == "tl":
+        if remote:
+            raise ValueError("remote execution needs the nnsight backend")
+        with torch.no_grad():
+            _, cache = model.run_with_cache(input_ids, names_filter=lambda n: n in set(names))
+        return {n: cache[n].detach() for n in names}
+    return _nnsight_residuals(model, input_ids, names, parsed, remote)
+
+
+def _nnsight_residuals(model, input_ids, names, parsed, remote) -> dict[str, Tensor]:
+    blocks = get_submodule(model, module_paths(model.config.model_type).blocks)
+    # nnsight reads values in execution order: sort requests by (layer, pre before post).
+    order = sorted(range(len(names)), key=lambda j: (parsed[j][0], parsed[j][1] == "post"))
+    saved: dict[str, object] = {}
+    with model.trace(input_ids, remote=remote):
+        for j in order:
+            layer, kind = parsed[j]
+            block = blocks[layer]
+            value = block.input if kind == "pre" else block.output
+            saved[names[j]] = value.save()
+    return {n: _tensor(saved[n]).detach() for n in names}
+
+
+def _tensor(value) -> Tensor:
+    """Decoder layers return a tensor (transformers 5) or a tuple whose first item is it."""
+    return value[0] if isinstance(value, tuple) else value
+
+
+def residual_stack(
+    model, input_ids: Int[Tensor, "batch pos"], *, remote: bool | str = False
+) -> Float[Tensor, "layer batch pos d_model"]:
+    """The L+1 residual streams ("all") stacked along a leading layer axis."""
+    names = resid_names(model, "all")
+    res = get_residuals(model, input_ids, names, remote=remote)
+    return torch.stack([res[n] for n in names])
+
+
+__all__ = ["get_residuals", "n_layers", "resid_names", "residual_stack"]

@@ -1,0 +1,193 @@
+"""Build speech-only, text-only and interleaved prompts with exact per-word token positions.
+
+Rules (stated once, used everywhere):
+
+- A prompt is a sequence of *segments*, maximal runs of words in one modality. With
+  ``markers=True`` each segment starts with its modality marker (``<speech>`` / ``<text>`` in SIMS),
+  as in interleaved training data.
+- A spoken word contributes its unit tokens, in order, exactly as given (already deduplicated by
+  the caller or by :func:`speech_interp.speech.utterance_units`). Its *word positions* are those
+  tokens' positions.
+- A text segment is the words joined by single spaces, with a leading space (``lead_space``), and
+  tokenized in one call; each token belongs to the word its characters overlap (a token of pure
+  whitespace belongs to the word after it).
+- ``token_modality`` codes each position: 0 text, 1 speech, 2 marker, 3 special (e.g. BOS).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import pandas as pd
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+from speech_interp.hooks import SpecError, TokenLayout
+
+Modality = Literal["speech", "text"]
+TEXT, SPEECH, MARKER, SPECIAL = 0, 1, 2, 3
+MODALITY_NAMES = {TEXT: "text", SPEECH: "speech", MARKER: "marker", SPECIAL: "special"}
+
+
+@dataclass(frozen=True, eq=False)
+class Prompt:
+    """Token ids of one prompt plus which positions belong to which word."""
+
+    input_ids: Int[Tensor, " pos"]
+    words: tuple[str, ...]
+    word_modalities: tuple[str, ...]
+    word_positions: tuple[Int[Tensor, " n"], ...]
+    token_modality: Int[Tensor, " pos"]
+    token_word: Int[Tensor, " pos"]
+
+    def __len__(self) -> int:
+        return int(self.input_ids.numel())
+
+    def last_position(self, word: int) -> int:
+        """Position of the last token of word ``word``."""
+        return int(self.word_positions[word][-1])
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per token: position, token id, modality, word index and word."""
+        word_idx = self.token_word.tolist()
+        return pd.DataFrame(
+            {
+                "position": range(len(self)),
+                "token_id": self.input_ids.tolist(),
+                "modality": [MODALITY_NAMES[m] for m in self.token_modality.tolist()],
+                "word_index": word_idx,
+                "word": [self.words[w] if w >= 0 else None for w in word_idx],
+            }
+        )
+
+
+def _modalities(words: Sequence[str], modalities) -> list[str]:
+    if isinstance(modalities, str):
+        modalities = [modalities] * len(words)
+    modalities = list(modalities)
+    if len(modalities) != len(words):
+        raise ValueError(f"{len(words)} words but {len(modalities)} modalities")
+    for w, m in zip(words, modalities, strict=True):
+        if m not in ("speech", "text"):
+            raise ValueError(f"modality of word {w!r} must be 'speech' or 'text', got {m!r}")
+    return modalities
+
+
+def _segments(modalities: list[str]) -> list[tuple[str, list[int]]]:
+    segments: list[tuple[str, list[int]]] = []
+    for i, m in enumerate(modalities):
+        if segments and segments[-1][0] == m:
+            segments[-1][1].append(i)
+        else:
+            segments.append((m, [i]))
+    return segments
+
+
+def _text_tokens(tokenizer, words: list[str], lead_space: bool) -> tuple[list[int], list[int]]:
+    """Token ids of a text segment and, per token, the index (within ``words``) of its word."""
+    text = " " if lead_space else ""
+    spans: list[tuple[int, int]] = []
+    for i, w in enumerate(words):
+        text += " " if i else ""
+        spans.append((len(text), len(text) + len(w)))
+        text += w
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, owners = list(enc["input_ids"]), []
+    for start, end in enc["offset_mapping"]:
+        chunk = text[start:end]
+        if chunk.strip() == "":  # whitespace-only token: belongs to the next word
+            owner = next((j for j, (s, _) in enumerate(spans) if s >= end), len(words) - 1)
+        else:
+            owner = next(j for j, (s, e) in enumerate(spans) if start < e and end > s)
+        owners.append(owner)
+    for j, w in enumerate(words):
+        if j not in owners:
+            raise SpecError(f"text word {w!r} produced no tokens")
+    return ids, owners
+
+
+def build_prompt(
+    layout: TokenLayout,
+    tokenizer,
+    words: Sequence[str],
+    modalities: Modality | Sequence[Modality] = "speech",
+    units: Sequence[Sequence[int] | None] | None = None,
+    *,
+    markers: bool = True,
+    bos: bool = True,
+    lead_space: bool = True,
+    gaps: Sequence[Sequence[int]] | None = None,
+) -> Prompt:
+    """Token ids, per-word positions and a modality mask for one prompt.
+
+    ``units[i]`` is the (deduplicated) unit id list of word ``i``; required for spoken words,
+    ignored (may be None) for text words. ``gaps`` (len(words) + 1 unit lists, e.g. from
+    :func:`utterance_units`) are speech units outside any word: ``gaps[i]`` goes before spoken
+    word ``i``, ``gaps[-1]`` after the last word; they belong to no word (``token_word`` -1).
+    """
+    words = list(words)
+    if not words:
+        raise ValueError("a prompt needs at least one word")
+    for i, w in enumerate(words):
+        if not isinstance(w, str) or not w.strip():
+            raise ValueError(f"word {i} is empty")
+    mods = _modalities(words, modalities)
+    if units is not None and len(units) != len(words):
+        raise ValueError(f"{len(words)} words but {len(units)} unit lists")
+    if gaps is not None:
+        if len(gaps) != len(words) + 1:
+            raise ValueError(f"gaps must hold len(words) + 1 = {len(words) + 1} unit lists")
+        for i, gap in enumerate(gaps):
+            if len(gap) and (mods[min(i, len(words) - 1)] != "speech"):
+                raise ValueError(f"gap units next to text word {words[min(i, len(words) - 1)]!r}")
+    if markers and (layout.speech_marker_id is None or layout.text_marker_id is None):
+        raise SpecError(f"family {layout.spec.name!r} has no modality markers; use markers=False")
+
+    ids: list[int] = []
+    kinds: list[int] = []
+    owner: list[int] = []
+
+    def push(token_ids, kind, word_index):
+        ids.extend(int(t) for t in token_ids)
+        kinds.extend([kind] * len(token_ids))
+        owner.extend(word_index if isinstance(word_index, list) else [word_index] * len(token_ids))
+
+    if bos and getattr(tokenizer, "bos_token_id", None) is not None:
+        push([tokenizer.bos_token_id], SPECIAL, -1)
+    for modality, members in _segments(mods):
+        if markers:
+            marker = layout.speech_marker_id if modality == "speech" else layout.text_marker_id
+            push([marker], MARKER, -1)
+        if modality == "text":
+            tok_ids, local = _text_tokens(tokenizer, [words[i] for i in members], lead_space)
+            push(tok_ids, TEXT, [members[j] for j in local])
+            continue
+        for i in members:
+            if gaps is not None and len(gaps[i]):
+                push(layout.units_to_tokens(gaps[i]).tolist(), SPEECH, -1)
+            word_units = None if units is None else units[i]
+            if word_units is None:
+                raise ValueError(f"spoken word {i} ({words[i]!r}) has no unit list")
+            if len(word_units) == 0:
+                raise ValueError(f"spoken word {i} ({words[i]!r}) has no units")
+            try:
+                push(layout.units_to_tokens(word_units).tolist(), SPEECH, i)
+            except SpecError as err:
+                raise SpecError(f"word {i} ({words[i]!r}): {err}") from None
+
+    if gaps is not None and len(gaps[-1]):
+        push(layout.units_to_tokens(gaps[-1]).tolist(), SPEECH, -1)
+    input_ids = torch.tensor(ids, dtype=torch.long)
+    token_word = torch.tensor(owner, dtype=torch.long)
+    positions = tuple(torch.nonzero(token_word == i).flatten() for i in range(len(words)))
+    return Prompt(
+        input_ids=input_ids,
+        words=tuple(words),
+        word_modalities=tuple(mods),
+        word_positions=positions,
+        token_modality=torch.tensor(kinds, dtype=torch.long),
+        token_word=token_word,
+    )

@@ -1,0 +1,53 @@
+"""Audio + word alignment -> per-word unit lists, ready for :func:`build_prompt`.
+
+Units are extracted over the whole utterance (so dedup never merges across a word boundary
+differently from the model's training data), then split by :func:`word_unit_spans`. Units that
+fall outside every word (silences) are kept as *gap units*: ``gaps[i]`` precedes word ``i`` and
+``gaps[-1]`` follows the last word; pass them to ``build_prompt(..., gaps=...)`` to reproduce the
+full unit stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jaxtyping import Float
+from torch import Tensor
+
+from .alignments import WordSpan, word_unit_spans
+from .audio import SAMPLE_RATE
+from .units import UnitExtractor, UnitSequence, extract_units
+
+
+@dataclass(frozen=True)
+class SpokenUtterance:
+    """Words of one utterance with their unit ids, gap units and the timed unit stream."""
+
+    words: tuple[str, ...]
+    word_units: tuple[tuple[int, ...], ...]
+    gaps: tuple[tuple[int, ...], ...]
+    units: UnitSequence
+
+
+def utterance_units(
+    wave: Float[Tensor, " samples"],
+    alignment: list[WordSpan],
+    extractor: UnitExtractor,
+    *,
+    dedup: bool = True,
+) -> SpokenUtterance:
+    """Extract units from 16 kHz mono audio and assign them to the aligned words."""
+    units = extract_units(extractor, wave, dedup=dedup)
+    spans = word_unit_spans(alignment, units, duration=wave.numel() / SAMPLE_RATE)
+    ids = units.units.tolist()
+    gaps, cursor = [], 0
+    for start, end in spans:
+        gaps.append(tuple(ids[cursor:start]))
+        cursor = end
+    gaps.append(tuple(ids[cursor:]))
+    return SpokenUtterance(
+        words=tuple(w.word for w in alignment),
+        word_units=tuple(tuple(ids[s:e]) for s, e in spans),
+        gaps=tuple(gaps),
+        units=units,
+    )

@@ -1,0 +1,126 @@
+"""Tiny random speech-text LMs with the real vocabulary layouts, for tests and examples.
+
+Nothing is downloaded: a byte-level BPE tokenizer over a small English vocabulary is extended with
+a family's unit and marker tokens, and a 2-layer model of the chosen architecture is initialised at
+random and saved with ``save_pretrained``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    HeliumConfig,
+    HeliumForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
+
+TINY_WORDS = (
+    "the a cat dog bird fish lives in house park river tree red blue big small sees eats "
+    "and is on under near happy old young garden lake"
+).split()
+
+FAMILY_TOKENS = {
+    "sims": ([f"<Un{i}>" for i in range(500)], ["<speech>", "<text>"]),
+    "spiritlm": ([f"[Hu{i}]" for i in range(501)], ["[Text]", "[Speech]"]),
+    "spiritlm-expressive": (
+        [f"[Hu{i}]" for i in range(501)]
+        + [f"[Pi{i}]" for i in range(64)]
+        + [f"[St{i}]" for i in range(100)],
+        ["[Text]", "[Speech]"],
+    ),
+    "organism": ([f"<unit{i}>" for i in range(64)], ["<speech>", "<text>"]),
+    "text-only": ([], []),
+}
+
+_ARCHS = {
+    "qwen2": (Qwen2Config, Qwen2ForCausalLM),
+    "llama": (LlamaConfig, LlamaForCausalLM),
+    "helium": (HeliumConfig, HeliumForCausalLM),
+}
+
+
+def word_bpe_tokenizer(
+    words, specials=("<unk>", "<pad>", "<s>", "</s>")
+) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer (Qwen2 / GPT-2 style) trained so each ``" word"`` is one token.
+
+    Byte-level BPE round-trips through ``AutoTokenizer`` for every architecture, unlike a
+    word-level model, which transformers 5 replaces by the architecture's own tokenizer class.
+    """
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=100_000,
+        special_tokens=list(specials),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator([" " + w for w in words for _ in range(2)], trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token=specials[0],
+        pad_token=specials[1],
+        bos_token=specials[2],
+        eos_token=specials[3],
+    )
+
+
+def tiny_tokenizer(family: str = "sims", words=TINY_WORDS) -> PreTrainedTokenizerFast:
+    """A small text tokenizer extended with ``family``'s speech and marker tokens."""
+    if family not in FAMILY_TOKENS:
+        raise ValueError(f"unknown family {family!r}; known: {', '.join(FAMILY_TOKENS)}")
+    tok = word_bpe_tokenizer(words)
+    units, markers = FAMILY_TOKENS[family]
+    tok.add_tokens(units + markers)
+    return tok
+
+
+def tiny_model(
+    arch: str = "qwen2",
+    vocab_size: int = 600,
+    *,
+    n_layers: int = 2,
+    d_model: int = 32,
+    seed: int = 0,
+    tie_embeddings: bool = False,
+) -> torch.nn.Module:
+    """A randomly initialised tiny causal LM of an HF architecture, in eval mode."""
+    if arch not in _ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; known: {', '.join(_ARCHS)}")
+    config_cls, model_cls = _ARCHS[arch]
+    config = config_cls(
+        vocab_size=vocab_size,
+        hidden_size=d_model,
+        intermediate_size=2 * d_model,
+        num_hidden_layers=n_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=d_model // 4,
+        max_position_embeddings=512,
+        tie_word_embeddings=tie_embeddings,
+        bos_token_id=2,
+        eos_token_id=3,
+        pad_token_id=1,
+    )
+    torch.manual_seed(seed)
+    return model_cls(config).eval()
+
+
+def save_tiny_model(
+    out_dir: str | Path, family: str = "sims", arch: str = "qwen2", *, seed: int = 0, **kw
+) -> Path:
+    """Save a tiny random model plus its family tokenizer with ``save_pretrained``."""
+    out = Path(out_dir)
+    tok = tiny_tokenizer(family)
+    model = tiny_model(arch, vocab_size=len(tok), seed=seed, **kw)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
