@@ -13,6 +13,8 @@ from speech_interp.hooks import (
     detect_family,
     generic_spec,
 )
+from speech_interp.lens import LensResult, excess_over_control, phase_bands, run_lens
+from speech_interp.lenses import LogitLens, TunedLens
 from speech_interp.models import Loaded, backend_of, hf_model, layout_for, load
 from speech_interp.residuals import get_residuals, n_layers, resid_names, residual_stack
 
@@ -21,18 +23,24 @@ __version__ = "0.1.0"
 __all__ = [
     "FAMILIES",
     "FamilySpec",
+    "LensResult",
     "Loaded",
+    "LogitLens",
+    "TunedLens",
     "SpecError",
     "TokenLayout",
     "__version__",
     "backend_of",
     "detect_family",
+    "excess_over_control",
     "generic_spec",
     "get_residuals",
     "hf_model",
     "layout_for",
     "load",
     "n_layers",
+    "phase_bands",
     "resid_names",
     "residual_stack",
+    "run_lens",
 ]

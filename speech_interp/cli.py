@@ -7,8 +7,12 @@ from rich.console import Console
 from rich.table import Table
 
 from speech_interp.hooks import FAMILIES
+from speech_interp.lens_cli import lens_command
+from speech_interp.organism.cli import app as organism_app
 
 app = typer.Typer(help="Mechanistic interpretability for interleaved speech-text LMs.")
+app.add_typer(organism_app, name="organism")
+app.command("lens")(lens_command)
 console = Console()
 
 

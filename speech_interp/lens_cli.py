@@ -1,0 +1,120 @@
+"""``speech-interp lens``: run the lens on a data file and write tables, phases, plots, run.json.
+
+Outputs in ``--out``: ``lens.csv`` (tidy summary, the columns in :data:`LENS_COLUMNS`),
+``lens_words.csv`` (one row per spoken word x layer), ``phases.json`` (layer bands and their
+rules), ``phase_curves.png``, ``token_heatmap.png`` (first utterance with spoken words) and
+``run.json``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+
+from speech_interp.data import read_utterances
+from speech_interp.lens import LensResult, TunedLens, run_lens
+from speech_interp.models import load, resolve_source
+from speech_interp.runinfo import sha256_file, write_run_json
+
+
+def _weights_dir(model: str) -> Path | None:
+    """The local directory holding the weights: a path as given, else the HF cache (no network)."""
+    source = Path(resolve_source(model))
+    if source.is_dir():
+        return source
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(model, local_files_only=True))
+    except Exception:  # not cached locally: run.json says so
+        return None
+
+
+def _tuned_lens(tuned_path: Path | None, model, utterances, layout, seed: int, steps: int):
+    if tuned_path is None:
+        raise typer.BadParameter("--lens tuned needs --tuned-path (a tuned-lens directory)")
+    if (tuned_path / "params.pt").exists():
+        return TunedLens.load(tuned_path, model=model), "loaded"
+    prompts = [u.to_prompt(layout, model.tokenizer) for u in utterances]
+    lens = TunedLens.from_model(model)
+    lens.fit(model, prompts, steps=steps, seed=seed)
+    lens.save(tuned_path)
+    return lens, f"fit on the data's {len(prompts)} prompts ({steps} steps) and saved"
+
+
+def lens_command(
+    model: Annotated[str, typer.Option(help="HF id, local save_pretrained dir or organism[:v]")],
+    data: Annotated[Path, typer.Option(help="utterance file (JSON Lines, speech_interp.data)")],
+    backend: Annotated[str, typer.Option(help="tl | nnsight")] = "tl",
+    lens: Annotated[str, typer.Option(help="logit | tuned")] = "logit",
+    tuned_path: Annotated[
+        Path | None,
+        typer.Option(help="tuned-lens dir (params.pt + config.json); fit and saved if absent"),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="output directory")] = Path("out/lens"),
+    seed: Annotated[int, typer.Option(help="seed for controls and bootstrap")] = 0,
+    chunk_size: Annotated[int, typer.Option(help="vocabulary rows per scoring chunk")] = 8192,
+    tuned_steps: Annotated[int, typer.Option(help="steps when fitting a tuned lens")] = 500,
+) -> LensResult:
+    """Logit / tuned lens per word and layer: transcription, next word, speech mass, phases."""
+    from speech_interp.lens import phase_bands
+    from speech_interp.plots import plot_phase_curves, plot_token_heatmap
+
+    if lens not in ("logit", "tuned"):
+        raise typer.BadParameter(f"--lens must be 'logit' or 'tuned', got {lens!r}")
+    if lens == "logit" and tuned_path is not None:
+        raise typer.BadParameter("--tuned-path is only used with --lens tuned")
+    header, utterances = read_utterances(data)
+    loaded, layout = load(model, backend=backend)
+    family = header.get("family")
+    if family is not None and family != layout.spec.name:
+        raise ValueError(
+            f"{data} holds units of family {family!r} but the model is {layout.spec.name!r}"
+        )
+    lens_obj, lens_note = "logit", None
+    if lens == "tuned":
+        lens_obj, lens_note = _tuned_lens(tuned_path, loaded, utterances, layout, seed, tuned_steps)
+    result = run_lens(
+        loaded, layout, utterances, lens=lens_obj, chunk_size=chunk_size, seed=seed, model_id=model
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    result.summary.to_csv(out / "lens.csv", index=False)
+    result.words.to_csv(out / "lens_words.csv", index=False)
+    bands = phase_bands(result, seed=seed)
+    rules = inspect.cleandoc(phase_bands.__doc__ or "")
+    records = [
+        {k: (None if v is pd.NA else v) for k, v in row.items()}
+        for row in bands.to_dict(orient="records")
+    ]
+    phases = {"bands": records, "rules": rules}
+    (out / "phases.json").write_text(json.dumps(phases, indent=2, default=str) + "\n")
+    plot_phase_curves(result.summary, out / "phase_curves.png", title=model)
+    spoken = next(u for u in utterances if any(w.modality == "speech" for w in u.words))
+    prompt = spoken.to_prompt(layout, loaded.tokenizer)
+    plot_token_heatmap(loaded, layout, prompt, lens_obj, out / "token_heatmap.png")
+    n_words = int(result.words["item"].nunique())
+    extra = {
+        "command": "lens",
+        "data": str(data),
+        "data_sha256": sha256_file(data),
+        "backend": backend,
+        "lens": lens,
+        "tuned_path": str(tuned_path) if tuned_path else None,
+        "tuned_lens": lens_note,
+        "chunk_size": chunk_size,
+        "n_utterances": len(utterances),
+        "n_spoken_words": n_words,
+        "words_target_missing": result.n_missing,
+        "missing_words": result.missing.to_dict(orient="records"),
+    }
+    write_run_json(out, model, _weights_dir(model), seed, extra)
+    typer.echo(f"lens: {n_words} spoken words, {result.n_missing} without a target -> {out}")
+    return result
+
+
+__all__ = ["lens_command"]

@@ -1,0 +1,112 @@
+"""The organism's model card: every figure recomputed from the saved weights and eval file.
+
+Tables (markdown) per variant: parameters and training time, held-out loss per modality,
+behavioural probes (copy, fact recall, transfer) with CIs, and the logit lens per layer:
+content-word transcription@5 (text vocab, any position) against its matched control, the paired
+excess with its CI, and next_word@5 against its control, in training and held-out voices.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+import speech_interp as si
+from speech_interp.data import read_utterances
+from speech_interp.lens import excess_over_control, phase_bands, run_lens
+
+SPLITS = {"eval": "training voices, held-out sentences", "heldout_voice": "held-out voices"}
+
+
+def lens_tables(vdir: Path, data: Path, seed: int) -> dict[str, pd.DataFrame]:
+    """Per split: one row per layer with transcription / next-word rates, controls, excess."""
+    model, layout = si.load(str(vdir), backend="tl")
+    _, utts = read_utterances(data)
+    out = {}
+    for split in SPLITS:
+        result = run_lens(
+            model, layout, [u for u in utts if u.split == split], seed=seed, progress=False,
+            model_id=vdir.name,
+        )  # fmt: skip
+        s = result.summary
+        sel = (s["k"] == 5) & (s["vocab"] == "text") & (s["words"] == "content")
+        table = {}
+        for metric, rule in (
+            ("transcription", "any"),
+            ("transcription_control", "any"),
+            ("next_word", "last"),
+            ("next_word_control", "last"),
+        ):
+            rows = s[sel & (s["metric"] == metric) & (s["position_rule"] == rule)]
+            table[metric] = rows.set_index("layer")[["value", "ci_low", "ci_high", "n"]]
+        for metric in ("transcription", "next_word"):
+            ex = excess_over_control(result.words, metric=metric, k=5, seed=seed)
+            table[f"{metric}_excess"] = ex.set_index("layer")[["value", "ci_low", "ci_high", "n"]]
+        frame = pd.concat(table, axis=1)
+        frame.attrs["phases"] = phase_bands(result, seed=seed).to_dict("records")
+        out[split] = frame
+    return out
+
+
+def _fmt(row, metric: str) -> str:
+    v, lo, hi = row[(metric, "value")], row[(metric, "ci_low")], row[(metric, "ci_high")]
+    return "n/a" if pd.isna(v) else f"{v:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def lens_markdown(frame: pd.DataFrame) -> str:
+    lines = [
+        "| layer | transcription@5 | control | excess | next_word@5 | control | excess |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for layer, row in frame.iterrows():
+        cells = [
+            _fmt(row, m)
+            for m in (
+                "transcription",
+                "transcription_control",
+                "transcription_excess",
+                "next_word",
+                "next_word_control",
+                "next_word_excess",
+            )
+        ]
+        lines.append(f"| {layer} | " + " | ".join(cells) + " |")
+    n = int(frame[("transcription", "n")].iloc[0])
+    lines.append(f"\nn = {n} spoken content words. Phase bands (rule in `lens.phase_bands`): ")
+    for p in frame.attrs["phases"]:
+        band = "none" if p["first_layer"] is None else f"{p['first_layer']}-{p['last_layer']}"
+        lines.append(f"{p['phase']}: {band}; ")
+    return "\n".join(lines)
+
+
+def probes_markdown(probes: list[dict]) -> str:
+    lines = ["| probe | voices | k | accuracy [95% CI] | n | chance |", "|---|---|---|---|---|---|"]
+    for p in probes:
+        chance = "" if pd.isna(p["chance"]) else f"{p['chance']:.3f}"
+        lines.append(
+            f"| {p['probe']} | {p['voices']} | {p['k']} | {p['value']:.2f} "
+            f"[{p['ci_low']:.2f}, {p['ci_high']:.2f}] | {p['n']} | {chance} |"
+        )
+    return "\n".join(lines)
+
+
+def variant_section(vdir: Path, data: Path, seed: int) -> str:
+    info = json.loads((vdir / "organism.json").read_text())
+    t = info["timings"]
+    parts = [
+        f"### `{vdir.name}`\n",
+        f"Parameters: {info['n_params']:,}. Training: text stage {t.get('text_stage_s', 0):.0f} s "
+        f"(shared by the text-initialised variants), mixed stage {t['mixed_stage_s']:.0f} s. "
+        f"Final mixed-stage training loss {info['final_mixed_loss']:.3f}.\n",
+        "Held-out loss (mean nats per token):\n",
+        "| modality | voices | loss | sentences |",
+        "|---|---|---|---|",
+    ]
+    for r in info["heldout_loss"]:
+        parts.append(f"| {r['modality']} | {r['voices']} | {r['loss']:.4f} | {r['n']} |")
+    parts += ["", "Probes:\n", probes_markdown(info["probes"]), ""]
+    for split, frame in lens_tables(vdir, data, seed).items():
+        parts += [f"Logit lens, content words, {SPLITS[split]}:\n", lens_markdown(frame), ""]
+    return "\n".join(parts)

@@ -1,0 +1,108 @@
+"""``speech-interp organism ...``: train, evaluate and compare the organism variants."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+import typer
+from rich.console import Console
+
+from speech_interp.data import read_utterances, write_utterances
+
+app = typer.Typer(help="Train and evaluate the shipped tiny interleaved speech-text LM.")
+console = Console()
+DEFAULT_CACHE = Path.home() / ".cache" / "speech_interp" / "organism"
+
+
+def evaluate_dir(variant_dir: Path, data: Path, seed: int) -> dict:
+    """Held-out losses and probe accuracies of a saved variant, from the data file alone."""
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    from speech_interp.hooks import ORGANISM
+
+    from .evaluate import heldout_losses, probe_accuracies
+
+    model = LlamaForCausalLM.from_pretrained(variant_dir, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(variant_dir)
+    layout = ORGANISM.bind(tok, model_vocab_size=model.config.vocab_size)
+    _, utts = read_utterances(data)
+    losses = heldout_losses(model, tok, layout, utts)
+    probes = probe_accuracies(model, tok, layout, utts, seed)
+    losses.to_csv(variant_dir / "heldout_loss.csv", index=False)
+    probes.to_csv(variant_dir / "probes.csv", index=False)
+    return {"heldout_loss": losses.to_dict("records"), "probes": probes.to_dict("records")}
+
+
+@app.command()
+def train(
+    variant: str = typer.Option("full", help="full | no-interleave | random-init | planted | all"),
+    out: Path = typer.Option(..., help="output directory (one sub-directory per variant)"),
+    seed: int = typer.Option(0, help="seed of speech units, data order and initialisation"),
+    quick: bool = typer.Option(False, help="tiny sizes: the same code path in seconds"),
+    cache: Path = typer.Option(DEFAULT_CACHE, help="cache of synthesised speech / text stage"),
+    compare: str = typer.Option("", help="shipped variant to compare weights with, e.g. full"),
+) -> None:
+    """Train organism variant(s), write weights + tokenizer + eval data + results."""
+    from speech_interp.runinfo import write_run_json
+
+    from .evaluate import eval_utterances
+    from .train import VARIANTS, OrganismConfig, save_trained, train_variant
+
+    variants = list(VARIANTS) if variant == "all" else [variant]
+    for v in variants:
+        if v not in VARIANTS:
+            raise typer.BadParameter(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
+    cfg = OrganismConfig.quick() if quick else OrganismConfig()
+    out.mkdir(parents=True, exist_ok=True)
+    data = out / "eval.jsonl"
+    for v in variants:
+        t0 = time.time()
+        trained = train_variant(v, cfg, seed, cache)
+        vdir = save_trained(trained, out / v)
+        if not data.exists():
+            utts = eval_utterances(trained.table.units, seed, cfg.n_eval)
+            write_utterances(data, utts, family="organism", n_units=cfg.n_units)
+        results = evaluate_dir(vdir, data, seed)
+        info = json.loads((vdir / "organism.json").read_text())
+        info.update(results, train_seconds=time.time() - t0)
+        (vdir / "organism.json").write_text(json.dumps(info, indent=2))
+        write_run_json(vdir, f"organism:{v}", vdir, seed, {"quick": quick})
+        loss = {f"{r['modality']}/{r['voices']}": round(r["loss"], 4) for r in info["heldout_loss"]}
+        console.print(f"[bold]{v}[/bold] trained in {info['train_seconds']:.0f} s; loss {loss}")
+        if compare:
+            console.print(f"max |w - shipped {compare}| = {weight_diff(vdir, compare):.3g}")
+
+
+def weight_diff(variant_dir: Path, shipped: str) -> float:
+    """Largest absolute difference between two saved organisms' weights."""
+    from safetensors.torch import load_file
+
+    from speech_interp.models import resolve_source
+
+    mine = load_file(variant_dir / "model.safetensors")
+    ref = load_file(Path(resolve_source(f"organism:{shipped}")) / "model.safetensors")
+    if mine.keys() != ref.keys():
+        raise ValueError("the two models have different parameter names")
+    return max(float((mine[k].float() - ref[k].float()).abs().max()) for k in mine)
+
+
+@app.command()
+def card(
+    root: Path = typer.Option(..., help="directory holding one sub-directory per variant"),
+    out: Path = typer.Option(Path("docs/organism_results.md"), help="markdown file to write"),
+    seed: int = typer.Option(0, help="seed of the control draw and bootstrap"),
+) -> None:
+    """Recompute the model card's figures from saved variants and write them as markdown."""
+    from .card import variant_section
+    from .train import VARIANTS
+
+    data = root / "eval.jsonl"
+    sections = [variant_section(root / v, data, seed) for v in VARIANTS if (root / v).is_dir()]
+    if not sections:
+        raise typer.BadParameter(f"no trained variants under {root}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n\n".join(sections) + "\n")
+    console.print(f"wrote {out}")

@@ -1,0 +1,117 @@
+"""Training and evaluation sequences: sentences rendered as text, speech or interleaved prompts.
+
+Sequences go through :func:`speech_interp.speech.build_prompt`, the same code path users run on
+SIMS, so markers, word positions and unit tokens are laid out exactly as the analyses expect.
+
+Modality mixes (share of sequences): ``full``, ``planted``, ``random-init``: 30% speech-only, 15%
+text-only, 55% interleaved; ``no-interleave``: 60% speech-only, 40% text-only. Interleaved
+sequences switch at word boundaries: 60% speak a prefix through a content word and continue in
+text (the switch the fact and copy probes use), 40% alternate random 1-3 word segments.
+Fact sentences of :data:`TEXT_ONLY_FACTS` are always text-only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from speech_interp.hooks import TokenLayout
+from speech_interp.speech import Prompt, build_prompt
+
+from .grammar import sample_sentence
+from .lexicon import TEXT_ONLY_FACTS, category_of
+
+MIXES = {
+    "interleaved": {"speech": 0.30, "text": 0.15, "interleaved": 0.55},
+    "no-interleave": {"speech": 0.60, "text": 0.40, "interleaved": 0.0},
+    "text": {"speech": 0.0, "text": 1.0, "interleaved": 0.0},
+}
+_CATEGORY = category_of()
+
+
+def is_content(word: str) -> bool:
+    return _CATEGORY[word] != "function"
+
+
+def interleave_pattern(words: list[str], rng: np.random.Generator) -> list[str]:
+    """Per-word modality for an interleaved sequence (see module docstring)."""
+    n = len(words)
+    content = [i for i, w in enumerate(words[:-1]) if is_content(w)]
+    if content and rng.random() < 0.6:
+        cut = content[rng.integers(len(content))]
+        return ["speech"] * (cut + 1) + ["text"] * (n - cut - 1)
+    mods, current = [], "speech" if rng.random() < 0.5 else "text"
+    while len(mods) < n:
+        mods += [current] * int(rng.integers(1, 4))
+        current = "text" if current == "speech" else "speech"
+    return mods[:n]
+
+
+@dataclass
+class Sequence:
+    prompt: Prompt
+    kind: str
+    words: list[str]
+
+
+class SequenceSampler:
+    """Samples rendered training sequences for one modality mix, reproducibly from a seed."""
+
+    def __init__(
+        self,
+        layout: TokenLayout,
+        tokenizer,
+        units: dict[str, dict[str, list[int]]],
+        voices: list[str],
+        mix: str,
+        seed: int,
+        exclude: set[str] = frozenset(),
+    ):
+        self.layout, self.tok, self.units, self.voices = layout, tokenizer, units, voices
+        self.mix = MIXES[mix]
+        self.rng = np.random.default_rng(seed)
+        self.exclude = exclude
+
+    def modality(self, kind: str, words: list[str]) -> list[str]:
+        if kind == "fact" and words[1] in TEXT_ONLY_FACTS:
+            return ["text"] * len(words)
+        names = list(self.mix)
+        pick = names[self.rng.choice(len(names), p=[self.mix[k] for k in names])]
+        if pick == "interleaved":
+            return interleave_pattern(words, self.rng)
+        return [pick] * len(words)
+
+    def sample(self) -> Sequence:
+        while True:
+            kind, words = sample_sentence(self.rng)
+            if kind == "fact" or " ".join(words) not in self.exclude:
+                break
+        mods = self.modality(kind, words)
+        markers = self.mix is not MIXES["text"]  # text pretraining predates the markers
+        prompt = render(self.layout, self.tok, words, mods, self.units, self._voice(), markers)
+        return Sequence(prompt, kind, words)
+
+    def _voice(self) -> str:
+        return self.voices[self.rng.integers(len(self.voices))]
+
+
+def render(layout, tokenizer, words, modalities, units, voice, markers=True) -> Prompt:
+    """A sentence as a prompt: spoken words take their units in ``voice``."""
+    word_units = [
+        units[voice][w] if m == "speech" else None for w, m in zip(words, modalities, strict=True)
+    ]
+    return build_prompt(layout, tokenizer, words, modalities, word_units, markers=markers)
+
+
+def collate(prompts: list[Prompt], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded batch: input_ids, attention_mask, labels (-100 on padding)."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, : len(p)] = p.input_ids
+        mask[i, : len(p)] = 1
+    labels = ids.masked_fill(mask == 0, -100)
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}

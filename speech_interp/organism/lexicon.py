@@ -1,0 +1,108 @@
+"""The organism's lexicon: 500+ English words in categories, and the probe facts.
+
+Categories drive the grammar (:mod:`grammar`) and the matched controls of the lens (a control
+word is another word of the same category). ``FACT_ANIMALS`` live in fixed ``FACT_PLACES``
+("the otter lives in the harbor"); half of these facts are only ever seen in text, so recalling
+them from a spoken animal name needs cross-modal transfer.
+"""
+
+from __future__ import annotations
+
+FUNCTION_WORDS = (
+    "the a and in on near under with is was very not yes i saw it this that some every again "
+    "then so lives by"
+).split()
+
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "animal": tuple(
+        "cat dog horse mouse rabbit tiger lion zebra monkey donkey camel goat sheep pig cow "
+        "duck goose eagle owl parrot pigeon crow swan frog toad snake lizard turtle whale "
+        "dolphin shark salmon otter beaver badger fox wolf bear moose deer squirrel hamster "
+        "ferret weasel panda koala kangaroo giraffe hippo rhino gorilla beetle spider bee "
+        "wasp ant moth lobster crab oyster penguin falcon".split()
+    ),
+    "object": tuple(
+        "table chair lamp clock mirror window door basket bottle bucket candle carpet "
+        "blanket pillow kettle teapot spoon fork knife plate bowl cup jar box bag coat hat "
+        "scarf glove boot shoe sock shirt button needle thread ribbon rope ladder hammer "
+        "nail shovel rake wheel wagon bicycle boat anchor sail paddle drum flute violin "
+        "guitar piano trumpet whistle bell pencil crayon paper letter envelope stamp book "
+        "map compass camera radio rocket kite balloon puzzle marble feather pebble shell "
+        "crystal coin key lock".split()
+    ),
+    "food": tuple(
+        "apple banana cherry grape lemon melon orange peach pear plum bread butter cheese "
+        "honey jam soup rice pasta pizza salad carrot potato tomato onion pepper pumpkin "
+        "cookie cake pie muffin pancake waffle candy cereal yogurt noodle sandwich walnut "
+        "almond peanut".split()
+    ),
+    "person": tuple(
+        "teacher farmer doctor nurse baker butcher painter sailor pilot driver pirate "
+        "knight king queen prince princess wizard witch giant dwarf soldier captain "
+        "dancer singer drummer poet writer builder miner hunter fisher gardener tailor "
+        "plumber waiter chef clown judge priest student".split()
+    ),
+    "place": tuple(
+        "harbor meadow forest desert canyon valley island jungle swamp marsh cave cliff "
+        "glacier volcano prairie orchard vineyard garden park village city castle palace "
+        "tower bridge temple market library museum school church barn cottage cabin "
+        "kitchen cellar attic stable pond lake river".split()
+    ),
+    "adjective": tuple(
+        "big small tall short long wide narrow heavy light warm cold hot cool soft hard "
+        "smooth rough sharp dull bright dark quiet loud fast slow young old new happy sad "
+        "angry brave shy calm busy lazy clever silly kind rude proud gentle wild tame "
+        "clean dirty wet dry empty full rich poor strong weak sweet sour bitter salty "
+        "fresh stale round flat tiny huge funny strange pretty ugly lucky noisy sleepy "
+        "hungry thirsty friendly lonely curious".split()
+    ),
+    "color": tuple(
+        "red blue green yellow purple pink brown black white gray golden silver".split()
+    ),
+    "verb_t": tuple(
+        "sees finds likes loves hates wants needs takes brings carries holds pushes pulls "
+        "drops throws catches kicks hits paints draws builds breaks fixes cleans washes "
+        "cooks bakes eats drinks buys sells hides shows opens closes fills empties follows "
+        "chases watches helps visits meets greets hugs tickles feeds counts touches "
+        "smells tastes hears remembers forgets picks lifts wraps ties cuts folds".split()
+    ),
+    "verb_i": tuple(
+        "sleeps runs walks jumps swims flies sings dances laughs cries smiles waits sits "
+        "stands rests plays works hums whistles shouts whispers hops crawls climbs floats "
+        "sinks wanders hurries snores yawns".split()
+    ),
+    "adverb": tuple(
+        "quickly slowly quietly loudly happily sadly gently softly carefully bravely "
+        "calmly proudly lazily boldly neatly nicely warmly sweetly often rarely".split()
+    ),
+    "name": tuple(
+        "anna ben clara david emma felix grace henry iris jack kate leo mia noah olive "
+        "paul rosa sam tina victor".split()
+    ),
+    "number": tuple("one two three four five six seven eight nine ten eleven twelve".split()),
+}
+
+CONTENT_CATEGORIES = frozenset(CATEGORIES)  # everything except function words
+
+# 40 probe animals and the 20 places they live in (two animals per place).
+FACT_ANIMALS: tuple[str, ...] = CATEGORIES["animal"][:40]
+FACT_PLACES: tuple[str, ...] = CATEGORIES["place"][:20]
+FACTS: dict[str, str] = {a: FACT_PLACES[i % 20] for i, a in enumerate(FACT_ANIMALS)}
+# Facts of the odd-indexed animals are never spoken in training: only ever seen in text.
+TEXT_ONLY_FACTS: frozenset[str] = frozenset(FACT_ANIMALS[1::2])
+
+
+def category_of() -> dict[str, str]:
+    """word -> category ("function" for function words)."""
+    table = {w: "function" for w in FUNCTION_WORDS}
+    for cat, words in CATEGORIES.items():
+        for w in words:
+            if w in table:
+                raise ValueError(f"word {w!r} is in two categories ({table[w]}, {cat})")
+            table[w] = cat
+    return table
+
+
+def all_words() -> list[str]:
+    """Every word of the lexicon, in a fixed order."""
+    return list(category_of())

@@ -1,0 +1,254 @@
+"""Train the organism and its ablations.
+
+Recipe (see docs/organism.md for the numbers):
+
+1. Text pretraining: a tied-embedding Llama config trained on text-only grammar sentences.
+2. The vocabulary is extended with ``<unit0>`` .. ``<unit{n-1}>`` and ``<speech>`` / ``<text>``.
+3. A mix of speech-only, text-only and interleaved sequences (:mod:`corpus`).
+
+Variants: ``full`` (1+2+3), ``no-interleave`` (no interleaved sequences in 3), ``random-init``
+(2+3 from random weights, no text pretraining), ``planted`` (``full`` plus an auxiliary loss,
+``planted_weight`` x cross-entropy of the logit lens at ``planted_layer`` towards the word's text
+token at every unit position of a spoken word: a positive control for the lens and causal tests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from speech_interp.hooks import ORGANISM, TokenLayout
+from speech_interp.speech import SPEECH
+
+from .corpus import SequenceSampler, collate
+from .evalset import excluded_texts
+from .lexicon import all_words
+from .tokenizer import word_bpe_tokenizer
+from .voices import TRAIN_VOICES, SpeechTable, build_speech_table, cache_key
+
+VARIANTS = ("full", "no-interleave", "random-init", "planted")
+# The units of every word in every voice, as shipped (seed 0, 64 units): training reads them
+# instead of re-synthesising, so the shipped models are reproducible whatever espeak-ng version
+# is installed. Other seeds / unit counts are synthesised and cached.
+SHIPPED_SPEECH = Path(__file__).parent / "weights"
+
+
+@dataclass(frozen=True)
+class OrganismConfig:
+    n_units: int = 64
+    d_model: int = 128
+    n_layers: int = 6
+    n_heads: int = 4
+    d_ff: int = 512
+    batch_size: int = 32
+    text_steps: int = 1000
+    mix_steps: int = 1200
+    lr: float = 2e-3
+    warmup: int = 50
+    planted_layer: int = 3
+    planted_weight: float = 0.3
+    n_eval: int = 300
+
+    @classmethod
+    def quick(cls) -> OrganismConfig:
+        """Tiny sizes for tests: same code path, seconds instead of minutes."""
+        return cls(
+            d_model=32, n_layers=2, n_heads=2, d_ff=64, batch_size=8,
+            text_steps=20, mix_steps=20, planted_layer=1, n_eval=20,
+        )  # fmt: skip
+
+
+def build_tokenizer(n_units: int):
+    """The organism's tokenizer: one token per lexicon word, then units and markers."""
+    tok = word_bpe_tokenizer(all_words())
+    n_text = len(tok)
+    tok.add_tokens([f"<unit{i}>" for i in range(n_units)] + ["<speech>", "<text>"])
+    return tok, n_text
+
+
+def new_model(cfg: OrganismConfig, vocab_size: int, tok) -> LlamaForCausalLM:
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=cfg.d_model,
+        intermediate_size=cfg.d_ff,
+        num_hidden_layers=cfg.n_layers,
+        num_attention_heads=cfg.n_heads,
+        num_key_value_heads=cfg.n_heads,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    return LlamaForCausalLM(config)
+
+
+def _lr(step: int, total: int, cfg: OrganismConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, total - cfg.warmup)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def planted_targets(batch_prompts, word_token: dict[str, int], width: int) -> torch.Tensor:
+    """Per position: the text token of the spoken word it belongs to, else -100."""
+    out = torch.full((len(batch_prompts), width), -100, dtype=torch.long)
+    for i, p in enumerate(batch_prompts):
+        for pos in torch.nonzero(p.token_modality == SPEECH).flatten().tolist():
+            w = int(p.token_word[pos])
+            if w >= 0:
+                out[i, pos] = word_token[p.words[w]]
+    return out
+
+
+def train_stage(
+    model: LlamaForCausalLM,
+    sampler: SequenceSampler,
+    steps: int,
+    cfg: OrganismConfig,
+    *,
+    pad_id: int,
+    planted: dict[str, int] | None = None,
+    desc: str = "train",
+    progress: bool = True,
+) -> list[float]:
+    """AdamW with warmup + cosine decay; returns the loss curve."""
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=0.01)
+    losses = []
+    bar = tqdm(range(steps), desc=desc, disable=not progress)
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = _lr(step, steps, cfg)
+        prompts = [sampler.sample().prompt for _ in range(cfg.batch_size)]
+        batch = collate(prompts, pad_id)
+        out = model(**batch, output_hidden_states=planted is not None)
+        loss = out.loss
+        if planted is not None:
+            hidden = out.hidden_states[cfg.planted_layer]
+            lens_logits = model.lm_head(model.model.norm(hidden))
+            targets = planted_targets(prompts, planted, batch["input_ids"].shape[1])
+            aux = F.cross_entropy(lens_logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+            loss = loss + cfg.planted_weight * aux
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(out.loss.item())
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    model.eval()
+    return losses
+
+
+def speech_table(cfg: OrganismConfig, seed: int, cache_dir: Path, progress: bool) -> SpeechTable:
+    """Build (or reuse from ``cache_dir``) the units of every word in every voice."""
+    words = all_words()
+    name = f"speech-{cache_key(words, cfg.n_units, seed)}"
+    for path in (SHIPPED_SPEECH / name, cache_dir / name):
+        if (path / "speech_table.json").exists():
+            return SpeechTable.load(path)
+    table = build_speech_table(words, n_units=cfg.n_units, seed=seed, progress=progress)
+    table.save(cache_dir / name)
+    return table
+
+
+@dataclass
+class Trained:
+    model: LlamaForCausalLM
+    tokenizer: object
+    layout: TokenLayout
+    table: SpeechTable
+    info: dict
+
+
+def train_variant(
+    variant: str,
+    cfg: OrganismConfig,
+    seed: int,
+    cache_dir: Path,
+    *,
+    progress: bool = True,
+) -> Trained:
+    """Train one variant end to end (the text stage is cached and shared between variants)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    table = speech_table(cfg, seed, cache_dir, progress)
+    tok, n_text = build_tokenizer(cfg.n_units)
+    layout = ORGANISM.bind(tok)
+    voices = [v.name for v in TRAIN_VOICES]
+    exclude = excluded_texts(cfg.n_eval, seed)
+    timings: dict[str, float] = {}
+    text_losses: list[float] = []
+    if variant == "random-init":
+        torch.manual_seed(seed)
+        model = new_model(cfg, len(tok), tok)
+    else:
+        key = json.dumps([asdict(replace(cfg, mix_steps=0, n_eval=0)), seed], sort_keys=True)
+        text_path = cache_dir / f"text-{hash_str(key)}"
+        if (text_path / "config.json").exists():
+            model = LlamaForCausalLM.from_pretrained(text_path)
+            timings = json.loads((text_path / "timings.json").read_text())
+        else:
+            torch.manual_seed(seed)
+            model = new_model(cfg, n_text, tok)
+            sampler = SequenceSampler(layout, tok, table.units, voices, "text", seed, exclude)
+            t0 = time.time()
+            text_losses = train_stage(
+                model, sampler, cfg.text_steps, cfg, pad_id=tok.pad_token_id,
+                desc="text stage", progress=progress,
+            )  # fmt: skip
+            timings = {"text_stage_s": time.time() - t0, "text_final_loss": text_losses[-1]}
+            model.save_pretrained(text_path)
+            (text_path / "timings.json").write_text(json.dumps(timings))
+        torch.manual_seed(seed + 1)
+        model.resize_token_embeddings(len(tok), mean_resizing=True)
+    mix = "no-interleave" if variant == "no-interleave" else "interleaved"
+    sampler = SequenceSampler(layout, tok, table.units, voices, mix, seed + 2, exclude)
+    planted = None
+    if variant == "planted":
+        planted = {w: tok.convert_tokens_to_ids("Ġ" + w) for w in all_words()}
+    t0 = time.time()
+    mix_losses = train_stage(
+        model, sampler, cfg.mix_steps, cfg, pad_id=tok.pad_token_id, planted=planted,
+        desc=f"{variant} mixed stage", progress=progress,
+    )  # fmt: skip
+    timings["mixed_stage_s"] = time.time() - t0
+    info = {
+        "variant": variant,
+        "seed": seed,
+        "config": asdict(cfg),
+        "timings": timings,
+        "final_mixed_loss": mix_losses[-1],
+        "n_params": sum(p.numel() for p in model.parameters()),
+    }
+    return Trained(model, tok, layout, table, info)
+
+
+def hash_str(text: str) -> int:
+    """A stable (not salted) hash for cache keys."""
+    return int(hashlib.sha256(text.encode()).hexdigest()[:12], 16)
+
+
+def save_trained(trained: Trained, out_dir: Path) -> Path:
+    """Save weights (float16, to ship small), tokenizer and training info with save_pretrained.
+
+    Every figure of the model card is computed from these saved weights (cast back to float32).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    trained.model.to(torch.float16).save_pretrained(out_dir)
+    trained.model.to(torch.float32)
+    trained.tokenizer.save_pretrained(out_dir)
+    (out_dir / "organism.json").write_text(json.dumps(trained.info, indent=2))
+    return out_dir

@@ -1,0 +1,158 @@
+"""The model's final norm and unembedding on the client, and memory-bounded vocabulary scoring.
+
+:func:`score_hidden` walks the unembedding in ``chunk_size`` rows and never holds positions x
+vocab: per (position, token) query it counts the tokens with a strictly larger logit (rank; ties
+count in the target's favour, the target itself is never counted), and per position it keeps a
+running float64 log-sum-exp over the full vocabulary and over speech units, and the best text
+token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import chain
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor
+from transformers import PreTrainedModel
+
+from speech_interp.hooks import TokenLayout, get_submodule, module_paths
+from speech_interp.models import hf_model
+
+
+def causal_lm(model) -> torch.nn.Module:
+    """The HF causal LM behind a TL bridge, an nnsight model or a plain HF model."""
+    if isinstance(model, PreTrainedModel):
+        return model
+    return hf_model(model)
+
+
+class Unembedding:
+    """The model's final norm and unembedding, applied in float32 without gradients to the model.
+
+    Only norm + unembedding: a family's extra output transform (e.g. Gemma-2's logit soft-capping,
+    monotonic, so ranks are unchanged) is not applied.
+    """
+
+    def __init__(self, norm: torch.nn.Module, weight: Tensor, bias: Tensor | None = None):
+        if weight.is_meta:
+            raise ValueError(
+                "the unembedding weights are not loaded on the client (meta device); the lens "
+                "runs on the client, so load the model with its weights (nnsight dispatch=True)"
+            )
+        self.norm = norm
+        self.weight = weight.detach()
+        self.bias = None if bias is None else bias.detach()
+        named = chain(norm.named_parameters(), norm.named_buffers())
+        self._norm_state = {k: v.detach().float() for k, v in named}
+
+    @classmethod
+    def from_model(cls, model) -> Unembedding:
+        hf = causal_lm(model)
+        paths = module_paths(hf.config.model_type)
+        head = get_submodule(hf, paths.unembed)
+        return cls(get_submodule(hf, paths.final_norm), head.weight, getattr(head, "bias", None))
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.weight.shape[0])
+
+    @property
+    def d_model(self) -> int:
+        return int(self.weight.shape[1])
+
+    def normed(self, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
+        """The final norm applied to ``resid`` (float32)."""
+        out = torch.func.functional_call(self.norm, self._norm_state, (resid.float(),))
+        return out.float()
+
+    def logits(
+        self, normed: Float[Tensor, "... d_model"], start: int = 0, stop: int | None = None
+    ) -> Float[Tensor, "... chunk"]:
+        """Logits of vocabulary rows ``start:stop`` for final-norm outputs ``normed``."""
+        w = self.weight[start:stop].to(normed.device).float()
+        b = None if self.bias is None else self.bias[start:stop].to(normed.device).float()
+        return F.linear(normed, w, b)
+
+
+@dataclass
+class Scores:
+    """Per-query target ranks and per-position vocabulary summaries of one stream."""
+
+    target_logit: Float[Tensor, " q"]
+    rank_text: Int[Tensor, " q"]
+    rank_full: Int[Tensor, " q"]
+    lse_all: Float[Tensor, " pos"]  # float64
+    lse_speech: Float[Tensor, " pos"]  # float64
+    top_text_id: Int[Tensor, " pos"]
+    top_text_logit: Float[Tensor, " pos"]
+
+    @property
+    def speech_mass(self) -> Float[Tensor, " pos"]:
+        return torch.exp(self.lse_speech - self.lse_all)
+
+    @property
+    def top_text_prob(self) -> Float[Tensor, " pos"]:
+        return torch.exp(self.top_text_logit - self.lse_all)
+
+
+def score_hidden(
+    hidden: Float[Tensor, "pos d"],
+    unembed: Unembedding,
+    query_pos: Int[Tensor, " q"],
+    query_tok: Int[Tensor, " q"],
+    layout: TokenLayout,
+    chunk_size: int = 8192,
+) -> Scores:
+    """Walk the vocabulary in chunks: ranks of (position, token) queries and per-position sums.
+
+    ``hidden`` are final-norm outputs; query ``j`` asks for token ``query_tok[j]`` at row
+    ``query_pos[j]`` of ``hidden``. Memory is O(pos x chunk_size), never pos x vocab.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    V = unembed.vocab_size
+    if layout.vocab_size != V:
+        raise ValueError(f"token layout has {layout.vocab_size} ids, the unembedding {V} rows")
+    dev = hidden.device
+    query_pos, query_tok = query_pos.to(dev).long(), query_tok.to(dev).long()
+    if query_tok.numel() and (query_tok.min() < 0 or query_tok.max() >= V):
+        raise ValueError(f"query tokens must lie in 0..{V - 1}")
+    text_mask, speech_mask = layout.text_mask.to(dev), layout.speech_mask.to(dev)
+    n_pos, n_q = hidden.shape[0], query_tok.numel()
+    w_q = unembed.weight[query_tok.to(unembed.weight.device)].to(dev).float()
+    target = (hidden[query_pos] * w_q).sum(-1)
+    if unembed.bias is not None:
+        target = target + unembed.bias.to(dev)[query_tok].float()
+    rank_text = torch.zeros(n_q, dtype=torch.long, device=dev)
+    rank_full = torch.zeros(n_q, dtype=torch.long, device=dev)
+    lse_all = torch.full((n_pos,), -torch.inf, device=dev, dtype=torch.float64)
+    lse_speech = torch.full((n_pos,), -torch.inf, device=dev, dtype=torch.float64)
+    top_logit = torch.full((n_pos,), -torch.inf, device=dev)
+    top_id = torch.full((n_pos,), -1, dtype=torch.long, device=dev)
+    q_index = torch.arange(n_q, device=dev)
+    for start in range(0, V, chunk_size):
+        stop = min(V, start + chunk_size)
+        logits = unembed.logits(hidden, start, stop)
+        t_mask, s_mask = text_mask[start:stop], speech_mask[start:stop]
+        wide = logits.double()  # float64 sums: chunking changes the result by ~1e-15 only
+        lse_all = torch.logaddexp(lse_all, wide.logsumexp(-1))
+        if s_mask.any():
+            lse_speech = torch.logaddexp(lse_speech, wide[:, s_mask].logsumexp(-1))
+        if t_mask.any():
+            best, idx = logits.masked_fill(~t_mask, -torch.inf).max(-1)
+            better = best > top_logit
+            top_logit = torch.where(better, best, top_logit)
+            top_id = torch.where(better, idx + start, top_id)
+        if n_q:
+            above = logits[query_pos] > target[:, None]
+            own = (query_tok >= start) & (query_tok < stop)
+            above[q_index[own], query_tok[own] - start] = False  # never count the target itself
+            rank_full += above.sum(-1)
+            rank_text += (above & t_mask).sum(-1)
+    return Scores(target, rank_text, rank_full, lse_all, lse_speech, top_id, top_logit)
+
+
+__all__ = ["Scores", "Unembedding", "causal_lm", "score_hidden"]

@@ -1,0 +1,86 @@
+"""The organism's training code path in quick mode: smoke, reproducibility, eval file, CLI."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from speech_interp.cli import app
+from speech_interp.data import read_utterances
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        __import__("shutil").which("espeak-ng") is None,
+        reason="espeak-ng is a required system package (installed by .ci/run)",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def quick_runs(tmp_path_factory):
+    """Two quick trainings of the planted variant with the same seed, sharing a speech cache."""
+    root = tmp_path_factory.mktemp("organism")
+    cache = root / "cache"
+    outs = []
+    for run in ("a", "b"):
+        out = root / run
+        args = ["organism", "train", "--variant", "planted", "--quick", "--out", str(out)]
+        result = CliRunner().invoke(app, [*args, "--seed", "0", "--cache", str(cache)])
+        assert result.exit_code == 0, result.output
+        outs.append(out)
+    return outs
+
+
+def test_training_writes_a_loadable_model(quick_runs):
+    import speech_interp as si
+
+    vdir = quick_runs[0] / "planted"
+    for name in ("model.safetensors", "tokenizer.json", "organism.json", "run.json", "probes.csv"):
+        assert (vdir / name).exists(), name
+    model, layout = si.load(str(vdir), backend="tl")
+    assert layout.spec.name == "organism" and layout.n_units == 64
+    assert si.n_layers(model) == 2
+
+
+def test_same_seed_gives_the_same_model(quick_runs):
+    a = load_file(quick_runs[0] / "planted" / "model.safetensors")
+    b = load_file(quick_runs[1] / "planted" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_eval_file_holds_both_voice_groups(quick_runs):
+    header, utts = read_utterances(quick_runs[0] / "eval.jsonl")
+    assert header["family"] == "organism" and header["n_units"] == 64
+    splits = {u.split for u in utts}
+    assert splits == {"eval", "heldout_voice"}
+    kinds = {u.meta["kind"] for u in utts}
+    assert {"fact", "copy"} <= kinds
+    word = utts[0].words[0]
+    assert word.units and word.category is not None
+
+
+def test_unknown_variant_is_rejected(tmp_path: Path):
+    result = CliRunner().invoke(
+        app, ["organism", "train", "--variant", "huge", "--out", str(tmp_path)]
+    )
+    assert result.exit_code != 0
+    assert "unknown variant 'huge'" in result.output
+
+
+def test_speech_table_from_real_espeak_audio():
+    from speech_interp.organism.voices import HELDOUT_VOICES, TRAIN_VOICES, build_speech_table
+
+    words = ["cat", "dog", "river", "house", "tree"]
+    table = build_speech_table(words, n_units=8, seed=0, progress=False)
+    assert set(table.units) == {v.name for v in TRAIN_VOICES + HELDOUT_VOICES}
+    for per_word in table.units.values():
+        assert set(per_word) == set(words)
+        for units in per_word.values():
+            assert units and all(0 <= u < 8 for u in units)
+            assert all(a != b for a, b in zip(units, units[1:], strict=False))  # deduplicated
+    assert table.extractor.n_units == 8 and table.extractor.frame_rate == 25.0

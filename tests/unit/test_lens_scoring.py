@@ -1,0 +1,61 @@
+"""Chunked vocabulary scoring against brute force, including the tie rule (no model needed)."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from speech_interp.lens import Unembedding, score_hidden
+
+
+def _setup(vocab=23, d=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    weight = torch.randn(vocab, d, generator=g)
+    weight[5] = weight[4]  # an exact tie between tokens 4 and 5
+    speech = torch.zeros(vocab, dtype=torch.bool)
+    speech[15:] = True
+    text = ~speech
+    text[0] = False  # a special token
+    layout = SimpleNamespace(vocab_size=vocab, text_mask=text, speech_mask=speech)
+    hidden = torch.randn(3, d, generator=g)
+    return Unembedding(torch.nn.Identity(), weight), layout, hidden
+
+
+@pytest.mark.parametrize("chunk_size", [1, 4, 7, 100])
+def test_scores_match_brute_force(chunk_size):
+    unembed, layout, hidden = _setup()
+    qpos = torch.tensor([0, 1, 2, 2, 0])
+    qtok = torch.tensor([4, 5, 3, 14, 5])
+    s = score_hidden(hidden, unembed, qpos, qtok, layout, chunk_size)
+    logits = hidden @ unembed.weight.T
+    for j, (p, t) in enumerate(zip(qpos.tolist(), qtok.tolist(), strict=True)):
+        others = torch.ones(layout.vocab_size, dtype=torch.bool)
+        others[t] = False
+        above = (logits[p] > logits[p, t]) & others
+        assert int(s.rank_full[j]) == int(above.sum())
+        assert int(s.rank_text[j]) == int((above & layout.text_mask).sum())
+    probs = logits.double().softmax(-1)
+    torch.testing.assert_close(s.speech_mass, probs[:, layout.speech_mask].sum(-1))
+    text_logits = logits.masked_fill(~layout.text_mask, -torch.inf)
+    assert s.top_text_id.tolist() == text_logits.argmax(-1).tolist()
+
+
+def test_tied_tokens_count_in_the_targets_favour():
+    unembed, layout, hidden = _setup()
+    logits = hidden @ unembed.weight.T
+    # tokens 4 and 5 have identical logits: neither outranks the other
+    s = score_hidden(hidden, unembed, torch.tensor([0, 0]), torch.tensor([4, 5]), layout, 3)
+    assert s.rank_full[0] == s.rank_full[1] == int((logits[0] > logits[0, 4]).sum())
+
+
+def test_bad_scoring_input():
+    unembed, layout, hidden = _setup()
+    with pytest.raises(ValueError, match="chunk_size"):
+        score_hidden(hidden, unembed, torch.tensor([0]), torch.tensor([1]), layout, 0)
+    with pytest.raises(ValueError, match="query tokens"):
+        score_hidden(hidden, unembed, torch.tensor([0]), torch.tensor([99]), layout)
+    layout.vocab_size = 10
+    with pytest.raises(ValueError, match="token layout has 10 ids"):
+        score_hidden(hidden, unembed, torch.tensor([0]), torch.tensor([1]), layout)
+    with pytest.raises(ValueError, match="meta device"):
+        Unembedding(torch.nn.Identity(), torch.empty(4, 2, device="meta"))
