@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from speech_interp.causal_cli import ablate_command, patch_command, substitute_command
 from speech_interp.hooks import FAMILIES
 from speech_interp.lens_cli import lens_command
 from speech_interp.organism.cli import app as organism_app
@@ -13,12 +16,30 @@ from speech_interp.organism.cli import app as organism_app
 app = typer.Typer(help="Mechanistic interpretability for interleaved speech-text LMs.")
 app.add_typer(organism_app, name="organism")
 app.command("lens")(lens_command)
+app.command("patch")(patch_command)
+app.command("ablate")(ablate_command)
+app.command("substitute")(substitute_command)
 console = Console()
 
 
 @app.callback()
 def main() -> None:
     """speech-interp: lens and causal tests of the implicit text stage of speech LMs."""
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("out/demo"), help="output directory"),
+    backend: str = typer.Option("tl", help="tl | nnsight"),
+    limit: int = typer.Option(0, help="use only the first N utterances (0 = all)"),
+    seed: int = typer.Option(0, help="seed of the control draw and bootstrap"),
+) -> None:
+    """The main job: lens on the shipped organism and its ablations -> CSV, plots, report."""
+    from speech_interp.demo import run_demo
+
+    report = run_demo(out, backend=backend, limit=limit or None, seed=seed)
+    console.print(report.read_text())
+    console.print(f"[green]wrote[/green] {out}")
 
 
 @app.command()

@@ -40,7 +40,8 @@ def evaluate_dir(variant_dir: Path, data: Path, seed: int) -> dict:
 def train(
     variant: str = typer.Option("full", help="full | no-interleave | random-init | planted | all"),
     out: Path = typer.Option(..., help="output directory (one sub-directory per variant)"),
-    seed: int = typer.Option(0, help="seed of speech units, data order and initialisation"),
+    seed: int = typer.Option(0, help="seed of initialisation and data order"),
+    units_seed: int = typer.Option(0, help="seed of the speech units' k-means (0 = shipped)"),
     quick: bool = typer.Option(False, help="tiny sizes: the same code path in seconds"),
     cache: Path = typer.Option(DEFAULT_CACHE, help="cache of synthesised speech / text stage"),
     compare: str = typer.Option("", help="shipped variant to compare weights with, e.g. full"),
@@ -60,7 +61,7 @@ def train(
     data = out / "eval.jsonl"
     for v in variants:
         t0 = time.time()
-        trained = train_variant(v, cfg, seed, cache)
+        trained = train_variant(v, cfg, seed, cache, units_seed=units_seed)
         vdir = save_trained(trained, out / v)
         if not data.exists():
             utts = eval_utterances(trained.table.units, seed, cfg.n_eval)

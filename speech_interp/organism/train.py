@@ -9,7 +9,11 @@ Recipe (see docs/organism.md for the numbers):
 Variants: ``full`` (1+2+3), ``no-interleave`` (no interleaved sequences in 3), ``random-init``
 (2+3 from random weights, no text pretraining), ``planted`` (``full`` plus an auxiliary loss,
 ``planted_weight`` x cross-entropy of the logit lens at ``planted_layer`` towards the word's text
-token at every unit position of a spoken word: a positive control for the lens and causal tests).
+token at every unit position of a spoken word: a positive control for the lens and causal tests),
+``decodable-only`` (``planted``, but during training the input of block ``planted_layer`` has the
+component along the word's text direction moved onto a random other word's direction at every
+unit position, after the lens loss reads it: the word stays decodable there, yet later layers
+learn that this component carries nothing; the negative control of the causal tests).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from .lexicon import all_words
 from .tokenizer import word_bpe_tokenizer
 from .voices import TRAIN_VOICES, SpeechTable, build_speech_table, cache_key
 
-VARIANTS = ("full", "no-interleave", "random-init", "planted")
+VARIANTS = ("full", "no-interleave", "random-init", "planted", "decodable-only")
 # The units of every word in every voice, as shipped (seed 0, 64 units): training reads them
 # instead of re-synthesising, so the shipped models are reproducible whatever espeak-ng version
 # is installed. Other seeds / unit counts are synthesised and cached.
@@ -118,6 +122,7 @@ def train_stage(
     *,
     pad_id: int,
     planted: dict[str, int] | None = None,
+    swap: DirectionSwap | None = None,
     desc: str = "train",
     progress: bool = True,
 ) -> list[float]:
@@ -131,6 +136,8 @@ def train_stage(
             group["lr"] = _lr(step, steps, cfg)
         prompts = [sampler.sample().prompt for _ in range(cfg.batch_size)]
         batch = collate(prompts, pad_id)
+        if swap is not None:
+            swap.targets = planted_targets(prompts, planted, batch["input_ids"].shape[1])
         out = model(**batch, output_hidden_states=planted is not None)
         loss = out.loss
         if planted is not None:
@@ -148,6 +155,40 @@ def train_stage(
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
     model.eval()
     return losses
+
+
+def text_directions(model: LlamaForCausalLM) -> torch.Tensor:
+    """Unit text direction of every token as the logit lens sees it: W_U[t] * final-norm weight."""
+    dirs = model.lm_head.weight * model.model.norm.weight
+    return F.normalize(dirs, dim=-1)
+
+
+class DirectionSwap:
+    """Forward pre-hook moving, at spoken-word positions, the residual's component along the
+    word's text direction onto the direction of a random other lexicon word (seeded)."""
+
+    def __init__(self, model: LlamaForCausalLM, layer: int, word_ids: list[int], seed: int):
+        self.model, self.word_ids = model, torch.tensor(word_ids)
+        self.gen = torch.Generator().manual_seed(seed)
+        self.targets: torch.Tensor | None = None
+        model.model.layers[layer].register_forward_pre_hook(self, with_kwargs=True)
+
+    def __call__(self, module, args, kwargs):
+        h = args[0] if args else kwargs["hidden_states"]
+        mask = self.targets >= 0
+        if not self.model.training or not mask.any():
+            return None
+        dirs = text_directions(self.model).detach()
+        own = dirs[self.targets[mask]]
+        other = dirs[
+            self.word_ids[torch.randint(len(self.word_ids), (own.shape[0],), generator=self.gen)]
+        ]
+        coeff = (h[mask] * own).sum(-1, keepdim=True)
+        h = h.clone()
+        h[mask] = h[mask] + coeff * (other - own)
+        if args:
+            return (h, *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": h}
 
 
 def speech_table(cfg: OrganismConfig, seed: int, cache_dir: Path, progress: bool) -> SpeechTable:
@@ -177,14 +218,19 @@ def train_variant(
     seed: int,
     cache_dir: Path,
     *,
+    units_seed: int = 0,
     progress: bool = True,
 ) -> Trained:
-    """Train one variant end to end (the text stage is cached and shared between variants)."""
+    """Train one variant end to end (the text stage is cached and shared between variants).
+
+    ``seed`` drives initialisation and data order; ``units_seed`` the k-means of the speech units
+    (kept at 0 by default, so seeds compare models over the same shipped units).
+    """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
     cache_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    table = speech_table(cfg, seed, cache_dir, progress)
+    table = speech_table(cfg, units_seed, cache_dir, progress)
     tok, n_text = build_tokenizer(cfg.n_units)
     layout = ORGANISM.bind(tok)
     voices = [v.name for v in TRAIN_VOICES]
@@ -216,18 +262,21 @@ def train_variant(
         model.resize_token_embeddings(len(tok), mean_resizing=True)
     mix = "no-interleave" if variant == "no-interleave" else "interleaved"
     sampler = SequenceSampler(layout, tok, table.units, voices, mix, seed + 2, exclude)
-    planted = None
-    if variant == "planted":
+    planted, swap = None, None
+    if variant in ("planted", "decodable-only"):
         planted = {w: tok.convert_tokens_to_ids("Ġ" + w) for w in all_words()}
+    if variant == "decodable-only":
+        swap = DirectionSwap(model, cfg.planted_layer, list(planted.values()), seed + 3)
     t0 = time.time()
     mix_losses = train_stage(
-        model, sampler, cfg.mix_steps, cfg, pad_id=tok.pad_token_id, planted=planted,
+        model, sampler, cfg.mix_steps, cfg, pad_id=tok.pad_token_id, planted=planted, swap=swap,
         desc=f"{variant} mixed stage", progress=progress,
     )  # fmt: skip
     timings["mixed_stage_s"] = time.time() - t0
     info = {
         "variant": variant,
         "seed": seed,
+        "units_seed": units_seed,
         "config": asdict(cfg),
         "timings": timings,
         "final_mixed_loss": mix_losses[-1],

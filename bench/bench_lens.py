@@ -1,0 +1,147 @@
+"""Benchmark: our lens over all layers and positions vs two anchors measured in the same run.
+
+(a) TransformerLens's naive path: ``run_with_cache`` + ``accumulated_resid(apply_ln=True)`` @ W_U
+    (materialises layers x positions x vocab);
+(b) one plain forward with ``output_hidden_states`` + per-layer final norm and unembedding matmul,
+    top-k per layer (the compute floor of any logit lens).
+
+Each method runs in its own subprocess so peak memory (ru_maxrss growth after loading) is its own.
+Models: the shipped organism, and a randomly initialised model with Qwen2.5-0.5B's shapes (vocab
+151,936, d_model 896, 14 heads / 2 KV heads, MLP 4,864) truncated to ``--layers`` layers.
+Prints time and memory ratios against the anchors.
+Targets: time <= 1.3 x (b); peak memory <= 1/10 of (a).
+
+    python bench/bench_lens.py [--layers 4] [--seq 256] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def _maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def build_qwen_shaped(out: Path, n_layers: int) -> Path:
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from speech_interp.testing import tiny_tokenizer
+
+    tok = tiny_tokenizer("sims")
+    config = Qwen2Config(
+        vocab_size=151_936, hidden_size=896, intermediate_size=4_864, num_hidden_layers=n_layers,
+        num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=4096,
+        tie_word_embeddings=True,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    Qwen2ForCausalLM(config).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def _utterance(layout, seq: int):
+    """One spoken utterance of about ``seq`` tokens: words of 8 units each."""
+    from speech_interp.data import Utterance, Word
+
+    n_words = max(1, (seq - 2) // 8)
+    g = torch.Generator().manual_seed(0)
+    words = tuple(
+        Word(f"w{i}", "speech", tuple(torch.randint(layout.n_units, (8,), generator=g).tolist()))
+        for i in range(n_words)
+    )
+    return Utterance("bench", words)
+
+
+def run_method(method: str, model_path: str, seq: int, repeats: int) -> dict:
+    import speech_interp as si
+    from speech_interp.lens import LogitLens
+    from speech_interp.unembed import Unembedding
+
+    backend = "tl"
+    model, layout = si.load(model_path, backend=backend)
+    utt = _utterance(layout, seq)
+    ids = utt.to_prompt(layout, model.tokenizer).input_ids[None]
+    hf = si.hf_model(model)
+    base = _maxrss_mb()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            if method == "ours":
+                lens = LogitLens(model)
+                stack = si.residual_stack(model, ids)[:, 0]
+                positions = torch.arange(ids.shape[1])
+                query = torch.zeros(len(positions), dtype=torch.long)
+                for layer in range(stack.shape[0]):
+                    lens.score(layer, stack[layer], positions, query, layout, 8192)
+            elif method == "plain":
+                hidden = hf(ids, output_hidden_states=True).hidden_states
+                un = Unembedding.from_model(model)
+                for h in hidden:
+                    un.logits(un.normed(h[0])).topk(10, dim=-1)
+            elif method == "tl_naive":
+                _, cache = model.run_with_cache(ids)
+                resid = cache.accumulated_resid(apply_ln=True)
+                logits = resid @ model.W_U
+                logits.topk(10, dim=-1)
+        times.append(time.perf_counter() - t0)
+    return {"method": method, "seconds": min(times), "peak_mb": _maxrss_mb() - base}
+
+
+def measure(method: str, model_path: str, seq: int, repeats: int) -> dict:
+    cmd = [sys.executable, __file__, "--child", method, "--model", model_path]
+    cmd += ["--seq", str(seq), "--repeats", str(repeats)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        return {"method": method, "error": out.stderr.strip().splitlines()[-1]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--seq", type=int, default=256)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--child")
+    ap.add_argument("--model")
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(run_method(args.child, args.model, args.seq, args.repeats)))
+        return
+    from speech_interp.models import resolve_source
+
+    with tempfile.TemporaryDirectory() as tmp:
+        qwen = str(build_qwen_shaped(Path(tmp) / "qwen", args.layers))
+        for name, path in (("organism", resolve_source("organism")), ("qwen2.5-0.5b-shaped", qwen)):
+            res = {
+                m: measure(m, path, args.seq, args.repeats) for m in ("ours", "plain", "tl_naive")
+            }
+            print(f"\n{name} (seq {args.seq}):")
+            for r in res.values():
+                print("  ", r)
+            ours, plain, naive = res["ours"], res["plain"], res["tl_naive"]
+            if "error" in ours:
+                continue
+            if "error" not in plain:
+                ratio = ours["seconds"] / plain["seconds"]
+                print(f"   time ours / plain forward+unembed = {ratio:.2f}")
+            if "error" in naive:
+                print("   TL naive path failed (", naive["error"], ") while ours ran")
+            else:
+                mem = ours["peak_mb"] / max(naive["peak_mb"], 1e-9)
+                print(f"   peak memory ours / TL naive = {mem:.3f}")
+                print(f"   time ours / TL naive = {ours['seconds'] / naive['seconds']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""``speech-interp demo``: the main job on the shipped organism and its ablations.
+
+Runs the logit lens on the shipped evaluation set (held-out sentences in training voices) for
+every shipped variant and writes ``lens.csv`` (all variants), ``phases.json``, a phase-curve
+figure comparing the variants, a token heatmap of one utterance, ``report.md`` and ``run.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from speech_interp.data import read_utterances
+from speech_interp.lens import excess_over_control, phase_bands, run_lens
+from speech_interp.models import ORGANISM_DIR, load
+from speech_interp.runinfo import sha256_file, write_run_json
+
+SHIPPED_DATA = ORGANISM_DIR / "eval.jsonl"
+DEFAULT_VARIANTS = ("full", "no-interleave", "random-init", "planted", "decodable-only")
+
+
+def best_intermediate(excess: pd.DataFrame) -> pd.Series:
+    """The row of the largest excess among layers 1..L-1 (the output layer L is excluded)."""
+    last = int(excess["layer"].max())
+    inner = excess[(excess["layer"] > 0) & (excess["layer"] < last)]
+    return inner.loc[inner["value"].idxmax()]
+
+
+def _rate(summary: pd.DataFrame, metric: str, layer: int, rule: str = "any") -> pd.Series:
+    sel = summary[
+        (summary["metric"] == metric)
+        & (summary["k"] == 5)
+        & (summary["vocab"] == "text")
+        & (summary["words"] == "content")
+        & (summary["position_rule"] == rule)
+        & (summary["layer"] == layer)
+    ]
+    return sel.iloc[0]
+
+
+def report_rows(variant: str, result, seed: int) -> dict:
+    """Best-layer content-word transcription@5 (and next_word@5) with controls and CIs."""
+    row: dict = {"variant": variant}
+    for metric, rule in (("transcription", "any"), ("next_word", "last")):
+        ex = excess_over_control(result.words, metric=metric, k=5, seed=seed)
+        best = best_intermediate(ex)
+        layer = int(best["layer"])
+        own = _rate(result.summary, metric, layer, rule)
+        ctrl = _rate(result.summary, f"{metric}_control", layer, rule)
+        row[metric] = {
+            "layer": layer,
+            "rate": [own["value"], own["ci_low"], own["ci_high"]],
+            "control": [ctrl["value"], ctrl["ci_low"], ctrl["ci_high"]],
+            "excess": [best["value"], best["ci_low"], best["ci_high"]],
+            "n": int(best["n"]),
+        }
+    return row
+
+
+def _fmt(triple) -> str:
+    return f"{triple[0]:.2f} [{triple[1]:.2f}, {triple[2]:.2f}]"
+
+
+def write_report(out: Path, rows: list[dict], bands: pd.DataFrame, split: str) -> Path:
+    lines = [
+        "# speech-interp demo: the shipped organism",
+        "",
+        f"Logit lens on the shipped evaluation set ({split}), spoken content words, top-5 over",
+        "the text vocabulary. The claim is always the excess over a same-category control word;",
+        "the best layer is chosen among intermediate layers (not the input, not the output).",
+        "",
+        "| variant | phase | best layer | rate | control | excess | n |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        for metric in ("transcription", "next_word"):
+            r = row[metric]
+            lines.append(
+                f"| {row['variant']} | {metric} | {r['layer']} | {_fmt(r['rate'])} | "
+                f"{_fmt(r['control'])} | {_fmt(r['excess'])} | {r['n']} |"
+            )
+    lines += ["", "Phase bands (rules in phases.json):", ""]
+    for _, b in bands.iterrows():
+        span = "none" if pd.isna(b["first_layer"]) else f"{b['first_layer']}-{b['last_layer']}"
+        lines.append(f"- {b['model']}: {b['phase']} {span}")
+    lines += ["", "![phase curves](phase_curves.png)", "", "![token heatmap](token_heatmap.png)"]
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run_demo(
+    out: Path,
+    *,
+    variants=DEFAULT_VARIANTS,
+    backend: str = "tl",
+    data: Path = SHIPPED_DATA,
+    split: str = "eval",
+    limit: int | None = None,
+    seed: int = 0,
+) -> Path:
+    """Lens on every variant; returns the report path."""
+    from speech_interp.plots import plot_phase_curves, plot_token_heatmap
+
+    _, utterances = read_utterances(data)
+    utterances = [u for u in utterances if u.split == split][:limit]
+    if not utterances:
+        raise ValueError(f"no utterances of split {split!r} in {data}")
+    out.mkdir(parents=True, exist_ok=True)
+    summaries, words, rows = [], [], []
+    for variant in tqdm(variants, desc="variants"):
+        model, layout = load(f"organism:{variant}", backend=backend)
+        result = run_lens(model, layout, utterances, seed=seed, model_id=variant, progress=False)
+        summaries.append(result.summary)
+        words.append(result.words)
+        rows.append(report_rows(variant, result, seed))
+        if variant == variants[0]:
+            prompt = utterances[0].to_prompt(layout, model.tokenizer)
+            plot_token_heatmap(model, layout, prompt, "logit", out / "token_heatmap.png")
+    summary = pd.concat(summaries, ignore_index=True)
+    summary.to_csv(out / "lens.csv", index=False)
+    bands = phase_bands(pd.concat(words, ignore_index=True), seed=seed)
+    bands_json = json.loads(bands.to_json(orient="records"))
+    phases = {"bands": bands_json, "rule": phase_bands.__doc__}
+    (out / "phases.json").write_text(json.dumps(phases, indent=2) + "\n")
+    (out / "best_layers.json").write_text(json.dumps(rows, indent=2) + "\n")
+    plot_phase_curves(summary, out / "phase_curves.png", title="organism variants")
+    extra = {
+        "command": "demo",
+        "variants": list(variants),
+        "data": str(data),
+        "data_sha256": sha256_file(data),
+        "split": split,
+        "n_utterances": len(utterances),
+        "backend": backend,
+    }
+    write_run_json(out, "organism", ORGANISM_DIR / variants[0], seed, extra)
+    return write_report(out, rows, bands, split)
