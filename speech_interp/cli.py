@@ -33,11 +33,15 @@ def demo(
     backend: str = typer.Option("tl", help="tl | nnsight"),
     limit: int = typer.Option(0, help="use only the first N utterances (0 = all)"),
     seed: int = typer.Option(0, help="seed of the control draw and bootstrap"),
+    causal: bool = typer.Option(True, help="also run the ablation verdict per layer band"),
+    max_words: int = typer.Option(80, help="spoken words per band in the causal test"),
 ) -> None:
-    """The main job: lens on the shipped organism and its ablations -> CSV, plots, report."""
+    """The main job: lens + causal verdict on the shipped organism and its ablations."""
     from speech_interp.demo import run_demo
 
-    report = run_demo(out, backend=backend, limit=limit or None, seed=seed)
+    report = run_demo(
+        out, backend=backend, limit=limit or None, seed=seed, causal=causal, max_words=max_words
+    )
     console.print(report.read_text())
     console.print(f"[green]wrote[/green] {out}")
 

@@ -2,7 +2,10 @@
 
 Runs the logit lens on the shipped evaluation set (held-out sentences in training voices) for
 every shipped variant and writes ``lens.csv`` (all variants), ``phases.json``, a phase-curve
-figure comparing the variants, a token heatmap of one utterance, ``report.md`` and ``run.json``.
+figure comparing the variants, a token heatmap of one utterance, ``report.md`` and ``run.json``;
+then the causal test: text-direction ablation against 20 random directions in three layer bands
+(:func:`demo_bands`), the verdict per variant and band (``verdict.json``, rule in
+:mod:`speech_interp.verdict`) and one ablation-vs-control figure per variant.
 """
 
 from __future__ import annotations
@@ -17,9 +20,38 @@ from speech_interp.data import read_utterances
 from speech_interp.lens import excess_over_control, phase_bands, run_lens
 from speech_interp.models import ORGANISM_DIR, load
 from speech_interp.runinfo import sha256_file, write_run_json
+from speech_interp.verdict import write_verdict
 
 SHIPPED_DATA = ORGANISM_DIR / "eval.jsonl"
 DEFAULT_VARIANTS = ("full", "no-interleave", "random-init", "planted", "decodable-only")
+
+
+def demo_bands(n_layers: int) -> list[str]:
+    """The bands the demo tests, fixed before any result: the intermediate streams 1..L-1 split
+    into three contiguous, near-equal bands (6 layers: 1-2, 3-4, 5-5)."""
+    import numpy as np
+
+    parts = np.array_split(np.arange(1, n_layers), 3)
+    return [f"{int(p[0])}-{int(p[-1])}" for p in parts if len(p)]
+
+
+def causal_verdict(model, layout, utterances, result, variant, seed, max_words, out) -> dict:
+    """Ablation in every demo band, then the verdict (decodable x causal) per band."""
+    from speech_interp.causal_plots import plot_ablation_control
+    from speech_interp.interventions import ablate
+    from speech_interp.residuals import n_layers
+    from speech_interp.verdict import verdicts
+
+    bands = demo_bands(n_layers(model))
+    tables = [
+        ablate(model, layout, utterances, band=b, n_random=20, seed=seed, max_words=max_words,
+               model_id=variant, progress=False)
+        for b in bands
+    ]  # fmt: skip
+    ablation = pd.concat(tables, ignore_index=True)
+    ablation.to_csv(out / f"ablation_{variant}.csv", index=False)
+    plot_ablation_control(ablation, out / f"ablation_{variant}.png")
+    return verdicts(result.words, ablation, bands=bands, seed=seed)
 
 
 def best_intermediate(excess: pd.DataFrame) -> pd.Series:
@@ -64,7 +96,34 @@ def _fmt(triple) -> str:
     return f"{triple[0]:.2f} [{triple[1]:.2f}, {triple[2]:.2f}]"
 
 
-def write_report(out: Path, rows: list[dict], bands: pd.DataFrame, split: str) -> Path:
+def verdict_markdown(all_verdicts: dict) -> list[str]:
+    lines = [
+        "",
+        "## Causal verdict (text-direction ablation vs 20 random directions, speech metric)",
+        "",
+        "| variant | band | verdict | decodable excess [CI] | damage: text | random mean | "
+        "text - random [CI] | effect size |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for variant, content in all_verdicts.items():
+        for b in content["bands"]:
+            d, c = b["decodable_rate"], b["causal_effect"]
+
+            def f(x):
+                return "n/a" if x is None else f"{x:.3f}"
+
+            lines.append(
+                f"| {variant} | {b['band']} | **{b['verdict']}** | {f(d.get('excess'))} "
+                f"[{f(d.get('ci_low'))}, {f(d.get('ci_high'))}] | {f(c.get('text_damage'))} | "
+                f"{f(c.get('control_mean'))} | {f(c.get('effect'))} [{f(c.get('ci_low'))}, "
+                f"{f(c.get('ci_high'))}] | {f(c.get('effect_size'))} |"
+            )
+    return lines
+
+
+def write_report(
+    out: Path, rows: list[dict], bands: pd.DataFrame, split: str, all_verdicts: dict
+) -> Path:
     lines = [
         "# speech-interp demo: the shipped organism",
         "",
@@ -86,6 +145,8 @@ def write_report(out: Path, rows: list[dict], bands: pd.DataFrame, split: str) -
     for _, b in bands.iterrows():
         span = "none" if pd.isna(b["first_layer"]) else f"{b['first_layer']}-{b['last_layer']}"
         lines.append(f"- {b['model']}: {b['phase']} {span}")
+    if all_verdicts:
+        lines += verdict_markdown(all_verdicts)
     lines += ["", "![phase curves](phase_curves.png)", "", "![token heatmap](token_heatmap.png)"]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
@@ -101,8 +162,10 @@ def run_demo(
     split: str = "eval",
     limit: int | None = None,
     seed: int = 0,
+    causal: bool = True,
+    max_words: int = 80,
 ) -> Path:
-    """Lens on every variant; returns the report path."""
+    """Lens (and, with ``causal``, the ablation verdict) on every variant; returns the report."""
     from speech_interp.plots import plot_phase_curves, plot_token_heatmap
 
     _, utterances = read_utterances(data)
@@ -110,13 +173,17 @@ def run_demo(
     if not utterances:
         raise ValueError(f"no utterances of split {split!r} in {data}")
     out.mkdir(parents=True, exist_ok=True)
-    summaries, words, rows = [], [], []
+    summaries, words, rows, all_verdicts = [], [], [], {}
     for variant in tqdm(variants, desc="variants"):
         model, layout = load(f"organism:{variant}", backend=backend)
         result = run_lens(model, layout, utterances, seed=seed, model_id=variant, progress=False)
         summaries.append(result.summary)
         words.append(result.words)
         rows.append(report_rows(variant, result, seed))
+        if causal:
+            all_verdicts[variant] = causal_verdict(
+                model, layout, utterances, result, variant, seed, max_words, out
+            )
         if variant == variants[0]:
             prompt = utterances[0].to_prompt(layout, model.tokenizer)
             plot_token_heatmap(model, layout, prompt, "logit", out / "token_heatmap.png")
@@ -128,6 +195,8 @@ def run_demo(
     (out / "phases.json").write_text(json.dumps(phases, indent=2) + "\n")
     (out / "best_layers.json").write_text(json.dumps(rows, indent=2) + "\n")
     plot_phase_curves(summary, out / "phase_curves.png", title="organism variants")
+    if causal:
+        write_verdict(out / "verdict.json", all_verdicts)
     extra = {
         "command": "demo",
         "variants": list(variants),
@@ -136,6 +205,8 @@ def run_demo(
         "split": split,
         "n_utterances": len(utterances),
         "backend": backend,
+        "causal": causal,
+        "max_words": max_words,
     }
     write_run_json(out, "organism", ORGANISM_DIR / variants[0], seed, extra)
-    return write_report(out, rows, bands, split)
+    return write_report(out, rows, bands, split, all_verdicts)

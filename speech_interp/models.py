@@ -81,8 +81,14 @@ def load(
     else:
         import nnsight
 
+        # Eager attention, as TransformerLens's bridge forces, so both backends run the same ops.
         model = nnsight.LanguageModel(
-            source, device_map=device, dispatch=True, dtype=dtype, tokenizer=tok
+            source,
+            device_map=device,
+            dispatch=True,
+            dtype=dtype,
+            tokenizer=tok,
+            attn_implementation="eager",
         )
     hf_model(model).eval()
     return Loaded(model, layout)

@@ -5,10 +5,12 @@ apart, in held-out voices (acoustic generalisation). A probe prompt ends with a 
 (``<text>``) and is scored by the model's top-1 / top-5 next token; every accuracy comes with a
 bootstrap 95% CI over items.
 
-- copy: "i saw the N yes the" spoken, then text: is the next token " N"?
-- fact: "the A lives in the" spoken (``fact_speech``), only "A" spoken (``fact_noun_spoken``) or
-  all text (``fact_text``), then text: is the next token the fact's place? Split by facts seen
-  in speech during training vs facts only ever seen in text.
+- copy: "i saw the N" spoken, then "yes the" in text: is the next token " N"?
+- fact: "the A lives in the" spoken (``fact_speech``, then the text marker), "the A" spoken and
+  "lives in the" in text (``fact_noun_spoken``), or all text (``fact_text``): is the next token
+  the fact's place? Split by facts seen in speech during training vs facts only ever seen in
+  text. Copy and fact_noun_spoken switch modality where training's interleaved sequences most
+  often do (right after a spoken content word).
 - held-out loss: mean token loss on the held-out sentences as text, speech, and interleaved
   (spoken through the first content word, then text).
 - transfer: every prefix of a held-out sentence spoken, then text: is the next word in the top 5?
@@ -135,14 +137,15 @@ def probe_accuracies(model, tok, layout, utterances: list[Utterance], seed: int)
         group = [u for u in utterances if u.split == split]
         copies = [u for u in group if u.meta.get("kind") == "copy"]
         if copies:
-            prompts = [_prompt(layout, tok, u, 6, ["speech"] * 6) for u in copies]
+            mods = ["speech"] * 4 + ["text"] * 2  # "i saw the N" spoken, "yes the" in text
+            prompts = [_prompt(layout, tok, u, 6, mods) for u in copies]
             logits = next_token_logits(model, prompts, pad)
             targets = [word_token(tok, u.words[3].word) for u in copies]
             rows.append(_row("copy", split, _accuracy(logits, targets, 1), 1, 1 / len(NOUN), seed))
         facts = [u for u in group if u.meta.get("kind") == "fact"]
         for probe, mods in (
             ("fact_speech", ["speech"] * 5),
-            ("fact_noun_spoken", ["text", "speech", "text", "text", "text"]),
+            ("fact_noun_spoken", ["speech", "speech", "text", "text", "text"]),
             ("fact_text", ["text"] * 5),
         ):
             if not facts or (probe == "fact_text" and split == "heldout_voice"):

@@ -1,0 +1,31 @@
+"""The main job on the shipped organism, in a quick setting."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from speech_interp.cli import app
+
+pytestmark = pytest.mark.integration
+VERDICTS = {"load-bearing", "decodable-only", "neither", "insufficient-data"}
+
+
+def test_demo_writes_lens_plots_and_report(tmp_path):
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(
+        app, ["demo", "--out", str(out), "--limit", "6", "--max-words", "8"]
+    )
+    assert result.exit_code == 0, result.output
+    for name in ("lens.csv", "phases.json", "phase_curves.png", "token_heatmap.png", "report.md"):
+        assert (out / name).stat().st_size > 0, name
+    run = json.loads((out / "run.json").read_text())
+    assert run["seed"] == 0 and run["weights_sha256"] and run["packages"]["torch"]
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert set(verdict) == {"full", "no-interleave", "random-init", "planted", "decodable-only"}
+    for content in verdict.values():
+        assert [b["band"] for b in content["bands"]] == ["1-2", "3-4", "5-5"]
+        assert all(b["verdict"] in VERDICTS for b in content["bands"])
+    report = (out / "report.md").read_text()
+    for variant in ("full", "no-interleave", "random-init", "planted", "decodable-only"):
+        assert f"| {variant} | transcription |" in report
