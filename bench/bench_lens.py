@@ -5,7 +5,8 @@
 (b) one plain forward with ``output_hidden_states`` + per-layer final norm and unembedding matmul,
     top-k per layer (the compute floor of any logit lens).
 
-Each method runs in its own subprocess so peak memory (ru_maxrss growth after loading) is its own.
+Each method runs in its own subprocess; peak memory is the resident-set growth over the level
+before the method ran, sampled every 2 ms (the sampling thread adds a little time to each method).
 Models: the shipped organism, and a randomly initialised model with Qwen2.5-0.5B's shapes (vocab
 151,936, d_model 896, 14 heads / 2 KV heads, MLP 4,864) truncated to ``--layers`` layers.
 Prints time and memory ratios against the anchors.
@@ -28,8 +29,36 @@ from pathlib import Path
 import torch
 
 
-def _maxrss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+class PeakRSS:
+    """Samples resident memory every 2 ms in a thread: peak growth over the level at entry."""
+
+    def __enter__(self):
+        import threading
+
+        self.base = self.peak = _rss_mb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss_mb())
+            self._stop.wait(0.002)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_mb())
+
+    @property
+    def growth_mb(self) -> float:
+        return self.peak - self.base
 
 
 def build_qwen_shaped(out: Path, n_layers: int) -> Path:
@@ -72,11 +101,10 @@ def run_method(method: str, model_path: str, seq: int, repeats: int) -> dict:
     utt = _utterance(layout, seq)
     ids = utt.to_prompt(layout, model.tokenizer).input_ids[None]
     hf = si.hf_model(model)
-    base = _maxrss_mb()
-    times = []
+    times, growth = [], 0.0
     for _ in range(repeats):
         t0 = time.perf_counter()
-        with torch.no_grad():
+        with torch.no_grad(), PeakRSS() as mem:
             if method == "ours":
                 lens = LogitLens(model)
                 stack = si.residual_stack(model, ids)[:, 0]
@@ -95,7 +123,8 @@ def run_method(method: str, model_path: str, seq: int, repeats: int) -> dict:
                 logits = resid @ model.W_U
                 logits.topk(10, dim=-1)
         times.append(time.perf_counter() - t0)
-    return {"method": method, "seconds": min(times), "peak_mb": _maxrss_mb() - base}
+        growth = max(growth, mem.growth_mb)
+    return {"method": method, "seconds": min(times), "peak_mb": growth}
 
 
 def measure(method: str, model_path: str, seq: int, repeats: int) -> dict:
