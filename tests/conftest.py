@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from speech_interp.testing import save_tiny_model
 
@@ -28,3 +29,23 @@ def tiny_model_dirs(tmp_path_factory):
         return built[name]
 
     return get
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, and do not stall when the 2 CPUs are shared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def models(tiny_model_dirs):
+    """The tiny SIMS-layout Qwen2 on both backends (same weights)."""
+    import speech_interp as si
+
+    path = tiny_model_dirs("sims-qwen2")
+    tl, layout = si.load(path, backend="tl")
+    nn, _ = si.load(path, backend="nnsight")
+    return {"path": path, "tl": tl, "nnsight": nn, "layout": layout}

@@ -4,7 +4,6 @@ import json
 
 import pandas as pd
 import pytest
-import torch
 import typer
 from causal_data import causal_utterances
 from typer.testing import CliRunner
@@ -15,14 +14,6 @@ from speech_interp.patching import PATCH_COLUMNS
 from speech_interp.verdict import VERDICTS
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -26,22 +26,6 @@ pytestmark = pytest.mark.integration
 TOL = 1e-5
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def models(tiny_model_dirs):
-    path = tiny_model_dirs("sims-qwen2")
-    tl, layout = si.load(path, backend="tl")
-    nn, _ = si.load(path, backend="nnsight")
-    return {"tl": tl, "nnsight": nn, "layout": layout}
-
-
 @pytest.fixture(scope="module")
 def data():
     return causal_utterances()

@@ -51,23 +51,6 @@ def _utterances(n: int, seed: int, text_every: int = 3) -> list[Utterance]:
     return utts
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matmuls run fastest on one thread (and do not stall when the CPUs are shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def models(tiny_model_dirs):
-    path = tiny_model_dirs("sims-qwen2")
-    tl, layout = si.load(path, backend="tl")
-    nn, _ = si.load(path, backend="nnsight")
-    return {"path": path, "tl": tl, "nnsight": nn, "layout": layout}
-
-
 @pytest.fixture(scope="module")
 def data():
     return _utterances(6, seed=1)

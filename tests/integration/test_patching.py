@@ -4,10 +4,8 @@ nnsight's remote simulation runs, a sweep resumes after an interruption, bad inp
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from causal_data import causal_utterances
 
-import speech_interp as si
 import speech_interp.patching as patching
 from speech_interp.attribution import attribute_task, attribution_sweep, rank_agreement
 from speech_interp.edits import COMPONENTS, Edit, capture, run_edited
@@ -24,22 +22,6 @@ from speech_interp.remote import RemoteError
 
 pytestmark = pytest.mark.integration
 TOL = 1e-5
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def models(tiny_model_dirs):
-    path = tiny_model_dirs("sims-qwen2")
-    tl, layout = si.load(path, backend="tl")
-    nn, _ = si.load(path, backend="nnsight")
-    return {"tl": tl, "nnsight": nn, "layout": layout}
 
 
 @pytest.fixture(scope="module")
