@@ -28,9 +28,8 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-from speech_interp.data import read_utterances
+from speech_interp.data import load_with_data
 from speech_interp.lens_cli import _weights_dir
-from speech_interp.models import load
 from speech_interp.runinfo import sha256_file, write_run_json
 
 REMOTE = {"off": False, "local": "local", "ndif": True}
@@ -49,17 +48,6 @@ def _remote(remote: str, backend: str):
     if REMOTE[remote] and backend != "nnsight":
         raise typer.BadParameter("--remote local|ndif needs --backend nnsight")
     return REMOTE[remote]
-
-
-def _setup(model: str, data: Path, backend: str):
-    header, utterances = read_utterances(data)
-    loaded, layout = load(model, backend=backend)
-    family = header.get("family")
-    if family is not None and family != layout.spec.name:
-        raise ValueError(
-            f"{data} holds units of family {family!r} but the model is {layout.spec.name!r}"
-        )
-    return utterances, loaded, layout
 
 
 def _stream_bands(layers: str | None, L: int) -> list[str]:
@@ -128,7 +116,7 @@ def patch_command(
     from speech_interp.residuals import n_layers
 
     rem = _remote(remote, backend)
-    utterances, loaded, layout = _setup(model, data, backend)
+    utterances, loaded, layout = load_with_data(model, data, backend)
     blocks = _block_band(layers, n_layers(loaded))
     kinds = [k.strip() for k in metrics.split(",") if k.strip()]
     pairs = make_pairs(utterances, seed=seed, max_pairs=max_pairs)
@@ -183,7 +171,7 @@ def ablate_command(
     from speech_interp.verdict import verdicts, write_verdict
 
     rem = _remote(remote, backend)
-    utterances, loaded, layout = _setup(model, data, backend)
+    utterances, loaded, layout = load_with_data(model, data, backend)
     bands = _stream_bands(layers, n_layers(loaded))
     frames = [
         ablate(
@@ -247,7 +235,7 @@ def substitute_command(
     from speech_interp.substitution import substitute, summarize_substitution
 
     rem = _remote(remote, backend)
-    utterances, loaded, layout = _setup(model, data, backend)
+    utterances, loaded, layout = load_with_data(model, data, backend)
     bands = _stream_bands(layers, n_layers(loaded))
     alphas = [float(a) for a in alpha.split(",") if a.strip()]
     pairs = make_pairs(utterances, seed=seed, max_pairs=max_pairs)

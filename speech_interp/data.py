@@ -165,3 +165,20 @@ def utterance_from_units(
     return Utterance(
         id, tuple(Word(w, "speech", tuple(u)) for w, u in zip(words, units, strict=True))
     )
+
+
+def load_with_data(model: str, data: str | Path, backend: str = "tl"):
+    """Read a data file and load ``model``; (utterances, model, layout).
+
+    A data file whose header names another family than the model's is an error.
+    """
+    from speech_interp.models import load
+
+    header, utterances = read_utterances(data)
+    loaded, layout = load(model, backend=backend)
+    family = header.get("family")
+    if family is not None and family != layout.spec.name:
+        raise ValueError(
+            f"{data} holds units of family {family!r} but the model is {layout.spec.name!r}"
+        )
+    return utterances, loaded, layout

@@ -16,9 +16,9 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-from speech_interp.data import read_utterances
+from speech_interp.data import load_with_data
 from speech_interp.lens import LensResult, TunedLens, run_lens
-from speech_interp.models import load, resolve_source
+from speech_interp.models import resolve_source
 from speech_interp.runinfo import sha256_file, write_run_json
 
 
@@ -69,13 +69,7 @@ def lens_command(
         raise typer.BadParameter(f"--lens must be 'logit' or 'tuned', got {lens!r}")
     if lens == "logit" and tuned_path is not None:
         raise typer.BadParameter("--tuned-path is only used with --lens tuned")
-    header, utterances = read_utterances(data)
-    loaded, layout = load(model, backend=backend)
-    family = header.get("family")
-    if family is not None and family != layout.spec.name:
-        raise ValueError(
-            f"{data} holds units of family {family!r} but the model is {layout.spec.name!r}"
-        )
+    utterances, loaded, layout = load_with_data(model, data, backend)
     lens_obj, lens_note = "logit", None
     if lens == "tuned":
         lens_obj, lens_note = _tuned_lens(tuned_path, loaded, utterances, layout, seed, tuned_steps)
