@@ -250,14 +250,12 @@ def run_lens(
             rows.append(row)
         plan = _plan(prompt, slots, tokens)
         stack = residual_stack(model, prompt.input_ids[None], remote=remote)[:, 0]
-        per_layer = []
         with torch.no_grad():
-            for layer in range(lens_obj.n_layers + 1):
-                resid = stack[layer, plan.positions.to(stack.device)]
-                scores = lens_obj.score(
-                    layer, resid, plan.query_pos, plan.query_tok, layout, chunk_size
-                )
-                per_layer.append(_aggregate(scores, plan))
+            resid = stack[:, plan.positions.to(stack.device)]
+            streams = lens_obj.score_streams(
+                resid, plan.query_pos, plan.query_tok, layout, chunk_size
+            )
+        per_layer = [_aggregate(scores, plan) for scores in streams]
         for s, row in enumerate(rows):
             meta.append(row)
             values.append({k: np.array([d[k][s] for d in per_layer]) for k in per_layer[0]})
@@ -564,13 +562,11 @@ def lens_top_tokens(
     lens_obj = as_lens(lens, model)
     stack = residual_stack(model, prompt.input_ids[None], remote=remote)[:, 0]
     empty = torch.zeros(0, dtype=torch.long)
-    ids, probs = [], []
     with torch.no_grad():
-        for layer in range(lens_obj.n_layers + 1):
-            scores = lens_obj.score(layer, stack[layer], empty, empty, layout, chunk_size)
-            ids.append(scores.top_text_id.cpu())
-            probs.append(scores.top_text_prob.cpu())
-    return torch.stack(ids), torch.stack(probs)
+        streams = lens_obj.score_streams(stack, empty, empty, layout, chunk_size)
+    ids = torch.stack([s.top_text_id.cpu() for s in streams])
+    probs = torch.stack([s.top_text_prob.cpu() for s in streams])
+    return ids, probs
 
 
 __all__ = [

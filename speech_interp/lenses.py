@@ -12,6 +12,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import einops
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -73,6 +74,33 @@ class Lens:
         return score_hidden(
             self.hidden(layer, resid), self._unembed(), query_pos, query_tok, layout, chunk_size
         )
+
+    def score_streams(
+        self,
+        resid: Float[Tensor, "stream pos d"],
+        query_pos: Int[Tensor, " q"],
+        query_tok: Int[Tensor, " q"],
+        layout: TokenLayout,
+        chunk_size: int = 8192,
+    ) -> list[Scores]:
+        """:meth:`score` of every stream (``resid[l]`` is stream ``l``) in one vocabulary pass.
+
+        The streams are stacked and scored together with ``chunk_size // n_streams`` vocabulary
+        rows per chunk, so memory stays O(pos x chunk_size), as for one stream.
+        """
+        n_streams, n_pos = resid.shape[0], resid.shape[1]
+        if n_streams != self.n_layers + 1:
+            raise ValueError(
+                f"got {n_streams} streams; this lens has {self.n_layers + 1} "
+                f"(streams 0..{self.n_layers})"
+            )
+        hidden = torch.cat([self.hidden(layer, resid[layer]) for layer in range(n_streams)])
+        offsets = torch.arange(n_streams, device=query_pos.device) * n_pos
+        stacked_pos = einops.rearrange(offsets[:, None] + query_pos[None], "s q -> (s q)")
+        stacked_tok = einops.repeat(query_tok, "q -> (s q)", s=n_streams)
+        chunk = max(1, chunk_size // n_streams)
+        scores = score_hidden(hidden, self._unembed(), stacked_pos, stacked_tok, layout, chunk)
+        return scores.split(n_streams)
 
 
 class LogitLens(Lens):

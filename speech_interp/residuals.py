@@ -8,6 +8,7 @@ remote NDIF server too (``remote=True``) or in nnsight's local simulation (``rem
 
 from __future__ import annotations
 
+import inspect
 import re
 
 import einops
@@ -55,6 +56,16 @@ def _parse(names: list[str], L: int) -> list[tuple[int, str]]:
     return parsed
 
 
+def no_logits_kwargs(model) -> dict:
+    """Forward kwargs that skip the model's own output logits (all residuals stay exact).
+
+    HF causal LMs take ``logits_to_keep``: with 1, the unembedding runs on the last position only,
+    so reading residuals never allocates positions x vocab (150k-token vocabularies).
+    """
+    params = inspect.signature(hf_model(model).forward).parameters
+    return {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+
+
 def get_residuals(
     model,
     input_ids: Int[Tensor, "batch pos"],
@@ -62,7 +73,10 @@ def get_residuals(
     *,
     remote: bool | str = False,
 ) -> dict[str, Float[Tensor, "batch pos d_model"]]:
-    """Run one forward pass and return the requested residual streams (default: "all")."""
+    """Run one forward pass and return the requested residual streams (default: "all").
+
+    The model's own logits are computed for the last position only (:func:`no_logits_kwargs`).
+    """
     names = resid_names(model, "all") if names is None else list(names)
     parsed = _parse(names, n_layers(model))
     if input_ids.ndim == 1:
@@ -71,7 +85,10 @@ def get_residuals(
         if remote:
             raise ValueError("remote execution needs the nnsight backend")
         with torch.no_grad():
-            _, cache = model.run_with_cache(input_ids, names_filter=lambda n: n in set(names))
+            wanted = set(names)
+            _, cache = model.run_with_cache(
+                input_ids, names_filter=lambda n: n in wanted, **no_logits_kwargs(model)
+            )
         return {n: cache[n].detach() for n in names}
     return _nnsight_residuals(model, input_ids, names, parsed, remote)
 
@@ -81,7 +98,7 @@ def _nnsight_residuals(model, input_ids, names, parsed, remote) -> dict[str, Ten
     # nnsight reads values in execution order: sort requests by (layer, pre before post).
     order = sorted(range(len(names)), key=lambda j: (parsed[j][0], parsed[j][1] == "post"))
     saved: dict[str, object] = {}
-    with model.trace(input_ids, remote=remote):
+    with model.trace(input_ids, remote=remote, **no_logits_kwargs(model)):
         for j in order:
             layer, kind = parsed[j]
             block = blocks[layer]

@@ -3,18 +3,19 @@
 :func:`score_hidden` walks the unembedding in ``chunk_size`` rows and never holds positions x
 vocab: per (position, token) query it counts the tokens with a strictly larger logit (rank; ties
 count in the target's favour, the target itself is never counted), and per position it keeps a
-running float64 log-sum-exp over the full vocabulary and over speech units, and the best text
-token.
+running log-sum-exp over the full vocabulary and over speech units (float32 within a chunk,
+accumulated across chunks in float64), and the best text token.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from itertools import chain
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformers import PreTrainedModel
 
@@ -89,6 +90,12 @@ class Scores:
     top_text_id: Int[Tensor, " pos"]
     top_text_logit: Float[Tensor, " pos"]
 
+    def split(self, n: int) -> list[Scores]:
+        """Cut scores of ``n`` equal stacked blocks (queries and positions) into ``n`` Scores."""
+        fields = [getattr(self, f.name) for f in dataclasses.fields(self)]
+        parts = [torch.tensor_split(v, n) for v in fields]
+        return [Scores(*(p[i] for p in parts)) for i in range(n)]
+
     @property
     def speech_mass(self) -> Float[Tensor, " pos"]:
         return torch.exp(self.lse_speech - self.lse_all)
@@ -96,6 +103,11 @@ class Scores:
     @property
     def top_text_prob(self) -> Float[Tensor, " pos"]:
         return torch.exp(self.top_text_logit - self.lse_all)
+
+
+def _count(flags: Bool[Tensor, "q chunk"]) -> Int[Tensor, " q"]:
+    """Number of True per row (bytes summed in int32: several times faster than bool.sum)."""
+    return flags.view(torch.uint8).sum(-1, dtype=torch.int32)
 
 
 def score_hidden(
@@ -120,7 +132,9 @@ def score_hidden(
     query_pos, query_tok = query_pos.to(dev).long(), query_tok.to(dev).long()
     if query_tok.numel() and (query_tok.min() < 0 or query_tok.max() >= V):
         raise ValueError(f"query tokens must lie in 0..{V - 1}")
-    text_mask, speech_mask = layout.text_mask.to(dev), layout.speech_mask.to(dev)
+    text_mask = layout.text_mask.to(dev)
+    not_text = torch.where(text_mask, 0.0, -torch.inf)
+    speech_ids = layout.speech_mask.nonzero().squeeze(-1).to(dev)
     n_pos, n_q = hidden.shape[0], query_tok.numel()
     w_q = unembed.weight[query_tok.to(unembed.weight.device)].to(dev).float()
     target = (hidden[query_pos] * w_q).sum(-1)
@@ -136,22 +150,23 @@ def score_hidden(
     for start in range(0, V, chunk_size):
         stop = min(V, start + chunk_size)
         logits = unembed.logits(hidden, start, stop)
-        t_mask, s_mask = text_mask[start:stop], speech_mask[start:stop]
-        wide = logits.double()  # float64 sums: chunking changes the result by ~1e-15 only
-        lse_all = torch.logaddexp(lse_all, wide.logsumexp(-1))
-        if s_mask.any():
-            lse_speech = torch.logaddexp(lse_speech, wide[:, s_mask].logsumexp(-1))
+        t_mask = text_mask[start:stop]
+        lse_all = torch.logaddexp(lse_all, logits.logsumexp(-1).double())
+        s_ids = speech_ids[(speech_ids >= start) & (speech_ids < stop)] - start
+        if s_ids.numel():
+            s_lse = logits.index_select(-1, s_ids).logsumexp(-1).double()
+            lse_speech = torch.logaddexp(lse_speech, s_lse)
         if t_mask.any():
-            best, idx = logits.masked_fill(~t_mask, -torch.inf).max(-1)
+            best, idx = (logits + not_text[start:stop]).max(-1)
             better = best > top_logit
             top_logit = torch.where(better, best, top_logit)
             top_id = torch.where(better, idx + start, top_id)
         if n_q:
-            above = logits[query_pos] > target[:, None]
+            above = logits.index_select(0, query_pos) > target[:, None]
             own = (query_tok >= start) & (query_tok < stop)
             above[q_index[own], query_tok[own] - start] = False  # never count the target itself
-            rank_full += above.sum(-1)
-            rank_text += (above & t_mask).sum(-1)
+            rank_full += _count(above)
+            rank_text += _count(above & t_mask)
     return Scores(target, rank_text, rank_full, lse_all, lse_speech, top_id, top_logit)
 
 

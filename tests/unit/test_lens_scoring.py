@@ -35,7 +35,9 @@ def test_scores_match_brute_force(chunk_size):
         assert int(s.rank_full[j]) == int(above.sum())
         assert int(s.rank_text[j]) == int((above & layout.text_mask).sum())
     probs = logits.double().softmax(-1)
-    torch.testing.assert_close(s.speech_mass, probs[:, layout.speech_mask].sum(-1))
+    # log-sum-exp runs in float32 within a chunk: float32 precision, whatever the chunking
+    expected = probs[:, layout.speech_mask].sum(-1)
+    torch.testing.assert_close(s.speech_mass, expected, rtol=1e-5, atol=1e-6)
     text_logits = logits.masked_fill(~layout.text_mask, -torch.inf)
     assert s.top_text_id.tolist() == text_logits.argmax(-1).tolist()
 
