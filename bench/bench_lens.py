@@ -5,20 +5,26 @@
 (b) one plain forward with ``output_hidden_states`` + per-layer final norm and unembedding matmul,
     top-k per layer (the compute floor of any logit lens).
 
-Each method runs in its own subprocess; peak memory is the resident-set growth over the level
-before the method ran, sampled every 2 ms (the sampling thread adds a little time to each method).
+Each method runs in fresh subprocesses, one for time (best of ``--repeats``) and one for memory.
+Peak memory is the resident-set growth over the level before the method ran, sampled every 2 ms,
+in a child run with ``MALLOC_MMAP_THRESHOLD_=65536`` so that freed tensors go back to the system
+at once (that allocator setting slows large allocations, so time is measured without it). Before
+measuring, each child runs its method once, so that the weights (memory-mapped from the
+safetensors file) are paged in and one-time set-up is not charged to the method.
 Models: the shipped organism, and a randomly initialised model with Qwen2.5-0.5B's shapes (vocab
 151,936, d_model 896, 14 heads / 2 KV heads, MLP 4,864) truncated to ``--layers`` layers.
 Prints time and memory ratios against the anchors.
 Targets: time <= 1.3 x (b); peak memory <= 1/10 of (a).
 
-    python bench/bench_lens.py [--layers 4] [--seq 256] [--repeats 3]
+    python bench/bench_lens.py [--layers 4] [--seq 256] [--repeats 3] [--chunk-size 8192]
+                               [--vocab 151936]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -61,14 +67,14 @@ class PeakRSS:
         return self.peak - self.base
 
 
-def build_qwen_shaped(out: Path, n_layers: int) -> Path:
+def build_qwen_shaped(out: Path, n_layers: int, vocab: int = 151_936) -> Path:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     from speech_interp.testing import tiny_tokenizer
 
     tok = tiny_tokenizer("sims")
     config = Qwen2Config(
-        vocab_size=151_936, hidden_size=896, intermediate_size=4_864, num_hidden_layers=n_layers,
+        vocab_size=vocab, hidden_size=896, intermediate_size=4_864, num_hidden_layers=n_layers,
         num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=4096,
         tie_word_embeddings=True,
     )  # fmt: skip
@@ -91,49 +97,76 @@ def _utterance(layout, seq: int):
     return Utterance("bench", words)
 
 
-def run_method(method: str, model_path: str, seq: int, repeats: int) -> dict:
+def _method(name: str, model, hf, ids, layout, chunk_size: int) -> None:
     import speech_interp as si
     from speech_interp.lens import LogitLens
     from speech_interp.unembed import Unembedding
 
-    backend = "tl"
-    model, layout = si.load(model_path, backend=backend)
-    utt = _utterance(layout, seq)
+    if name == "ours":
+        lens = LogitLens(model)
+        stack = si.residual_stack(model, ids)[:, 0]
+        positions = torch.arange(ids.shape[1])
+        query = torch.zeros(len(positions), dtype=torch.long)
+        lens.score_streams(stack, positions, query, layout, chunk_size)
+    elif name == "plain":
+        hidden = hf(ids, output_hidden_states=True).hidden_states
+        un = Unembedding.from_model(model)
+        for h in hidden:
+            un.logits(un.normed(h[0])).topk(10, dim=-1)
+    elif name == "tl_naive":
+        _, cache = model.run_with_cache(ids)
+        resid = cache.accumulated_resid(apply_ln=True)
+        logits = resid @ model.W_U
+        logits.topk(10, dim=-1)
+    else:
+        raise ValueError(f"unknown method {name!r}")
+
+
+def run_method(method: str, model_path: str, args: argparse.Namespace) -> dict:
+    """Best-of-``--repeats`` seconds, or the peak RSS growth of one run (``--quantity``)."""
+    import speech_interp as si
+
+    model, layout = si.load(model_path, backend="tl")
+    utt = _utterance(layout, args.seq)
     ids = utt.to_prompt(layout, model.tokenizer).input_ids[None]
     hf = si.hf_model(model)
-    times, growth = [], 0.0
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+    run = (method, model, hf, ids, layout, args.chunk_size)
+    with torch.no_grad():  # warm-up: weights paged in, lazy set-up done, not charged to anyone
+        _method(*run)
+    if args.quantity == "memory":
         with torch.no_grad(), PeakRSS() as mem:
-            if method == "ours":
-                lens = LogitLens(model)
-                stack = si.residual_stack(model, ids)[:, 0]
-                positions = torch.arange(ids.shape[1])
-                query = torch.zeros(len(positions), dtype=torch.long)
-                for layer in range(stack.shape[0]):
-                    lens.score(layer, stack[layer], positions, query, layout, 8192)
-            elif method == "plain":
-                hidden = hf(ids, output_hidden_states=True).hidden_states
-                un = Unembedding.from_model(model)
-                for h in hidden:
-                    un.logits(un.normed(h[0])).topk(10, dim=-1)
-            elif method == "tl_naive":
-                _, cache = model.run_with_cache(ids)
-                resid = cache.accumulated_resid(apply_ln=True)
-                logits = resid @ model.W_U
-                logits.topk(10, dim=-1)
+            _method(*run)
+        return {"peak_mb": mem.growth_mb}
+    times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            _method(*run)
         times.append(time.perf_counter() - t0)
-        growth = max(growth, mem.growth_mb)
-    return {"method": method, "seconds": min(times), "peak_mb": growth}
+    return {"seconds": min(times)}
 
 
-def measure(method: str, model_path: str, seq: int, repeats: int) -> dict:
+def _child(method: str, model_path: str, args: argparse.Namespace, quantity: str) -> dict:
     cmd = [sys.executable, __file__, "--child", method, "--model", model_path]
-    cmd += ["--seq", str(seq), "--repeats", str(repeats)]
-    out = subprocess.run(cmd, capture_output=True, text=True)
+    cmd += ["--seq", str(args.seq), "--repeats", str(args.repeats), "--quantity", quantity]
+    cmd += ["--chunk-size", str(args.chunk_size)]
+    env = dict(os.environ)
+    if quantity == "memory":  # freed tensors go straight back to the system: RSS tracks live memory
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
-        return {"method": method, "error": out.stderr.strip().splitlines()[-1]}
+        return {"error": out.stderr.strip().splitlines()[-1]}
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure(method: str, model_path: str, args: argparse.Namespace) -> dict:
+    """Time (default allocator) and memory (mmap allocator) in two fresh processes."""
+    timing = _child(method, model_path, args, "time")
+    memory = _child(method, model_path, args, "memory")
+    errors = [r["error"] for r in (timing, memory) if "error" in r]
+    if errors:
+        return {"method": method, "error": errors[0]}
+    return {"method": method, **timing, **memory}
 
 
 def main() -> None:
@@ -141,21 +174,22 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--vocab", type=int, default=151_936, help="the Qwen-shaped model's vocab")
+    ap.add_argument("--chunk-size", type=int, default=8192, help="our lens's vocabulary chunk")
     ap.add_argument("--child")
     ap.add_argument("--model")
+    ap.add_argument("--quantity", choices=("time", "memory"), default="time")
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(run_method(args.child, args.model, args.seq, args.repeats)))
+        print(json.dumps(run_method(args.child, args.model, args)))
         return
     from speech_interp.models import resolve_source
 
     with tempfile.TemporaryDirectory() as tmp:
-        qwen = str(build_qwen_shaped(Path(tmp) / "qwen", args.layers))
+        qwen = str(build_qwen_shaped(Path(tmp) / "qwen", args.layers, args.vocab))
         for name, path in (("organism", resolve_source("organism")), ("qwen2.5-0.5b-shaped", qwen)):
-            res = {
-                m: measure(m, path, args.seq, args.repeats) for m in ("ours", "plain", "tl_naive")
-            }
-            print(f"\n{name} (seq {args.seq}):")
+            res = {m: measure(m, path, args) for m in ("ours", "plain", "tl_naive")}
+            print(f"\n{name} (seq {args.seq}, our chunk_size {args.chunk_size}):")
             for r in res.values():
                 print("  ", r)
             ours, plain, naive = res["ours"], res["plain"], res["tl_naive"]

@@ -1,0 +1,33 @@
+"""The benchmarks run end to end in a quick setting (their full-size numbers are in the README)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def _run(script: str, *args: str) -> str:
+    cmd = [sys.executable, str(BENCH / script), *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def test_lens_bench_quick():
+    out = _run("bench_lens.py", "--layers", "1", "--seq", "32", "--repeats", "1", "--vocab", "4096")
+    assert "error" not in out, out
+    for ratio in ("time ours / plain forward+unembed", "peak memory ours / TL naive"):
+        values = [float(v) for v in re.findall(rf"{re.escape(ratio)} = ([0-9.]+)", out)]
+        assert len(values) == 2 and all(v > 0 for v in values), out  # organism + Qwen-shaped
+
+
+def test_patching_bench_quick_agrees_with_transformer_lens():
+    out = _run("bench_patching.py", "--layers", "1", "--d-model", "16", "--words", "3")
+    diff = float(re.search(r"max abs difference of the patched metric: (\S+)", out).group(1))
+    assert diff <= 1e-5, out
+    assert re.search(r"speed ratio \(TL / ours\): [0-9.]+x", out), out
