@@ -25,7 +25,6 @@ from tqdm.auto import tqdm
 
 from speech_interp.edits import COMPONENTS, capture, gradients
 from speech_interp.hooks import TokenLayout
-from speech_interp.models import backend_of, tokenizer_of
 from speech_interp.pairs import Pair
 from speech_interp.patching import (
     EPS,
@@ -33,13 +32,11 @@ from speech_interp.patching import (
     PatchResult,
     PatchTask,
     build_tasks,
-    check_layers,
+    sweep_setup,
     task_grid,
     tidy,
 )
-from speech_interp.remote import resolve_remote
 from speech_interp.residuals import n_layers
-from speech_interp.unembed import causal_lm
 
 
 def _grad_sites(L: int) -> list[tuple[int, str]]:
@@ -89,11 +86,9 @@ def attribution_sweep(
     tokenizer=None,
 ) -> PatchResult:
     """Attribution patching of the same cells as :func:`~speech_interp.patching.patch_sweep`."""
-    backend = backend_of(model)
-    remote = resolve_remote(remote, backend)
-    layers = check_layers(model, layers)
-    tok = tokenizer if tokenizer is not None else tokenizer_of(model)
-    model_id = model_id or str(causal_lm(model).config.name_or_path)
+    (backend, remote, tok, model_id), layers = sweep_setup(
+        model, components, layers, remote, tokenizer, model_id
+    )
     tasks, skipped = build_tasks(pairs, layout, tok, kinds)
     if not tasks:
         raise ValueError(f"no pair can be read out with metrics {list(kinds)}")

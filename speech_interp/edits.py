@@ -15,7 +15,8 @@ position[b, q])``, a log-softmax over the full vocabulary of the model's own log
 
 Inside nnsight traces there is nothing but tensor indexing and torch arithmetic on plain tensors
 (no objects of this package), so the same traces run on NDIF (``remote=True``) and in nnsight's
-local simulation of it (``remote="local"``).
+local simulation of it (``remote="local"``). That is why the editing and capturing traces each
+spell out the site lookup and the readout instead of calling a shared helper of this package.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -40,11 +41,10 @@ from tqdm.auto import tqdm
 from speech_interp.data import Utterance, Word
 from speech_interp.edits import Edit, Readout, run_edited
 from speech_interp.hooks import TokenLayout
-from speech_interp.models import backend_of, tokenizer_of
-from speech_interp.remote import resolve_remote
+from speech_interp.models import run_context
 from speech_interp.residuals import get_residuals, n_layers, resid_names
 from speech_interp.targets import TargetResolver
-from speech_interp.unembed import Unembedding, causal_lm
+from speech_interp.unembed import Unembedding
 
 KINDS = ("speech", "text")
 ABLATION_COLUMNS = [
@@ -85,6 +85,26 @@ def parse_band(band: str | Sequence[int], n_layers: int) -> tuple[int, int]:
 
 def band_label(band: tuple[int, int]) -> str:
     return f"{band[0]}-{band[1]}"
+
+
+class BandRun(NamedTuple):
+    """What a run over a band of residual streams needs to know about the model."""
+
+    backend: str
+    remote: bool | str
+    n_layers: int
+    streams: list[int]
+    tokenizer: object
+    model_id: str
+
+
+def band_run(model, band, remote: bool | str, tokenizer=None, model_id=None) -> BandRun:
+    """Checked backend / remote pair, stream band, tokenizer and model id of an ablation or
+    substitution run (the tokenizer and id default to the model's own)."""
+    ctx = run_context(model, remote, tokenizer, model_id)
+    L = n_layers(model)
+    lo, hi = parse_band(band, L)
+    return BandRun(ctx.backend, ctx.remote, L, list(range(lo, hi + 1)), ctx.tokenizer, ctx.model_id)
 
 
 def stream_site(stream: int, L: int) -> tuple[int, str]:
@@ -284,13 +304,7 @@ def ablate(
 
     ``max_words`` keeps the first spoken words (data order); the probe is fit on all the data.
     """
-    backend = backend_of(model)
-    remote = resolve_remote(remote, backend)
-    L = n_layers(model)
-    lo, hi = parse_band(band, L)
-    streams = list(range(lo, hi + 1))
-    tok = tokenizer if tokenizer is not None else tokenizer_of(model)
-    model_id = model_id or str(causal_lm(model).config.name_or_path)
+    backend, remote, L, streams, tok, model_id = band_run(model, band, remote, tokenizer, model_id)
     items, _ = word_items(utterances, layout, tok, kinds)
     if max_words is not None:
         keep = list(dict.fromkeys((i.utterance, i.word_index) for i in items))[:max_words]
@@ -321,7 +335,7 @@ def ablate(
                 [
                     model_id,
                     backend,
-                    band_label((lo, hi)),
+                    band_label((streams[0], streams[-1])),
                     item.utterance,
                     item.word_index,
                     item.word,

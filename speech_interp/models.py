@@ -121,6 +121,25 @@ def tokenizer_of(model):
     return tok
 
 
+class RunContext(NamedTuple):
+    """The backend, checked remote mode, tokenizer and model id of one run."""
+
+    backend: str
+    remote: bool | str
+    tokenizer: object
+    model_id: str
+
+
+def run_context(model, remote: bool | str = False, tokenizer=None, model_id=None) -> RunContext:
+    """:class:`RunContext` of a run on ``model``; tokenizer and id default to the model's own."""
+    from speech_interp.remote import resolve_remote
+
+    backend = backend_of(model)
+    tok = tokenizer if tokenizer is not None else tokenizer_of(model)
+    model_id = model_id or str(hf_model(model).config.name_or_path)
+    return RunContext(backend, resolve_remote(remote, backend), tok, model_id)
+
+
 def layout_for(model, family: str | FamilySpec | None = None, tokenizer=None) -> TokenLayout:
     """The token layout of a model the user loaded themselves (either backend)."""
     tok = tokenizer if tokenizer is not None else tokenizer_of(model)

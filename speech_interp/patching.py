@@ -48,12 +48,10 @@ from tqdm.auto import tqdm
 
 from speech_interp.edits import COMPONENTS, Edit, Readout, capture, run_edited
 from speech_interp.hooks import TokenLayout
-from speech_interp.models import backend_of, tokenizer_of
+from speech_interp.models import RunContext, run_context
 from speech_interp.pairs import Pair, align, validate_pair
-from speech_interp.remote import resolve_remote
 from speech_interp.residuals import n_layers
 from speech_interp.targets import TargetResolver
-from speech_interp.unembed import causal_lm
 
 PATCH_COLUMNS = ["model", "backend", "method", "layer", "position", "component", "value"]
 EXTRA_COLUMNS = [
@@ -215,6 +213,16 @@ def check_layers(model, layers: Sequence[int] | None, *, n: int | None = None) -
     return layers
 
 
+def sweep_setup(
+    model, components: Sequence[str], layers, remote, tokenizer, model_id
+) -> tuple[RunContext, list[int]]:
+    """Checked run context and blocks of a patching or attribution sweep."""
+    bad = [c for c in components if c not in COMPONENTS]
+    if bad or not components:
+        raise ValueError(f"components must be among {COMPONENTS}, got {list(components)}")
+    return run_context(model, remote, tokenizer, model_id), check_layers(model, layers)
+
+
 def patch_sweep(
     model,
     layout: TokenLayout,
@@ -233,14 +241,9 @@ def patch_sweep(
     """Exact denoising patching of every cell of every task (rules in the module docstring)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    bad = [c for c in components if c not in COMPONENTS]
-    if bad or not components:
-        raise ValueError(f"components must be among {COMPONENTS}, got {list(components)}")
-    backend = backend_of(model)
-    remote = resolve_remote(remote, backend)
-    layers = check_layers(model, layers)
-    tok = tokenizer if tokenizer is not None else tokenizer_of(model)
-    model_id = model_id or str(causal_lm(model).config.name_or_path)
+    (backend, remote, tok, model_id), layers = sweep_setup(
+        model, components, layers, remote, tokenizer, model_id
+    )
     tasks, skipped = build_tasks(pairs, layout, tok, kinds)
     if not tasks:
         raise ValueError(f"no pair can be read out with metrics {list(kinds)}: {_reasons(skipped)}")

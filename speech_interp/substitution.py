@@ -36,16 +36,13 @@ from speech_interp.hooks import TokenLayout
 from speech_interp.interventions import (
     KINDS,
     band_label,
+    band_run,
     continuation,
-    parse_band,
     stream_site,
 )
-from speech_interp.models import backend_of, tokenizer_of
 from speech_interp.pairs import Pair, validate_pair
-from speech_interp.remote import resolve_remote
-from speech_interp.residuals import get_residuals, n_layers, resid_names
+from speech_interp.residuals import get_residuals, resid_names
 from speech_interp.targets import TargetResolver
-from speech_interp.unembed import causal_lm
 
 SUBSTITUTION_COLUMNS = [
     "model",
@@ -102,13 +99,7 @@ def substitute(
     tokenizer=None,
 ) -> pd.DataFrame:
     """Shift toward the substituted word's continuation (rules in the module docstring)."""
-    backend = backend_of(model)
-    remote = resolve_remote(remote, backend)
-    L = n_layers(model)
-    lo, hi = parse_band(band, L)
-    streams = list(range(lo, hi + 1))
-    tok = tokenizer if tokenizer is not None else tokenizer_of(model)
-    model_id = model_id or str(causal_lm(model).config.name_or_path)
+    backend, remote, L, streams, tok, model_id = band_run(model, band, remote, tokenizer, model_id)
     resolver = TargetResolver(tok, layout)
     gen = torch.Generator().manual_seed(int(seed))
     rows = []
@@ -152,7 +143,7 @@ def substitute(
                     [
                         model_id,
                         backend,
-                        band_label((lo, hi)),
+                        band_label((streams[0], streams[-1])),
                         pair.id,
                         pair.clean_word.word,
                         other,

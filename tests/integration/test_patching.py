@@ -184,3 +184,8 @@ def test_bad_input(models, pairs, monkeypatch):
     broken = Pair("broken", p.clean, p.clean, p.word_index)
     with pytest.raises(ValueError, match="differs in 0 words"):
         patch_sweep(models["tl"], models["layout"], [broken], progress=False)
+    for sweep in (patch_sweep, attribution_sweep):  # both sweeps check their arguments alike
+        with pytest.raises(ValueError, match="components must be among"):
+            sweep(models["tl"], models["layout"], pairs, components=["attn"], progress=False)
+        with pytest.raises(ValueError, match=r"layers \[-1\] out of range"):
+            sweep(models["tl"], models["layout"], pairs, layers=[-1], progress=False)
