@@ -3,22 +3,33 @@
 Load a model into TransformerLens or nnsight with :func:`load`; build prompts with exact per-word
 positions with :func:`speech_interp.speech.build_prompt`; read the residual stream of every layer
 under the same names on both backends with :func:`get_residuals`.
+
+The names below are imported on first use (PEP 562), so that ``import speech_interp`` and the
+command line's ``--help`` do not pay for torch, TransformerLens and nnsight up front.
 """
 
-from speech_interp.hooks import (
-    FAMILIES,
-    FamilySpec,
-    SpecError,
-    TokenLayout,
-    detect_family,
-    generic_spec,
-)
-from speech_interp.lens import LensResult, excess_over_control, phase_bands, run_lens
-from speech_interp.lenses import LogitLens, TunedLens
-from speech_interp.models import Loaded, backend_of, hf_model, layout_for, load
-from speech_interp.residuals import get_residuals, n_layers, resid_names, residual_stack
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "speech_interp.hooks": (
+        "FAMILIES",
+        "FamilySpec",
+        "SpecError",
+        "TokenLayout",
+        "detect_family",
+        "generic_spec",
+    ),
+    "speech_interp.lens": ("LensResult", "excess_over_control", "phase_bands", "run_lens"),
+    "speech_interp.lenses": ("LogitLens", "TunedLens"),
+    "speech_interp.models": ("Loaded", "backend_of", "hf_model", "layout_for", "load"),
+    "speech_interp.residuals": ("get_residuals", "n_layers", "resid_names", "residual_stack"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
     "FAMILIES",
@@ -26,9 +37,9 @@ __all__ = [
     "LensResult",
     "Loaded",
     "LogitLens",
-    "TunedLens",
     "SpecError",
     "TokenLayout",
+    "TunedLens",
     "__version__",
     "backend_of",
     "detect_family",
@@ -44,3 +55,31 @@ __all__ = [
     "residual_stack",
     "run_lens",
 ]
+
+
+def __getattr__(name: str):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'speech_interp' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:
+    from speech_interp.hooks import (
+        FAMILIES,
+        FamilySpec,
+        SpecError,
+        TokenLayout,
+        detect_family,
+        generic_spec,
+    )
+    from speech_interp.lens import LensResult, excess_over_control, phase_bands, run_lens
+    from speech_interp.lenses import LogitLens, TunedLens
+    from speech_interp.models import Loaded, backend_of, hf_model, layout_for, load
+    from speech_interp.residuals import get_residuals, n_layers, resid_names, residual_stack

@@ -28,7 +28,6 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-from speech_interp.data import load_with_data
 from speech_interp.lens_cli import _weights_dir
 from speech_interp.runinfo import sha256_file, write_run_json
 
@@ -78,6 +77,13 @@ def _run_json(out, model, data, seed, extra) -> None:
     write_run_json(out, model, _weights_dir(model), seed, extra)
 
 
+def _load(model: str, data: Path, backend: str):
+    """(utterances, model, layout) of a command (heavy imports only once a command runs)."""
+    from speech_interp.data import load_with_data
+
+    return load_with_data(model, data, backend)
+
+
 def _pairs_frame(pairs) -> pd.DataFrame:
     return pd.DataFrame(
         [
@@ -116,7 +122,7 @@ def patch_command(
     from speech_interp.residuals import n_layers
 
     rem = _remote(remote, backend)
-    utterances, loaded, layout = load_with_data(model, data, backend)
+    utterances, loaded, layout = _load(model, data, backend)
     blocks = _block_band(layers, n_layers(loaded))
     kinds = [k.strip() for k in metrics.split(",") if k.strip()]
     pairs = make_pairs(utterances, seed=seed, max_pairs=max_pairs)
@@ -171,7 +177,7 @@ def ablate_command(
     from speech_interp.verdict import verdicts, write_verdict
 
     rem = _remote(remote, backend)
-    utterances, loaded, layout = load_with_data(model, data, backend)
+    utterances, loaded, layout = _load(model, data, backend)
     bands = _stream_bands(layers, n_layers(loaded))
     frames = [
         ablate(
@@ -235,7 +241,7 @@ def substitute_command(
     from speech_interp.substitution import substitute, summarize_substitution
 
     rem = _remote(remote, backend)
-    utterances, loaded, layout = load_with_data(model, data, backend)
+    utterances, loaded, layout = _load(model, data, backend)
     bands = _stream_bands(layers, n_layers(loaded))
     alphas = [float(a) for a in alpha.split(",") if a.strip()]
     pairs = make_pairs(utterances, seed=seed, max_pairs=max_pairs)

@@ -9,7 +9,6 @@ from rich.console import Console
 from rich.table import Table
 
 from speech_interp.causal_cli import ablate_command, patch_command, substitute_command
-from speech_interp.hooks import FAMILIES
 from speech_interp.lens_cli import lens_command
 from speech_interp.organism.cli import app as organism_app
 
@@ -49,6 +48,8 @@ def demo(
 @app.command()
 def models() -> None:
     """List the supported model families, their token layouts and what each needs to run."""
+    from speech_interp.hooks import FAMILIES
+
     for spec in FAMILIES.values():
         table = Table(title=f"{spec.name}: {spec.description}", show_header=False, expand=True)
         table.add_column("field", style="bold", no_wrap=True)

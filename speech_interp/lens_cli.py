@@ -16,14 +16,13 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-from speech_interp.data import load_with_data
-from speech_interp.lens import LensResult, TunedLens, run_lens
-from speech_interp.models import resolve_source
 from speech_interp.runinfo import sha256_file, write_run_json
 
 
 def _weights_dir(model: str) -> Path | None:
     """The local directory holding the weights: a path as given, else the HF cache (no network)."""
+    from speech_interp.models import resolve_source
+
     source = Path(resolve_source(model))
     if source.is_dir():
         return source
@@ -36,6 +35,8 @@ def _weights_dir(model: str) -> Path | None:
 
 
 def _tuned_lens(tuned_path: Path | None, model, utterances, layout, seed: int, steps: int):
+    from speech_interp.lenses import TunedLens
+
     if tuned_path is None:
         raise typer.BadParameter("--lens tuned needs --tuned-path (a tuned-lens directory)")
     if (tuned_path / "params.pt").exists():
@@ -60,9 +61,10 @@ def lens_command(
     seed: Annotated[int, typer.Option(help="seed for controls and bootstrap")] = 0,
     chunk_size: Annotated[int, typer.Option(help="vocabulary rows per scoring chunk")] = 8192,
     tuned_steps: Annotated[int, typer.Option(help="steps when fitting a tuned lens")] = 500,
-) -> LensResult:
+) -> object:
     """Logit / tuned lens per word and layer: transcription, next word, speech mass, phases."""
-    from speech_interp.lens import phase_bands
+    from speech_interp.data import load_with_data
+    from speech_interp.lens import phase_bands, run_lens
     from speech_interp.plots import plot_phase_curves, plot_token_heatmap
 
     if lens not in ("logit", "tuned"):

@@ -6,11 +6,8 @@ import json
 import time
 from pathlib import Path
 
-import torch
 import typer
 from rich.console import Console
-
-from speech_interp.data import read_utterances, write_utterances
 
 app = typer.Typer(help="Train and evaluate the shipped tiny interleaved speech-text LM.")
 console = Console()
@@ -19,8 +16,10 @@ DEFAULT_CACHE = Path.home() / ".cache" / "speech_interp" / "organism"
 
 def evaluate_dir(variant_dir: Path, data: Path, seed: int) -> dict:
     """Held-out losses and probe accuracies of a saved variant, from the data file alone."""
+    import torch
     from transformers import AutoTokenizer, LlamaForCausalLM
 
+    from speech_interp.data import read_utterances
     from speech_interp.hooks import ORGANISM
 
     from .evaluate import heldout_losses, probe_accuracies
@@ -47,6 +46,7 @@ def train(
     compare: str = typer.Option("", help="shipped variant to compare weights with, e.g. full"),
 ) -> None:
     """Train organism variant(s), write weights + tokenizer + eval data + results."""
+    from speech_interp.data import write_utterances
     from speech_interp.runinfo import write_run_json
 
     from .evaluate import eval_utterances
