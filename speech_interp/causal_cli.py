@@ -28,13 +28,14 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-from speech_interp.lens_cli import _weights_dir
+from speech_interp.lens_cli import _weights_dir, load_for_command
 from speech_interp.runinfo import sha256_file, write_run_json
 
 REMOTE = {"off": False, "local": "local", "ndif": True}
 
 Model = Annotated[str, typer.Option(help="HF id, local save_pretrained dir or organism[:v]")]
 Data = Annotated[Path, typer.Option(help="utterance file (JSON Lines, speech_interp.data)")]
+Split = Annotated[str | None, typer.Option(help="use only utterances of this split (e.g. eval)")]
 Backend = Annotated[str, typer.Option(help="tl | nnsight")]
 Remote = Annotated[str, typer.Option(help="off | local (simulated NDIF) | ndif (NDIF_API_KEY)")]
 Seed = Annotated[int, typer.Option(help="seed of pairs, directions and bootstrap")]
@@ -77,13 +78,6 @@ def _run_json(out, model, data, seed, extra) -> None:
     write_run_json(out, model, _weights_dir(model), seed, extra)
 
 
-def _load(model: str, data: Path, backend: str):
-    """(utterances, model, layout) of a command (heavy imports only once a command runs)."""
-    from speech_interp.data import load_with_data
-
-    return load_with_data(model, data, backend)
-
-
 def _pairs_frame(pairs) -> pd.DataFrame:
     return pd.DataFrame(
         [
@@ -102,6 +96,7 @@ def _pairs_frame(pairs) -> pd.DataFrame:
 def patch_command(
     model: Model,
     data: Data,
+    split: Split = None,
     backend: Backend = "tl",
     remote: Remote = "off",
     out: Annotated[Path, typer.Option(help="output directory (also the resume checkpoint)")] = Path(
@@ -122,7 +117,7 @@ def patch_command(
     from speech_interp.residuals import n_layers
 
     rem = _remote(remote, backend)
-    utterances, loaded, layout = _load(model, data, backend)
+    utterances, loaded, layout = load_for_command(model, data, backend, split)
     blocks = _block_band(layers, n_layers(loaded))
     kinds = [k.strip() for k in metrics.split(",") if k.strip()]
     pairs = make_pairs(utterances, seed=seed, max_pairs=max_pairs)
@@ -145,6 +140,7 @@ def patch_command(
         "command": "patch",
         "backend": backend,
         "remote": remote,
+        "split": split,
         "layers": blocks,
         "metrics": kinds,
         "n_pairs": len(pairs),
@@ -159,6 +155,7 @@ def patch_command(
 def ablate_command(
     model: Model,
     data: Data,
+    split: Split = None,
     backend: Backend = "tl",
     remote: Remote = "off",
     out: Annotated[Path, typer.Option(help="output directory")] = Path("out/ablate"),
@@ -177,7 +174,7 @@ def ablate_command(
     from speech_interp.verdict import verdicts, write_verdict
 
     rem = _remote(remote, backend)
-    utterances, loaded, layout = _load(model, data, backend)
+    utterances, loaded, layout = load_for_command(model, data, backend, split)
     bands = _stream_bands(layers, n_layers(loaded))
     frames = [
         ablate(
@@ -211,6 +208,7 @@ def ablate_command(
         "command": "ablate",
         "backend": backend,
         "remote": remote,
+        "split": split,
         "bands": bands,
         "n_random": n_random,
         "probe": probe,
@@ -226,6 +224,7 @@ def ablate_command(
 def substitute_command(
     model: Model,
     data: Data,
+    split: Split = None,
     backend: Backend = "tl",
     remote: Remote = "off",
     out: Annotated[Path, typer.Option(help="output directory")] = Path("out/substitute"),
@@ -241,7 +240,7 @@ def substitute_command(
     from speech_interp.substitution import substitute, summarize_substitution
 
     rem = _remote(remote, backend)
-    utterances, loaded, layout = _load(model, data, backend)
+    utterances, loaded, layout = load_for_command(model, data, backend, split)
     bands = _stream_bands(layers, n_layers(loaded))
     alphas = [float(a) for a in alpha.split(",") if a.strip()]
     pairs = make_pairs(utterances, seed=seed, max_pairs=max_pairs)
@@ -268,6 +267,7 @@ def substitute_command(
         "command": "substitute",
         "backend": backend,
         "remote": remote,
+        "split": split,
         "bands": bands,
         "alphas": alphas,
         "n_random": n_random,

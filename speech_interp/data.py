@@ -167,14 +167,27 @@ def utterance_from_units(
     )
 
 
-def load_with_data(model: str, data: str | Path, backend: str = "tl"):
-    """Read a data file and load ``model``; (utterances, model, layout).
+def select_split(utterances: Sequence[Utterance], split: str | None) -> list[Utterance]:
+    """The utterances whose ``split`` is ``split`` (all when None); none found is an error."""
+    if split is None:
+        return list(utterances)
+    chosen = [u for u in utterances if u.split == split]
+    if not chosen:
+        have = sorted({str(u.split) for u in utterances})
+        raise ValueError(f"no utterance has split {split!r}; the data has splits {have}")
+    return chosen
+
+
+def load_with_data(model: str, data: str | Path, backend: str = "tl", split: str | None = None):
+    """Read a data file (only split ``split`` if given) and load ``model``; (utterances, model,
+    layout).
 
     A data file whose header names another family than the model's is an error.
     """
     from speech_interp.models import load
 
     header, utterances = read_utterances(data)
+    utterances = select_split(utterances, split)
     loaded, layout = load(model, backend=backend)
     family = header.get("family")
     if family is not None and family != layout.spec.name:

@@ -34,6 +34,18 @@ def _weights_dir(model: str) -> Path | None:
         return None
 
 
+def load_for_command(model: str, data: Path, backend: str, split: str | None):
+    """(utterances, model, layout) of a command; an unknown ``--split`` is a usage error."""
+    from speech_interp.data import load_with_data
+
+    try:
+        return load_with_data(model, data, backend, split)
+    except ValueError as err:
+        if split is not None and "no utterance has split" in str(err):
+            raise typer.BadParameter(str(err), param_hint="--split") from None
+        raise
+
+
 def _tuned_lens(tuned_path: Path | None, model, utterances, layout, seed: int, steps: int):
     from speech_interp.lenses import TunedLens
 
@@ -51,6 +63,9 @@ def _tuned_lens(tuned_path: Path | None, model, utterances, layout, seed: int, s
 def lens_command(
     model: Annotated[str, typer.Option(help="HF id, local save_pretrained dir or organism[:v]")],
     data: Annotated[Path, typer.Option(help="utterance file (JSON Lines, speech_interp.data)")],
+    split: Annotated[
+        str | None, typer.Option(help="use only utterances of this split (e.g. eval)")
+    ] = None,
     backend: Annotated[str, typer.Option(help="tl | nnsight")] = "tl",
     lens: Annotated[str, typer.Option(help="logit | tuned")] = "logit",
     tuned_path: Annotated[
@@ -63,7 +78,6 @@ def lens_command(
     tuned_steps: Annotated[int, typer.Option(help="steps when fitting a tuned lens")] = 500,
 ) -> object:
     """Logit / tuned lens per word and layer: transcription, next word, speech mass, phases."""
-    from speech_interp.data import load_with_data
     from speech_interp.lens import phase_bands, run_lens
     from speech_interp.plots import plot_phase_curves, plot_token_heatmap
 
@@ -71,7 +85,7 @@ def lens_command(
         raise typer.BadParameter(f"--lens must be 'logit' or 'tuned', got {lens!r}")
     if lens == "logit" and tuned_path is not None:
         raise typer.BadParameter("--tuned-path is only used with --lens tuned")
-    utterances, loaded, layout = load_with_data(model, data, backend)
+    utterances, loaded, layout = load_for_command(model, data, backend, split)
     lens_obj, lens_note = "logit", None
     if lens == "tuned":
         lens_obj, lens_note = _tuned_lens(tuned_path, loaded, utterances, layout, seed, tuned_steps)
@@ -98,6 +112,7 @@ def lens_command(
         "command": "lens",
         "data": str(data),
         "data_sha256": sha256_file(data),
+        "split": split,
         "backend": backend,
         "lens": lens,
         "tuned_path": str(tuned_path) if tuned_path else None,

@@ -96,3 +96,10 @@ def test_remote_needs_nnsight(app, setup, tmp_path):
     res = CliRunner().invoke(app, ["ablate", "--model", model, "--data", str(data), "--out",
                                    str(tmp_path), "--remote", "local"])  # fmt: skip
     assert res.exit_code != 0 and "needs --backend nnsight" in res.output
+
+
+def test_unknown_split_is_a_usage_error(app, setup, tmp_path):
+    model, data = setup
+    res = CliRunner().invoke(app, ["ablate", "--model", model, "--data", str(data), "--out",
+                                   str(tmp_path), "--split", "nope"])  # fmt: skip
+    assert res.exit_code == 2 and "no utterance has split 'nope'" in res.output

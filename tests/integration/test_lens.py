@@ -4,6 +4,7 @@ sizes; tuned lens training and round trip; bad input; the ``lens`` command end t
 import json
 import random
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -295,13 +296,16 @@ def test_missing_target_is_reported(models, data):
 
 
 def test_lens_command_end_to_end(models, tmp_path):
-    data_file = write_utterances(tmp_path / "data.jsonl", _utterances(3, seed=5), family="sims")
+    utts = [replace(u, split="eval") for u in _utterances(3, seed=5)]
+    utts += [replace(u, id=f"other-{u.id}", split="other") for u in _utterances(2, seed=6)]
+    data_file = write_utterances(tmp_path / "data.jsonl", utts, family="sims")
     out = tmp_path / "out"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = lens_command(
-            model=models["path"], data=data_file, backend="tl", out=out, seed=1, chunk_size=100
-        )
+            model=models["path"], data=data_file, split="eval", backend="tl", out=out, seed=1,
+            chunk_size=100,
+        )  # fmt: skip
         lens_command(
             model=models["path"],
             data=data_file,
@@ -318,6 +322,7 @@ def test_lens_command_end_to_end(models, tmp_path):
     assert list(table.columns) == LENS_COLUMNS and len(table) == len(result.summary)
     run = json.loads((out / "run.json").read_text())
     assert run["model_id"] == models["path"] and run["seed"] == 1
+    assert run["split"] == "eval" and run["n_utterances"] == 3  # the "other" split is left out
     assert list(run["weights_sha256"]) == ["model.safetensors"]
     assert set(run["packages"]) == {
         "torch",

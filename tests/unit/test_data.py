@@ -7,6 +7,7 @@ from speech_interp.data import (
     Utterance,
     Word,
     read_utterances,
+    select_split,
     utterance_from_units,
     write_utterances,
 )
@@ -79,3 +80,11 @@ def test_pre_tokenized_units():
     assert [w.units for w in utt.words] == [(1, 2), (3,)]
     with pytest.raises(ValueError, match="2 words but 1 unit lists"):
         utterance_from_units(["the", "cat"], [[1]])
+
+
+def test_select_split():
+    utts = _utts()
+    assert [u.id for u in select_split(utts, "eval")] == ["u1"]
+    assert select_split(utts, None) == utts
+    with pytest.raises(ValueError, match=r"no utterance has split 'test'.*\['None', 'eval'\]"):
+        select_split(utts, "test")
