@@ -118,6 +118,12 @@ def verdict_markdown(all_verdicts: dict) -> list[str]:
                 f"{f(c.get('control_mean'))} | {f(c.get('effect'))} [{f(c.get('ci_low'))}, "
                 f"{f(c.get('ci_high'))}] | {f(c.get('effect_size'))} |"
             )
+    lines += [
+        "",
+        "One training seed per variant (the shipped weights). Over training seeds the controls'",
+        "verdicts replicate and full's load-bearing reading at 3-4 does not (seeds 1 and 2:",
+        'neither in every band); see docs/causal.md, "Robustness over training seeds".',
+    ]
     return lines
 
 
