@@ -59,13 +59,13 @@ def _stream_bands(layers: str | None, L: int) -> list[str]:
 
 
 def _block_band(layers: str | None, L: int) -> list[int] | None:
+    from speech_interp.interventions import parse_span
     from speech_interp.patching import check_layers
 
     if layers is None:
         return None
     try:
-        parts = [int(p) for p in layers.replace(" ", "").split("-")]
-        lo, hi = (parts * 2)[:2] if len(parts) == 1 else parts
+        lo, hi = parse_span(layers)
     except ValueError:
         raise typer.BadParameter(f"--layers must look like '2-4' or '3', got {layers!r}") from None
     if lo > hi:

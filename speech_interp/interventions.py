@@ -63,8 +63,8 @@ ABLATION_COLUMNS = [
 ]
 
 
-def parse_band(band: str | Sequence[int], n_layers: int) -> tuple[int, int]:
-    """``"a-b"``, ``"a"`` or ``(a, b)`` -> (a, b), checked against streams 0..n_layers."""
+def parse_span(band: str | Sequence[int]) -> tuple[int, int]:
+    """``"a-b"``, ``"a"`` or ``(a, b)`` -> (a, b), unchecked; a ValueError names the form."""
     try:
         if isinstance(band, str):
             parts = [int(p) for p in band.replace(" ", "").split("-")]
@@ -75,6 +75,12 @@ def parse_band(band: str | Sequence[int], n_layers: int) -> tuple[int, int]:
         a, b = parts
     except ValueError:
         raise ValueError(f"layer band must look like '2-4' or '3', got {band!r}") from None
+    return a, b
+
+
+def parse_band(band: str | Sequence[int], n_layers: int) -> tuple[int, int]:
+    """:func:`parse_span`, checked against streams 0..n_layers."""
+    a, b = parse_span(band)
     if not 0 <= a <= b <= n_layers:
         raise ValueError(
             f"layer band {a}-{b} out of range: a {n_layers}-layer model has residual streams "
