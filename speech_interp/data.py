@@ -167,6 +167,10 @@ def utterance_from_units(
     )
 
 
+class UnknownSplit(ValueError):
+    """A split that no utterance of the data has."""
+
+
 def select_split(utterances: Sequence[Utterance], split: str | None) -> list[Utterance]:
     """The utterances whose ``split`` is ``split`` (all when None); none found is an error."""
     if split is None:
@@ -174,7 +178,7 @@ def select_split(utterances: Sequence[Utterance], split: str | None) -> list[Utt
     chosen = [u for u in utterances if u.split == split]
     if not chosen:
         have = sorted({str(u.split) for u in utterances})
-        raise ValueError(f"no utterance has split {split!r}; the data has splits {have}")
+        raise UnknownSplit(f"no utterance has split {split!r}; the data has splits {have}")
     return chosen
 
 

@@ -36,14 +36,12 @@ def _weights_dir(model: str) -> Path | None:
 
 def load_for_command(model: str, data: Path, backend: str, split: str | None):
     """(utterances, model, layout) of a command; an unknown ``--split`` is a usage error."""
-    from speech_interp.data import load_with_data
+    from speech_interp.data import UnknownSplit, load_with_data
 
     try:
         return load_with_data(model, data, backend, split)
-    except ValueError as err:
-        if split is not None and "no utterance has split" in str(err):
-            raise typer.BadParameter(str(err), param_hint="--split") from None
-        raise
+    except UnknownSplit as err:
+        raise typer.BadParameter(str(err), param_hint="--split") from None
 
 
 def _tuned_lens(tuned_path: Path | None, model, utterances, layout, seed: int, steps: int):
