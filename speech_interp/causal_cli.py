@@ -28,8 +28,7 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-from speech_interp.lens_cli import _weights_dir, load_for_command
-from speech_interp.runinfo import sha256_file, write_run_json
+from speech_interp.lens_cli import command_run_json, load_for_command
 
 REMOTE = {"off": False, "local": "local", "ndif": True}
 
@@ -71,11 +70,6 @@ def _block_band(layers: str | None, L: int) -> list[int] | None:
     if lo > hi:
         raise typer.BadParameter(f"--layers {layers!r}: the band's first block exceeds its last")
     return check_layers(None, range(lo, hi + 1), n=L)
-
-
-def _run_json(out, model, data, seed, extra) -> None:
-    extra = {"data": str(data), "data_sha256": sha256_file(data), **extra}
-    write_run_json(out, model, _weights_dir(model), seed, extra)
 
 
 def _pairs_frame(pairs) -> pd.DataFrame:
@@ -147,7 +141,7 @@ def patch_command(
         "batch_size": batch_size,
         "skipped": exact.skipped.to_dict(orient="records"),
     }
-    _run_json(out, model, data, seed, extra)
+    command_run_json(out, model, data, seed, extra)
     typer.echo(f"patch: {len(pairs)} pairs, {len(exact.table)} exact cells -> {out}")
     return table
 
@@ -215,7 +209,7 @@ def ablate_command(
         "k": k,
         "max_words": max_pairs,
     }
-    _run_json(out, model, data, seed, extra)
+    command_run_json(out, model, data, seed, extra)
     summary = ", ".join(f"{e['band']}: {e['verdict']}" for e in content["bands"])
     typer.echo(f"ablate: {summary} -> {out}")
     return content
@@ -273,7 +267,7 @@ def substitute_command(
         "n_random": n_random,
         "n_pairs": len(pairs),
     }
-    _run_json(out, model, data, seed, extra)
+    command_run_json(out, model, data, seed, extra)
     typer.echo(f"substitute: {len(pairs)} pairs, bands {', '.join(bands)} -> {out}")
     return table
 

@@ -34,6 +34,12 @@ def _weights_dir(model: str) -> Path | None:
         return None
 
 
+def command_run_json(out: Path, model: str, data: Path, seed: int, extra: dict) -> None:
+    """``run.json`` of a command: versions, seed, weights hash, the data file and its hash."""
+    extra = {"data": str(data), "data_sha256": sha256_file(data), **extra}
+    write_run_json(out, model, _weights_dir(model), seed, extra)
+
+
 def load_for_command(model: str, data: Path, backend: str, split: str | None):
     """(utterances, model, layout) of a command; an unknown ``--split`` is a usage error."""
     from speech_interp.data import UnknownSplit, load_with_data
@@ -108,8 +114,6 @@ def lens_command(
     n_words = int(result.words["item"].nunique())
     extra = {
         "command": "lens",
-        "data": str(data),
-        "data_sha256": sha256_file(data),
         "split": split,
         "backend": backend,
         "lens": lens,
@@ -121,7 +125,7 @@ def lens_command(
         "words_target_missing": result.n_missing,
         "missing_words": result.missing.to_dict(orient="records"),
     }
-    write_run_json(out, model, _weights_dir(model), seed, extra)
+    command_run_json(out, model, data, seed, extra)
     typer.echo(f"lens: {n_words} spoken words, {result.n_missing} without a target -> {out}")
     return result
 
