@@ -2,7 +2,8 @@
 
 :func:`score_hidden` walks the unembedding in ``chunk_size`` rows and never holds positions x
 vocab: per (position, token) query it counts the tokens with a strictly larger logit (rank; ties
-count in the target's favour, the target itself is never counted), and per position it keeps a
+count in the target's favour, the target itself is never counted; the target's logit is the one
+its own chunk computes, so ties are judged on equal terms), and per position it keeps a
 running log-sum-exp over the full vocabulary and over speech units (float32 within a chunk,
 accumulated across chunks in float64), and the best text token.
 """
@@ -136,12 +137,22 @@ def score_hidden(
     not_text = torch.where(text_mask, 0.0, -torch.inf)
     speech_ids = layout.speech_mask.nonzero().squeeze(-1).to(dev)
     n_pos, n_q = hidden.shape[0], query_tok.numel()
+    # The target's own logit is read from its chunk's logits, so the ranks compare values computed
+    # the same way (a separately computed dot product can differ in the last bits and break ties).
+    # Before that chunk is reached, comparisons use an estimate: tokens clearly above it count at
+    # once, tokens within the estimate's float32 error bound are kept and compared at the end.
+    h_q = hidden[query_pos]
     w_q = unembed.weight[query_tok.to(unembed.weight.device)].to(dev).float()
-    target = (hidden[query_pos] * w_q).sum(-1)
+    approx = (h_q * w_q).sum(-1)
     if unembed.bias is not None:
-        target = target + unembed.bias.to(dev)[query_tok].float()
+        approx = approx + unembed.bias.to(dev)[query_tok].float()
+    d = hidden.shape[-1]
+    gamma = d * 2.0**-24 / (1 - d * 2.0**-24)
+    tol = 2 * gamma * (h_q.abs() * w_q.abs()).sum(-1) + 2.0**-22 * approx.abs() + 1e-30
+    target = approx.clone()
     rank_text = torch.zeros(n_q, dtype=torch.long, device=dev)
     rank_full = torch.zeros(n_q, dtype=torch.long, device=dev)
+    near: list[tuple[Tensor, Tensor, Tensor]] = []  # (query, token id, logit) within the bound
     lse_all = torch.full((n_pos,), -torch.inf, device=dev, dtype=torch.float64)
     lse_speech = torch.full((n_pos,), -torch.inf, device=dev, dtype=torch.float64)
     top_logit = torch.full((n_pos,), -torch.inf, device=dev)
@@ -162,11 +173,23 @@ def score_hidden(
             top_logit = torch.where(better, best, top_logit)
             top_id = torch.where(better, idx + start, top_id)
         if n_q:
-            above = logits.index_select(0, query_pos) > target[:, None]
+            picked = logits.index_select(0, query_pos)
             own = (query_tok >= start) & (query_tok < stop)
+            target[own] = picked[q_index[own], query_tok[own] - start]
+            above = picked > (approx + tol)[:, None]
+            maybe = (picked >= (approx - tol)[:, None]) & ~above
             above[q_index[own], query_tok[own] - start] = False  # never count the target itself
+            maybe[q_index[own], query_tok[own] - start] = False
             rank_full += _count(above)
             rank_text += _count(above & t_mask)
+            if maybe.any():
+                q, col = maybe.nonzero(as_tuple=True)
+                near.append((q, col + start, picked[q, col]))
+    if near:
+        q, tok, value = (torch.cat(parts) for parts in zip(*near, strict=True))
+        counts = (value > target[q]).long()
+        rank_full.index_add_(0, q, counts)
+        rank_text.index_add_(0, q, counts * text_mask[tok].long())
     return Scores(target, rank_text, rank_full, lse_all, lse_speech, top_id, top_logit)
 
 
