@@ -100,7 +100,7 @@ def _utterance(layout, seq: int):
 def _method(name: str, model, hf, ids, layout, chunk_size: int) -> None:
     import speech_interp as si
     from speech_interp.lens import LogitLens
-    from speech_interp.unembed import Unembedding
+    from speech_interp.lens.unembed import Unembedding
 
     if name == "ours":
         lens = LogitLens(model)

@@ -3,7 +3,7 @@
 
 Same inputs (a clean / corrupted pair of equal length, so TransformerLens's position-by-position
 grid applies), same clean cache values, same metric (the speech read-out of
-:mod:`speech_interp.patching`: sum of log-probs of the next word's units). Both fill the full
+:mod:`speech_interp.causal.patching`: sum of log-probs of the next word's units). Both fill the full
 layers x positions grid of resid_pre; TransformerLens runs one forward per cell, ours
 ``--batch-size`` cells per forward. Prints both times, the speed ratio and the max abs
 difference of the patched metric.
@@ -23,10 +23,10 @@ import pandas as pd
 import torch
 
 import speech_interp as si
+from speech_interp.causal.patching import build_tasks, cell_edits
+from speech_interp.core.edits import Readout, capture, metric_from_logits, run_edited
 from speech_interp.data import Utterance, Word
-from speech_interp.edits import Readout, capture, metric_from_logits, run_edited
-from speech_interp.pairs import Pair
-from speech_interp.patching import build_tasks, cell_edits
+from speech_interp.data.pairs import Pair
 from speech_interp.testing import save_tiny_model
 
 WORDS = "the big cat sees a small dog in the old park near the blue river".split()

@@ -1,13 +1,18 @@
-"""Model-side knowledge of speech-text LM families: token layouts, module paths, TL adapters.
+"""Model-side knowledge (installed as ``speech_interp.hooks``): layouts, module paths, adapters.
 
-One small module per family; :data:`FAMILIES` is the registry ``detect_family`` searches.
+- ``spec``: :class:`FamilySpec` (a family's token layout as data) and :class:`TokenLayout` (bound
+  to one tokenizer); one small module per family (``sims``, ``spiritlm``, ``organism``,
+  ``generic``), registered in :data:`FAMILIES`, which ``detect_family`` searches.
+- ``paths``: where blocks, attention, MLP, final norm, unembedding and embedding live per
+  architecture, and :func:`submodule`, the one accessor.
+- ``helium``: TransformerLens adapters for architectures TL lacks (entry point).
 """
 
 from __future__ import annotations
 
 from .generic import GENERIC, generic_spec
-from .modules import ModulePaths, get_submodule, hf_blocks, module_paths
 from .organism import ORGANISM
+from .paths import ModulePaths, get_submodule, module_paths, submodule
 from .sims import SIMS
 from .spec import FamilySpec, SpecError, TokenLayout
 from .spiritlm import SPIRITLM, SPIRITLM_EXPRESSIVE
@@ -61,6 +66,6 @@ __all__ = [
     "generic_spec",
     "get_family",
     "get_submodule",
-    "hf_blocks",
     "module_paths",
+    "submodule",
 ]

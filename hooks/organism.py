@@ -4,6 +4,8 @@ A standard HF Llama config whose text vocabulary was extended with ``<unit0>`` .
 (MFCC + k-means units, 25 Hz, deduplicated) and the markers ``<speech>`` / ``<text>``.
 """
 
+from speech_interp.organism import VARIANTS
+
 from .spec import FamilySpec
 
 ORGANISM = FamilySpec(
@@ -14,7 +16,7 @@ ORGANISM = FamilySpec(
     text_marker="<text>",
     unit_rate_hz=25.0,
     architectures=("LlamaForCausalLM",),
-    checkpoints=("organism", "organism:no-interleave", "organism:random-init", "organism:planted"),
+    checkpoints=("organism",) + tuple(f"organism:{v}" for v in VARIANTS[1:]),
     unit_extractor="speech_interp MFCC + deltas k-means (shipped centroids)",
     needs="nothing: ships inside the package",
 )

@@ -1,8 +1,11 @@
 """speech-interp: is the implicit text stage of interleaved speech-text LMs load-bearing?
 
 Load a model into TransformerLens or nnsight with :func:`load`; build prompts with exact per-word
-positions with :func:`speech_interp.speech.build_prompt`; read the residual stream of every layer
-under the same names on both backends with :func:`get_residuals`.
+positions with :func:`speech_interp.data.build_prompt`; read the residual stream of every layer
+under the same names on both backends with :func:`get_residuals`; run the lens
+(:func:`run_lens`) and the causal tests (:func:`patch_sweep`, :func:`attribution_sweep`,
+:func:`ablate`, :func:`substitute`, :func:`verdicts`) on utterances (:func:`read_utterances`,
+:func:`make_pairs`).
 
 The names below are imported on first use (PEP 562), so that ``import speech_interp`` and the
 command line's ``--help`` do not pay for torch, TransformerLens and nnsight up front.
@@ -24,10 +27,39 @@ _EXPORTS = {
         "detect_family",
         "generic_spec",
     ),
-    "speech_interp.lens": ("LensResult", "excess_over_control", "phase_bands", "run_lens"),
-    "speech_interp.lenses": ("LogitLens", "TunedLens"),
-    "speech_interp.models": ("Loaded", "backend_of", "hf_model", "layout_for", "load"),
-    "speech_interp.residuals": ("get_residuals", "n_layers", "resid_names", "residual_stack"),
+    "speech_interp.models": (
+        "Loaded",
+        "backend_of",
+        "hf_model",
+        "layout_for",
+        "load",
+    ),
+    "speech_interp.core.residuals": (
+        "get_residuals",
+        "n_layers",
+        "resid_names",
+        "residual_stack",
+    ),
+    "speech_interp.lens": (
+        "LensResult",
+        "LogitLens",
+        "TunedLens",
+        "excess_over_control",
+        "phase_bands",
+        "run_lens",
+    ),
+    "speech_interp.causal": (
+        "ablate",
+        "attribution_sweep",
+        "patch_sweep",
+        "rank_agreement",
+        "substitute",
+        "verdicts",
+    ),
+    "speech_interp.data": (
+        "make_pairs",
+        "read_utterances",
+    ),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -41,6 +73,8 @@ __all__ = [
     "TokenLayout",
     "TunedLens",
     "__version__",
+    "ablate",
+    "attribution_sweep",
     "backend_of",
     "detect_family",
     "excess_over_control",
@@ -49,11 +83,17 @@ __all__ = [
     "hf_model",
     "layout_for",
     "load",
+    "make_pairs",
     "n_layers",
+    "patch_sweep",
     "phase_bands",
+    "rank_agreement",
+    "read_utterances",
     "resid_names",
     "residual_stack",
     "run_lens",
+    "substitute",
+    "verdicts",
 ]
 
 
@@ -71,6 +111,24 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from speech_interp.causal import (
+        ablate,
+        attribution_sweep,
+        patch_sweep,
+        rank_agreement,
+        substitute,
+        verdicts,
+    )
+    from speech_interp.core.residuals import (
+        get_residuals,
+        n_layers,
+        resid_names,
+        residual_stack,
+    )
+    from speech_interp.data import (
+        make_pairs,
+        read_utterances,
+    )
     from speech_interp.hooks import (
         FAMILIES,
         FamilySpec,
@@ -79,7 +137,18 @@ if TYPE_CHECKING:
         detect_family,
         generic_spec,
     )
-    from speech_interp.lens import LensResult, excess_over_control, phase_bands, run_lens
-    from speech_interp.lenses import LogitLens, TunedLens
-    from speech_interp.models import Loaded, backend_of, hf_model, layout_for, load
-    from speech_interp.residuals import get_residuals, n_layers, resid_names, residual_stack
+    from speech_interp.lens import (
+        LensResult,
+        LogitLens,
+        TunedLens,
+        excess_over_control,
+        phase_bands,
+        run_lens,
+    )
+    from speech_interp.models import (
+        Loaded,
+        backend_of,
+        hf_model,
+        layout_for,
+        load,
+    )

@@ -7,24 +7,33 @@ keep their usual workflow. ``layout_for`` gives the layout for a model the user 
 
 from __future__ import annotations
 
-from pathlib import Path
+import warnings
 from typing import Literal, NamedTuple
 
 import torch
 from transformers import AutoConfig, AutoTokenizer
 
 from speech_interp.hooks import FamilySpec, SpecError, TokenLayout, detect_family, get_family
+from speech_interp.organism import ORGANISM_DIR
 
 Backend = Literal["tl", "nnsight"]
 BACKENDS: tuple[str, ...] = ("tl", "nnsight")
-ORGANISM_DIR = Path(__file__).parent / "organism" / "weights"
 
 
 class Loaded(NamedTuple):
-    """What :func:`load` returns: the toolkit's model object and its token layout."""
+    """What :func:`load` returns: the toolkit's model object and its token layout.
+
+    Unpacks as ``model, layout = load(...)``.
+    """
 
     model: object
-    spec: TokenLayout
+    layout: TokenLayout
+
+    @property
+    def spec(self) -> TokenLayout:
+        """Deprecated name of :attr:`layout`."""
+        warnings.warn("Loaded.spec is deprecated: use Loaded.layout", DeprecationWarning, 2)
+        return self.layout
 
 
 def resolve_source(name_or_path: str) -> str:
@@ -119,25 +128,6 @@ def tokenizer_of(model):
     if tok is None:
         raise ValueError("the model carries no tokenizer; pass tokenizer= explicitly")
     return tok
-
-
-class RunContext(NamedTuple):
-    """The backend, checked remote mode, tokenizer and model id of one run."""
-
-    backend: str
-    remote: bool | str
-    tokenizer: object
-    model_id: str
-
-
-def run_context(model, remote: bool | str = False, tokenizer=None, model_id=None) -> RunContext:
-    """:class:`RunContext` of a run on ``model``; tokenizer and id default to the model's own."""
-    from speech_interp.remote import resolve_remote
-
-    backend = backend_of(model)
-    tok = tokenizer if tokenizer is not None else tokenizer_of(model)
-    model_id = model_id or str(hf_model(model).config.name_or_path)
-    return RunContext(backend, resolve_remote(remote, backend), tok, model_id)
 
 
 def layout_for(model, family: str | FamilySpec | None = None, tokenizer=None) -> TokenLayout:

@@ -7,6 +7,7 @@ random and saved with ``save_pretrained``.
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import torch
@@ -20,6 +21,7 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
+from speech_interp.data.utterances import Utterance, Word
 from speech_interp.organism.tokenizer import word_bpe_tokenizer
 
 TINY_WORDS = (
@@ -98,3 +100,60 @@ def save_tiny_model(
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+# --------------------------------------------------------------------------- causal test data
+
+CAUSAL_CATEGORY = {
+    "the": "det",
+    "a": "det",
+    "cat": "noun",
+    "dog": "noun",
+    "bird": "noun",
+    "fish": "noun",
+    "sees": "verb",
+    "eats": "verb",
+    "big": "adj",
+    "small": "adj",
+    "red": "adj",
+    "in": "prep",
+    "park": "noun",
+    "river": "noun",
+}
+CAUSAL_SENTENCES = [
+    ("v1", "the big cat sees the dog", ()),
+    ("v1", "a small bird eats the fish", ()),
+    ("v1", "the red fish sees a cat", (5,)),
+    ("v2", "the red dog sees a bird", ()),
+    ("v2", "a big fish eats the cat", (4,)),
+    ("v2", "the small cat eats a fish", ()),
+]
+
+
+def word_units(voice: str, word: str) -> tuple[int, ...]:
+    """The same word in the same voice always has the same units; longer words have more."""
+    rng = random.Random(f"{voice}/{word}")
+    return tuple(rng.randrange(500) for _ in range(len(word) // 2 + 1))
+
+
+def _causal_utterance(i: int, voice: str, text: str, text_words=()) -> Utterance:
+    words = []
+    for j, w in enumerate(text.split()):
+        spoken = j not in text_words
+        cat = CAUSAL_CATEGORY[w]
+        words.append(
+            Word(
+                w,
+                "speech" if spoken else "text",
+                word_units(voice, w) if spoken else None,
+                cat,
+                cat not in ("det", "prep"),
+            )
+        )
+    return Utterance(f"u{i}", tuple(words), voice)
+
+
+def causal_utterances() -> list[Utterance]:
+    """Six hand-made spoken utterances in two voices with categories (some words in text), for
+    the causal tests: every noun, verb and adjective has same-voice, same-category partners."""
+    return [_causal_utterance(i, v, t, tw) for i, (v, t, tw) in enumerate(CAUSAL_SENTENCES)]

@@ -1,6 +1,10 @@
-"""Shared fixtures: tiny random speech-text LMs saved with save_pretrained (no downloads)."""
+"""Shared fixtures: tiny random speech-text LMs saved with save_pretrained (no downloads), and
+nnsight's local simulation of NDIF made faithful to a server without this package."""
 
 from __future__ import annotations
+
+import importlib.abc
+import sys
 
 import pytest
 import torch
@@ -49,3 +53,41 @@ def models(tiny_model_dirs):
     tl, layout = si.load(path, backend="tl")
     nn, _ = si.load(path, backend="nnsight")
     return {"path": path, "tl": tl, "nnsight": nn, "layout": layout}
+
+
+class _NotOnServer(importlib.abc.MetaPathFinder):
+    """Import finder that refuses this package, as an NDIF server that never installed it."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "speech_interp" or name.startswith("speech_interp."):
+            raise ModuleNotFoundError(f"No module named {name!r} (not installed on the server)")
+        return None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def server_without_this_package():
+    """``remote="local"`` deserializes traces with this package unimportable.
+
+    nnsight's simulation hides modules found on local paths, but this package is installed
+    (editable or in site-packages), so it would still import by name; a real NDIF server has
+    only nnsight, torch and the HF model. Every remote="local" test thus proves that what the
+    trace needs of this package travels by value (:mod:`speech_interp.core.trace_ops`).
+    """
+    from nnsight.intervention.backends.local import LocalSimulationBackend
+
+    hide, restore = LocalSimulationBackend._hide_local_modules, LocalSimulationBackend._restore
+    blocker = _NotOnServer()
+
+    def hide_all(self):
+        hidden = hide(self)
+        sys.meta_path.insert(0, blocker)
+        return hidden
+
+    def restore_all(self, hidden):
+        sys.meta_path.remove(blocker)
+        restore(self, hidden)
+
+    LocalSimulationBackend._hide_local_modules = hide_all
+    LocalSimulationBackend._restore = restore_all
+    yield
+    LocalSimulationBackend._hide_local_modules, LocalSimulationBackend._restore = hide, restore

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 import speech_interp as si
-from speech_interp.data import read_utterances
-from speech_interp.models import ORGANISM_DIR
+from speech_interp.data import select_split
+from speech_interp.organism import SHIPPED_DATA
 
 QUICK = os.environ.get("TUTORIAL_QUICK") == "1"
 OUT = Path(os.environ.get("TUTORIAL_OUT", "out/tutorial_01"))
@@ -26,17 +26,19 @@ OUT.mkdir(parents=True, exist_ok=True)
 # `si.load` returns TransformerLens's own `TransformerBridge` and the family's token layout.
 
 # %%
-model, spec = si.load("organism", backend="tl")
-print(type(model).__name__, spec.spec.name, "units:", spec.n_units, "layers:", si.n_layers(model))
+model, layout = si.load("organism", backend="tl")
+print(
+    type(model).__name__, layout.spec.name, "units:", layout.n_units, "layers:", si.n_layers(model)
+)
 
 # %% [markdown]
 # ## A spoken utterance and its word positions
 
 # %%
-header, utterances = read_utterances(ORGANISM_DIR / "eval.jsonl")
-utterances = [u for u in utterances if u.split == "eval"]
+header, utterances = si.read_utterances(SHIPPED_DATA)
+utterances = select_split(utterances, "eval")
 utt = utterances[0]
-prompt = utt.to_prompt(spec, model.tokenizer)
+prompt = utt.to_prompt(layout, model.tokenizer)
 print(utt.text)
 print(prompt.to_frame().head(12))
 
@@ -50,7 +52,7 @@ _, cache = model.run_with_cache(prompt.input_ids[None])
 hf = si.hf_model(model)
 word = 1
 pos = prompt.last_position(word)
-text_ids = torch.nonzero(spec.text_mask).flatten()
+text_ids = torch.nonzero(layout.text_mask).flatten()
 for layer, name in enumerate(si.resid_names(model, "all")):
     with torch.no_grad():
         logits = hf.lm_head(hf.model.norm(cache[name][0, pos]))
@@ -65,15 +67,15 @@ print("spoken word:", prompt.words[word])
 
 # %%
 subset = utterances[: 8 if QUICK else 300]
-result = si.run_lens(model, spec, subset, progress=not QUICK, n_boot=200 if QUICK else 2000)
+result = si.run_lens(model, layout, subset, progress=not QUICK, n_boot=200 if QUICK else 2000)
 result.summary.to_csv(OUT / "lens.csv", index=False)
 excess = si.excess_over_control(result.words, metric="transcription", k=5)
 print(excess[["layer", "value", "ci_low", "ci_high", "n"]])
 print(si.phase_bands(result)[["phase", "first_layer", "last_layer"]])
 
 # %%
-from speech_interp.plots import plot_phase_curves, plot_token_heatmap  # noqa: E402
+from speech_interp.plotting import plot_phase_curves, plot_token_heatmap  # noqa: E402
 
 plot_phase_curves(result.summary, OUT / "phase_curves.png", title="organism (full)")
-plot_token_heatmap(model, spec, prompt, "logit", OUT / "token_heatmap.png")
+plot_token_heatmap(model, layout, prompt, "logit", OUT / "token_heatmap.png")
 print("wrote", OUT)

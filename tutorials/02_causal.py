@@ -14,21 +14,18 @@ import json
 import os
 from pathlib import Path
 
+import pandas as pd
+
 import speech_interp as si
-from speech_interp.attribution import attribution_sweep, rank_agreement
-from speech_interp.data import read_utterances
-from speech_interp.interventions import ablate
-from speech_interp.models import ORGANISM_DIR
-from speech_interp.pairs import make_pairs
-from speech_interp.patching import patch_sweep
-from speech_interp.substitution import substitute
-from speech_interp.verdict import verdicts, write_verdict
+from speech_interp.artifacts import write_verdicts
+from speech_interp.data import select_split
+from speech_interp.organism import SHIPPED_DATA
 
 QUICK = os.environ.get("TUTORIAL_QUICK") == "1"
 OUT = Path(os.environ.get("TUTORIAL_OUT", "out/tutorial_02"))
 OUT.mkdir(parents=True, exist_ok=True)
-_, utterances = read_utterances(ORGANISM_DIR / "eval.jsonl")
-utterances = [u for u in utterances if u.split == "eval"][: 12 if QUICK else 200]
+_, utterances = si.read_utterances(SHIPPED_DATA)
+utterances = select_split(utterances, "eval")[: 12 if QUICK else 200]
 MAX_WORDS = 10 if QUICK else 150
 BANDS = ["1-2", "3-4", "5-5"]  # the intermediate streams in three bands, fixed in advance
 
@@ -36,11 +33,11 @@ BANDS = ["1-2", "3-4", "5-5"]  # the intermediate streams in three bands, fixed 
 # ## Activation patching and attribution patching (planted)
 
 # %%
-model, spec = si.load("organism:planted", backend="tl")
-pairs = make_pairs(utterances, seed=0, max_pairs=3 if QUICK else 20)
-exact = patch_sweep(model, spec, pairs, out_dir=OUT / "patch_planted", progress=False)
-attr = attribution_sweep(model, spec, pairs, progress=False)
-print(rank_agreement(exact.table, attr.table))
+model, layout = si.load("organism:planted", backend="tl")
+pairs = si.make_pairs(utterances, seed=0, max_pairs=3 if QUICK else 20)
+exact = si.patch_sweep(model, layout, pairs, out_dir=OUT / "patch_planted", progress=False)
+attr = si.attribution_sweep(model, layout, pairs, progress=False)
+print(si.rank_agreement(exact.table, attr.table))
 
 # %% [markdown]
 # ## Ablation, substitution and verdicts on the known-answer controls, then `full`
@@ -48,18 +45,17 @@ print(rank_agreement(exact.table, attr.table))
 # %%
 results = {}
 for variant in ("planted", "decodable-only", "full"):
-    model, spec = si.load(f"organism:{variant}", backend="tl")
-    lens = si.run_lens(model, spec, utterances, progress=False, n_boot=500)
+    model, layout = si.load(f"organism:{variant}", backend="tl")
+    lens = si.run_lens(model, layout, utterances, progress=False, n_boot=500)
     tables = [
-        ablate(model, spec, utterances, band=b, max_words=MAX_WORDS, progress=False) for b in BANDS
+        si.ablate(model, layout, utterances, band=b, max_words=MAX_WORDS, progress=False)
+        for b in BANDS
     ]
-    import pandas as pd
-
     ablation = pd.concat(tables, ignore_index=True)
-    results[variant] = verdicts(lens.words, ablation, bands=BANDS)
-    sub = substitute(model, spec, pairs, band="3-3", progress=False)
+    results[variant] = si.verdicts(lens.words, ablation, bands=BANDS)
+    sub = si.substitute(model, layout, pairs, band="3-3", progress=False)
     print(variant, "substitution rows:", len(sub))
     for b in results[variant]["bands"]:
         print(f"  {variant:15s} band {b['band']}: {b['verdict']}")
-write_verdict(OUT / "verdict.json", results)
+write_verdicts(OUT, results)
 print(json.dumps({v: [b["verdict"] for b in r["bands"]] for v, r in results.items()}))

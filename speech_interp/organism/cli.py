@@ -9,6 +9,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from speech_interp.organism import VARIANTS
+
 app = typer.Typer(help="Train and evaluate the shipped tiny interleaved speech-text LM.")
 console = Console()
 DEFAULT_CACHE = Path.home() / ".cache" / "speech_interp" / "organism"
@@ -37,7 +39,7 @@ def evaluate_dir(variant_dir: Path, data: Path, seed: int) -> dict:
 
 @app.command()
 def train(
-    variant: str = typer.Option("full", help="full | no-interleave | random-init | planted | all"),
+    variant: str = typer.Option("full", help=f"{' | '.join(VARIANTS)} | all"),
     out: Path = typer.Option(..., help="output directory (one sub-directory per variant)"),
     seed: int = typer.Option(0, help="seed of initialisation and data order"),
     units_seed: int = typer.Option(0, help="seed of the speech units' k-means (0 = shipped)"),
@@ -46,11 +48,11 @@ def train(
     compare: str = typer.Option("", help="shipped variant to compare weights with, e.g. full"),
 ) -> None:
     """Train organism variant(s), write weights + tokenizer + eval data + results."""
+    from speech_interp.artifacts import write_run_json
     from speech_interp.data import write_utterances
-    from speech_interp.runinfo import write_run_json
 
     from .evaluate import eval_utterances
-    from .train import VARIANTS, OrganismConfig, save_trained, train_variant
+    from .train import OrganismConfig, save_trained, train_variant
 
     variants = list(VARIANTS) if variant == "all" else [variant]
     for v in variants:
@@ -70,7 +72,7 @@ def train(
         info = json.loads((vdir / "organism.json").read_text())
         info.update(results, train_seconds=time.time() - t0)
         (vdir / "organism.json").write_text(json.dumps(info, indent=2))
-        write_run_json(vdir, f"organism:{v}", vdir, seed, {"quick": quick})
+        write_run_json(vdir, f"organism:{v}", seed, weights_dir=vdir, extra={"quick": quick})
         loss = {f"{r['modality']}/{r['voices']}": round(r["loss"], 4) for r in info["heldout_loss"]}
         console.print(f"[bold]{v}[/bold] trained in {info['train_seconds']:.0f} s; loss {loss}")
         if compare:
@@ -98,7 +100,6 @@ def card(
 ) -> None:
     """Recompute the model card's figures from saved variants and write them as markdown."""
     from .card import variant_section
-    from .train import VARIANTS
 
     data = root / "eval.jsonl"
     sections = [variant_section(root / v, data, seed) for v in VARIANTS if (root / v).is_dir()]

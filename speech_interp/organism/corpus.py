@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from speech_interp.data.prompt import Prompt, build_prompt
 from speech_interp.hooks import TokenLayout
-from speech_interp.speech import Prompt, build_prompt
 
 from .grammar import sample_sentence
 from .lexicon import TEXT_ONLY_FACTS, category_of

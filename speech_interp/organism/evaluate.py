@@ -24,8 +24,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from speech_interp.data import Utterance, Word
-from speech_interp.speech import MARKER, Prompt, build_prompt
+from speech_interp.data.prompt import MARKER, Prompt, build_prompt
+from speech_interp.data.utterances import Utterance, Word
 from speech_interp.stats import bootstrap_ci
 
 from .corpus import collate

@@ -30,20 +30,15 @@ import torch.nn.functional as F
 from tqdm import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from speech_interp.hooks import ORGANISM, TokenLayout
-from speech_interp.speech import SPEECH
+from speech_interp.data.prompt import SPEECH
+from speech_interp.hooks import ORGANISM, TokenLayout, submodule
+from speech_interp.organism import ORGANISM_DIR, VARIANTS
 
 from .corpus import SequenceSampler, collate
 from .evalset import excluded_texts
 from .lexicon import all_words
 from .tokenizer import word_bpe_tokenizer
 from .voices import TRAIN_VOICES, SpeechTable, build_speech_table, cache_key
-
-VARIANTS = ("full", "no-interleave", "random-init", "planted", "decodable-only")
-# The units of every word in every voice, as shipped (seed 0, 64 units): training reads them
-# instead of re-synthesising, so the shipped models are reproducible whatever espeak-ng version
-# is installed. Other seeds / unit counts are synthesised and cached.
-SHIPPED_SPEECH = Path(__file__).parent / "weights"
 
 
 @dataclass(frozen=True)
@@ -142,7 +137,7 @@ def train_stage(
         loss = out.loss
         if planted is not None:
             hidden = out.hidden_states[cfg.planted_layer]
-            lens_logits = model.lm_head(model.model.norm(hidden))
+            lens_logits = submodule(model, "unembed")(submodule(model, "final_norm")(hidden))
             targets = planted_targets(prompts, planted, batch["input_ids"].shape[1])
             aux = F.cross_entropy(lens_logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
             loss = loss + cfg.planted_weight * aux
@@ -159,7 +154,7 @@ def train_stage(
 
 def text_directions(model: LlamaForCausalLM) -> torch.Tensor:
     """Unit text direction of every token as the logit lens sees it: W_U[t] * final-norm weight."""
-    dirs = model.lm_head.weight * model.model.norm.weight
+    dirs = submodule(model, "unembed").weight * submodule(model, "final_norm").weight
     return F.normalize(dirs, dim=-1)
 
 
@@ -171,7 +166,7 @@ class DirectionSwap:
         self.model, self.word_ids = model, torch.tensor(word_ids)
         self.gen = torch.Generator().manual_seed(seed)
         self.targets: torch.Tensor | None = None
-        model.model.layers[layer].register_forward_pre_hook(self, with_kwargs=True)
+        submodule(model, "blocks")[layer].register_forward_pre_hook(self, with_kwargs=True)
 
     def __call__(self, module, args, kwargs):
         h = args[0] if args else kwargs["hidden_states"]
@@ -195,7 +190,10 @@ def speech_table(cfg: OrganismConfig, seed: int, cache_dir: Path, progress: bool
     """Build (or reuse from ``cache_dir``) the units of every word in every voice."""
     words = all_words()
     name = f"speech-{cache_key(words, cfg.n_units, seed)}"
-    for path in (SHIPPED_SPEECH / name, cache_dir / name):
+    # The units of every word in every voice, as shipped (seed 0, 64 units): training reads them
+    # instead of re-synthesising, so the shipped models are reproducible whatever espeak-ng
+    # version is installed. Other seeds / unit counts are synthesised and cached.
+    for path in (ORGANISM_DIR / name, cache_dir / name):
         if (path / "speech_table.json").exists():
             return SpeechTable.load(path)
     table = build_speech_table(words, n_units=cfg.n_units, seed=seed, progress=progress)

@@ -1,10 +1,12 @@
-"""Speech input: audio loading, discrete units, unit extractors and word alignments."""
+"""The audio front end: audio loading, discrete units, unit extractors and word alignments.
+
+What becomes of the units (prompts with word positions) lives in :mod:`speech_interp.data`.
+"""
 
 from .alignments import AlignmentError, WordSpan, read_alignment, word_unit_spans
 from .audio import SAMPLE_RATE, AudioError, load_audio, prepare_waveform, require_torchaudio
 from .mfcc_kmeans import MfccKMeansExtractor, MfccSettings
 from .mhubert import MHubertExtractor, load_centroids
-from .prompt import MARKER, SPECIAL, SPEECH, TEXT, Prompt, build_prompt
 from .units import (
     UnitExtractor,
     UnitSequence,
@@ -16,13 +18,7 @@ from .units import (
 from .utterance import SpokenUtterance, utterance_units
 
 __all__ = [
-    "MARKER",
-    "SPECIAL",
-    "SPEECH",
-    "TEXT",
-    "Prompt",
     "SpokenUtterance",
-    "build_prompt",
     "utterance_units",
     "SAMPLE_RATE",
     "AlignmentError",

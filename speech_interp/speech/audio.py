@@ -103,6 +103,17 @@ def prepare_waveform(
     return mono.contiguous()
 
 
+def check_frames(wave: Float[Tensor, " samples"], hop: int) -> None:
+    """A feature extractor's input check: a mono waveform of at least one ``hop`` of samples."""
+    if wave.ndim != 1:
+        raise ValueError(f"expected a mono waveform of shape (samples,), got {tuple(wave.shape)}")
+    if wave.shape[0] < hop:
+        raise ValueError(
+            f"audio too short: {wave.shape[0]} samples gives no frames; need at least "
+            f"{hop} samples ({hop / SAMPLE_RATE * 1000:.0f} ms)"
+        )
+
+
 def _select_channel(wave: Float[Tensor, "channels samples"], channel: str | int) -> Tensor:
     """Reduce ``(channels, samples)`` to ``(samples,)`` according to ``channel``."""
     n_channels = wave.shape[0]

@@ -14,7 +14,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from .audio import SAMPLE_RATE, require_torchaudio
+from .audio import SAMPLE_RATE, check_frames, require_torchaudio
 from .units import kmeans_assign
 
 _FORMAT = "speech_interp.mfcc_kmeans"
@@ -76,15 +76,7 @@ class MfccKMeansExtractor:
     def features(self, wave: Float[Tensor, " samples"]) -> Float[Tensor, "frames dim"]:
         """MFCC, delta and delta-delta features, one row per frame."""
         s = self.settings
-        if wave.ndim != 1:
-            raise ValueError(
-                f"expected a mono waveform of shape (samples,), got {tuple(wave.shape)}"
-            )
-        if wave.shape[0] < s.hop_length:
-            raise ValueError(
-                f"audio too short: {wave.shape[0]} samples gives no frames; need at least "
-                f"{s.hop_length} samples ({s.hop_length / SAMPLE_RATE * 1000:.0f} ms)"
-            )
+        check_frames(wave, s.hop_length)
         pad = (s.win_length - s.hop_length) // 2
         padded = F.pad(wave.to(torch.float32).cpu(), (pad, pad))
         mfcc = self._transform()(padded)  # (n_mfcc, frames)

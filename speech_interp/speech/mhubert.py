@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from .audio import SAMPLE_RATE
+from .audio import SAMPLE_RATE, check_frames
 from .units import kmeans_assign
 
 if TYPE_CHECKING:
@@ -132,15 +132,7 @@ class MHubertExtractor:
     @torch.no_grad()
     def features(self, wave: Float[Tensor, " samples"]) -> Float[Tensor, "frames dim"]:
         """``hidden_states[layer]`` for a 16 kHz mono waveform."""
-        if wave.ndim != 1:
-            raise ValueError(
-                f"expected a mono waveform of shape (samples,), got {tuple(wave.shape)}"
-            )
-        if wave.shape[0] < self.hop:
-            raise ValueError(
-                f"audio too short: {wave.shape[0]} samples gives no frames; need at least "
-                f"{self.hop} samples ({self.hop / SAMPLE_RATE * 1000:.0f} ms)"
-            )
+        check_frames(wave, self.hop)
         device = next(self.model.parameters()).device
         padded = F.pad(wave.to(device=device, dtype=torch.float32), self.padding)
         out = self.model(padded.unsqueeze(0), output_hidden_states=True)

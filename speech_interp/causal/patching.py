@@ -1,0 +1,326 @@
+"""Exact activation patching (denoising) over layers x aligned positions, batched and resumable.
+
+**Tasks.** Every pair (:mod:`speech_interp.data.pairs`) gives one task per metric kind: both
+prompts cut after the differing word, then the clean next word read out the way the kind says
+(:mod:`speech_interp.causal.readouts`: ``speech``, its units; ``text``, its text target after a
+switch to text). The read-out is identical in both prompts. A pair lacking what a kind needs is
+skipped for that kind (listed in ``PatchResult.skipped``).
+
+**Cells** are (component, layer, position) with component in resid_pre / attn_out / mlp_out /
+resid_post and position the aligned offset of :func:`speech_interp.data.align` (negative inside
+the word, from its end; positive after it). Only positions that can change the metric are
+patched: the word's aligned positions and, after it, those before the last read-out position.
+
+**Value** (denoising): run the corrupted prompt with one cell replaced by the clean run's
+activation at the aligned clean position; ``value = (patched - corrupt) / (clean - corrupt)``,
+the normalised recovery (NaN when ``|clean - corrupt| < 1e-6``). ``patched``, ``clean_metric``
+and ``corrupt_metric`` are kept beside it.
+
+**Batching.** A batch holds copies of the corrupted prompt; row i patches cell i. The clean
+activations of a task are read once. Cells are cut into batches of ``batch_size`` in a fixed
+order, so a resumed sweep runs exactly the same batches.
+
+**Resume.** With ``out_dir``, every finished batch is appended to ``patch_cells.csv`` there
+(``patch_checkpoint.json`` records what the sweep was run with); a rerun skips finished batches
+and the returned table is the same as an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import einops
+import numpy as np
+import pandas as pd
+import torch
+from jaxtyping import Int
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from speech_interp.causal.readouts import KINDS, check_kinds, continuation
+from speech_interp.causal.tables import (
+    EPS,
+    EXTRA_COLUMNS,
+    PATCH_COLUMNS,
+    recovery_rows,
+    tidy_patch,
+)
+from speech_interp.core.edits import COMPONENTS, Edit, Readout, capture, run_edited
+from speech_interp.core.runs import RunContext, block_list, run_context
+from speech_interp.data.pairs import Pair, align, validate_pair
+from speech_interp.data.targets import TargetResolver
+from speech_interp.hooks import TokenLayout
+
+KEY = ["pair", "metric", "component", "layer", "position"]
+CHECKPOINT, CHECKPOINT_META = "patch_cells.csv", "patch_checkpoint.json"
+
+
+@dataclass
+class PatchTask:
+    """One pair under one metric kind: both prompts, read-outs and the patchable positions."""
+
+    pair: str
+    kind: str
+    clean_ids: Int[Tensor, " clean_pos"]
+    corrupt_ids: Int[Tensor, " corrupt_pos"]
+    clean_readout: Readout
+    corrupt_readout: Readout
+    cells: pd.DataFrame  # offset, clean_position, corrupt_position
+
+
+@dataclass
+class PatchResult:
+    """``table``: one row per cell (``PATCH_COLUMNS`` + extras); ``skipped``: pair, kind, why."""
+
+    table: pd.DataFrame
+    skipped: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def build_tasks(
+    pairs: Sequence[Pair], layout: TokenLayout, tokenizer, kinds: Sequence[str] = KINDS
+) -> tuple[list[PatchTask], pd.DataFrame]:
+    """Tasks for every pair and kind (rules in the module docstring) and the skipped ones."""
+    kinds = check_kinds(kinds)
+    resolver = TargetResolver(tokenizer, layout)
+    tasks, skipped = [], []
+    for pair in pairs:
+        w = validate_pair(pair.clean, pair.corrupt)
+        cp, rp = pair.clean.to_prompt(layout, tokenizer), pair.corrupt.to_prompt(layout, tokenizer)
+        al = align(cp, rp, w)
+        nxt = pair.clean.words[w + 1] if w + 1 < len(pair.clean.words) else None
+        for kind in kinds:
+            clean = continuation(cp.input_ids[: al.clean_last + 1], nxt, kind, layout, resolver)
+            if isinstance(clean, str):
+                skipped.append({"pair": pair.id, "metric": kind, "reason": clean})
+                continue
+            corrupt = continuation(rp.input_ids[: al.corrupt_last + 1], nxt, kind, layout, resolver)
+            n_read = clean[1].positions.shape[1]
+            cells = al.cells(max_after=n_read - 1 if kind == "speech" else 1)
+            tasks.append(
+                PatchTask(pair.id, kind, clean[0], corrupt[0], clean[1], corrupt[1], cells)
+            )
+    return tasks, pd.DataFrame(skipped, columns=["pair", "metric", "reason"])
+
+
+def task_grid(task: PatchTask, layers: Sequence[int], components: Sequence[str]) -> pd.DataFrame:
+    """Every (component, layer, position) cell of a task, in the fixed sweep order."""
+    rows = [
+        (comp, layer, int(c.offset), int(c.clean_position), int(c.corrupt_position))
+        for comp in components
+        for layer in layers
+        for c in task.cells.itertuples()
+    ]
+    cols = ["component", "layer", "position", "clean_position", "corrupt_position"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def cell_edits(grid: pd.DataFrame, clean_acts: dict, rows: Sequence[int]) -> list[Edit]:
+    """Edits that patch grid row j's clean activation into batch row ``rows[j]``."""
+    edits = []
+    rows = np.asarray(rows)
+    for (comp, layer), idx in grid.groupby(["component", "layer"], sort=False).indices.items():
+        sub = grid.iloc[idx]
+        act = clean_acts[(int(layer), comp)][0]
+        values = act[torch.tensor(sub["clean_position"].to_numpy(dtype=np.int64))]
+        positions = sub["corrupt_position"].to_numpy(dtype=np.int64, copy=True)
+        edits.append(Edit.set(int(layer), comp, rows[idx], positions, values))
+    return edits
+
+
+def patched_metric(
+    model, task: PatchTask, cells: pd.DataFrame, clean_acts: dict, *, remote: bool | str = False
+) -> float:
+    """The corrupted run's metric with *all* ``cells`` patched at once (one row)."""
+    edits = cell_edits(cells, clean_acts, [0] * len(cells))
+    return float(
+        run_edited(model, task.corrupt_ids[None], edits, task.corrupt_readout, remote=remote)[0]
+    )
+
+
+def clean_run(model, task: PatchTask, sites, *, remote: bool | str = False):
+    """Clean activations at ``sites`` and the clean and corrupted metrics of a task."""
+    acts, clean = capture(
+        model, task.clean_ids[None], list(sites), task.clean_readout, remote=remote
+    )
+    _, corrupt = capture(model, task.corrupt_ids[None], [], task.corrupt_readout, remote=remote)
+    return acts, float(clean[0]), float(corrupt[0])
+
+
+def _run_batch(model, task: PatchTask, grid: pd.DataFrame, clean_acts, remote) -> np.ndarray:
+    """Patched metrics of one batch (row j patches grid row j)."""
+    ids = einops.repeat(task.corrupt_ids, "pos -> b pos", b=len(grid))
+    edits = cell_edits(grid, clean_acts, range(len(grid)))
+    return run_edited(model, ids, edits, task.corrupt_readout, remote=remote).numpy()
+
+
+def sweep_context(
+    model, components: Sequence[str], layers, remote, tokenizer, model_id
+) -> tuple[RunContext, list[int]]:
+    """Run context and checked blocks of a patching or attribution sweep."""
+    bad = [c for c in components if c not in COMPONENTS]
+    if bad or not components:
+        raise ValueError(f"components must be among {COMPONENTS}, got {list(components)}")
+    ctx = run_context(model, remote, tokenizer, model_id)
+    return ctx, block_list(layers, ctx.n_layers)
+
+
+def patch_sweep(
+    model,
+    layout: TokenLayout,
+    pairs: Sequence[Pair],
+    *,
+    kinds: Sequence[str] = KINDS,
+    components: Sequence[str] = COMPONENTS,
+    layers: Sequence[int] | None = None,
+    batch_size: int = 64,
+    remote: bool | str = False,
+    out_dir: str | Path | None = None,
+    model_id: str | None = None,
+    progress: bool = True,
+    tokenizer=None,
+) -> PatchResult:
+    """Exact denoising patching of every cell of every task (rules in the module docstring).
+
+    Args:
+        model: a TransformerLens bridge or an nnsight model (:func:`speech_interp.load`).
+        layout: the model's token layout.
+        pairs: clean / corrupted pairs (:func:`speech_interp.data.make_pairs`).
+        kinds: metric kinds to read out (:data:`speech_interp.causal.readouts.KINDS`).
+        components: components to patch, among ``resid_pre attn_out mlp_out resid_post``.
+        layers: blocks to patch (default: all).
+        batch_size: patched cells per forward pass (values do not depend on it).
+        out_dir: directory of the resumable checkpoint (``patch_cells.csv``); None: no checkpoint.
+        remote, model_id, progress, tokenizer: as for every routine
+            (:func:`speech_interp.core.runs.run_context`).
+
+    Returns:
+        :class:`PatchResult`: one row per cell (``PATCH_COLUMNS`` + extras) and the skipped tasks.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    ctx, layers = sweep_context(model, components, layers, remote, tokenizer, model_id)
+    backend, remote, model_id = ctx.backend, ctx.remote, ctx.model_id
+    tasks, skipped = build_tasks(pairs, layout, ctx.tokenizer, kinds)
+    if not tasks:
+        raise ValueError(f"no pair can be read out with metrics {list(kinds)}: {_reasons(skipped)}")
+    meta = {
+        "model": model_id,
+        "backend": backend,
+        "kinds": list(kinds),
+        "batch_size": batch_size,
+        "components": list(components),
+        "layers": layers,
+        "pairs": [p.id for p in pairs],
+    }
+    ckpt = Checkpoint(out_dir, meta) if out_dir is not None else None
+    plan = [(t, task_grid(t, layers, components)) for t in tasks]
+    total = sum(len(g) for _, g in plan)
+    frames = [] if ckpt is None else [ckpt.done]
+    done_keys = set() if ckpt is None else ckpt.keys()
+    with tqdm(total=total, desc="patch", unit="cell", disable=not progress) as bar:
+        for task, grid in plan:
+            chunks = [grid.iloc[i : i + batch_size] for i in range(0, len(grid), batch_size)]
+            todo = [c for c in chunks if not _finished(task, c, done_keys)]
+            bar.update(sum(len(c) for c in chunks) - sum(len(c) for c in todo))
+            if not todo:
+                continue
+            sites = sorted(set(zip(grid["layer"], grid["component"], strict=True)))
+            acts, clean, corrupt = clean_run(model, task, sites, remote=remote)
+            for chunk in todo:
+                patched = _run_batch(model, task, chunk, acts, remote)
+                rows = recovery_rows(
+                    chunk, model=model_id, backend=backend, method="exact", pair=task.pair,
+                    metric=task.kind, patched=patched, clean=clean, corrupt=corrupt,
+                )  # fmt: skip
+                if ckpt is not None:
+                    ckpt.append(rows)
+                frames.append(rows)
+                bar.update(len(chunk))
+    table = tidy_patch(pd.concat([f for f in frames if len(f)], ignore_index=True), components)
+    _warn_flat(table)
+    return PatchResult(table, skipped)
+
+
+def _reasons(skipped: pd.DataFrame) -> str:
+    return "; ".join(sorted(set(skipped["reason"]))) or "no pairs"
+
+
+def _finished(task: PatchTask, chunk: pd.DataFrame, done: set) -> bool:
+    return all(
+        (task.pair, task.kind, c, int(la), int(p)) in done
+        for c, la, p in zip(chunk["component"], chunk["layer"], chunk["position"], strict=True)
+    )
+
+
+def _warn_flat(table: pd.DataFrame) -> None:
+    flat = table[table["value"].isna()][["pair", "metric"]].drop_duplicates()
+    if len(flat):
+        warnings.warn(
+            f"{len(flat)} task(s) have clean and corrupted metrics closer than {EPS}; their "
+            "normalised recovery is NaN (the swapped word does not change the read-out)",
+            stacklevel=3,
+        )
+
+
+class Checkpoint:
+    """Append-only CSV of finished cells plus the sweep settings it belongs to."""
+
+    def __init__(self, out_dir: str | Path, meta: dict):
+        self.dir = Path(out_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.path, meta_path = self.dir / CHECKPOINT, self.dir / CHECKPOINT_META
+        if meta_path.exists() and self.path.exists():
+            old = json.loads(meta_path.read_text())
+            if old != meta:
+                diff = sorted(k for k in set(old) | set(meta) if old.get(k) != meta.get(k))
+                raise ValueError(
+                    f"{self.path} holds cells of a different sweep (differs in {diff}); "
+                    "use another output directory or delete the checkpoint to start over"
+                )
+        else:
+            meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+            self.path.unlink(missing_ok=True)
+        self.done = self._read()
+
+    def _read(self) -> pd.DataFrame:
+        if not self.path.exists():
+            return pd.DataFrame(columns=PATCH_COLUMNS + EXTRA_COLUMNS)
+        frame = pd.read_csv(self.path, on_bad_lines="skip", float_precision="round_trip")
+        frame = frame.dropna(subset=KEY + ["patched", "corrupt_position"])  # a cut-off last line
+        return frame.drop_duplicates(subset=KEY, keep="last")
+
+    def keys(self) -> set:
+        d = self.done
+        cols = [d[c] for c in ("pair", "metric", "component")]
+        cols += [d["layer"].astype(int), d["position"].astype(int)]
+        return set(zip(*cols, strict=True))
+
+    def append(self, rows: pd.DataFrame) -> None:
+        header = not self.path.exists() or self.path.stat().st_size == 0
+        with self.path.open("a") as fh:
+            rows[PATCH_COLUMNS + EXTRA_COLUMNS].to_csv(fh, header=header, index=False)
+            fh.flush()
+
+
+def summarize_patching(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean value over pairs per (model, backend, method, metric, component, layer, position)."""
+    keys = ["model", "backend", "method", "metric", "component", "layer", "position"]
+    return table.groupby(keys, sort=False)["value"].agg(["mean", "count"]).reset_index()
+
+
+__all__ = [
+    "PatchResult",
+    "PatchTask",
+    "build_tasks",
+    "cell_edits",
+    "clean_run",
+    "patch_sweep",
+    "patched_metric",
+    "summarize_patching",
+    "sweep_context",
+    "task_grid",
+]

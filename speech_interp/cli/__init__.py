@@ -1,0 +1,5 @@
+"""The ``speech-interp`` command line: :data:`app` and one module per command group."""
+
+from speech_interp.cli.app import app
+
+__all__ = ["app"]

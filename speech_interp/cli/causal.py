@@ -1,0 +1,225 @@
+"""``speech-interp patch | ablate | substitute``: the causal tests on a data file.
+
+Options shared with every command are in :mod:`speech_interp.cli.common`. Where they act:
+``patch --blocks a-b`` (one span of blocks, default all); ``ablate`` / ``substitute --streams``
+(comma-separated spans of residual streams in the lens numbering, ``1-2,3-4``; default every
+stream 1..L-1 as its own band). ``--layers`` is the deprecated old name of both.
+
+Outputs (besides ``run.json``):
+
+- ``patch``: ``patch.csv`` (exact and attribution rows), ``patch_summary.csv`` (means over
+  pairs), ``rank_agreement.csv``, ``pairs.csv``, ``patch_heatmap_{metric}.png``,
+  ``attribution_scatter.png``; ``patch_cells.csv`` is the resumable checkpoint (rerun the same
+  command after an interruption).
+- ``ablate``: ``ablation.csv``, ``ablation_summary.csv``, ``lens.csv`` (for decodability),
+  ``verdict.json``, ``ablation_{band}_{metric}.png``.
+- ``substitute``: ``substitution.csv``, ``substitution_summary.csv``, ``pairs.csv``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+
+from speech_interp.artifacts import write_run_json, write_verdicts
+from speech_interp.cli.common import (
+    Backend,
+    Data,
+    Layers,
+    Model,
+    Remote,
+    Seed,
+    Split,
+    checked,
+    load_for_command,
+    remote_mode,
+    renamed_option,
+    spans,
+)
+
+MaxPairs = Annotated[int, typer.Option(help="at most this many pairs (ablate: spoken words)")]
+Streams = Annotated[
+    str | None, typer.Option(help="stream bands, e.g. 1-2,3-4 (default: each of 1..L-1)")
+]
+
+
+def _stream_bands(streams: str | None, n_layers: int) -> list[str]:
+    from speech_interp.core.runs import band_label, stream_band
+
+    if streams is None:
+        return [f"{s}-{s}" for s in range(1, n_layers)] or [f"0-{n_layers}"]
+    return [band_label(checked(stream_band, b, n_layers, flag="--streams")) for b in spans(streams)]
+
+
+def _band_setup(model, data, split, backend, remote, streams, layers):
+    """(remote mode, utterances, model, layout, stream bands) of ``ablate`` / ``substitute``."""
+    from speech_interp.core.residuals import n_layers
+
+    rem = remote_mode(remote, backend)
+    streams = renamed_option(streams, layers, "--streams")
+    utterances, loaded, layout = load_for_command(model, data, backend, split)
+    return rem, utterances, loaded, layout, _stream_bands(streams, n_layers(loaded))
+
+
+def _finish(out: Path, model: str, seed: int, data: Path, command: str, **extra) -> None:
+    """``run.json`` of a causal command: the shared fields, then the command's own."""
+    write_run_json(out, model, seed, data=data, extra={"command": command, **extra})
+
+
+def _pairs_frame(pairs) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "pair": p.id,
+                "clean": p.clean.text,
+                "corrupt": p.corrupt.text,
+                "word_index": p.word_index,
+                "donor": p.donor,
+            }
+            for p in pairs
+        ]
+    )
+
+
+def patch_command(
+    model: Model,
+    data: Data,
+    split: Split = None,
+    backend: Backend = "tl",
+    remote: Remote = "off",
+    out: Annotated[Path, typer.Option(help="output directory (also the resume checkpoint)")] = Path(
+        "out/patch"
+    ),
+    seed: Seed = 0,
+    blocks: Annotated[
+        str | None, typer.Option(help="span of blocks, e.g. 2-4 (default: all)")
+    ] = None,
+    max_pairs: MaxPairs = 20,
+    batch_size: Annotated[int, typer.Option(help="patched cells per forward pass")] = 64,
+    metrics: Annotated[str, typer.Option(help="comma list of speech, text")] = "speech,text",
+    attribution: Annotated[bool, typer.Option(help="also run attribution patching")] = True,
+    layers: Layers = None,
+) -> pd.DataFrame:
+    """Exact (and attribution) activation patching over layers x aligned word positions."""
+    from speech_interp.causal import attribution_sweep, patch_sweep, rank_agreement
+    from speech_interp.causal.patching import summarize_patching
+    from speech_interp.core.residuals import n_layers
+    from speech_interp.core.runs import block_list
+    from speech_interp.data import make_pairs
+    from speech_interp.plotting import plot_attribution_scatter, plot_patching_heatmap
+
+    rem = remote_mode(remote, backend)
+    span = renamed_option(blocks, layers, "--blocks")
+    utterances, loaded, layout = load_for_command(model, data, backend, split)
+    blocks = None if span is None else checked(block_list, span, n_layers(loaded), flag="--blocks")
+    kinds = [k.strip() for k in metrics.split(",") if k.strip()]
+    pairs = make_pairs(utterances, seed=seed, max_pairs=max_pairs)
+    out.mkdir(parents=True, exist_ok=True)
+    _pairs_frame(pairs).to_csv(out / "pairs.csv", index=False)
+    kw = dict(kinds=kinds, layers=blocks, remote=rem, model_id=model)
+    exact = patch_sweep(loaded, layout, pairs, batch_size=batch_size, out_dir=out, **kw)
+    tables = [exact.table]
+    if attribution:
+        attr = attribution_sweep(loaded, layout, pairs, **kw)
+        tables.append(attr.table)
+        rank_agreement(exact.table, attr.table).to_csv(out / "rank_agreement.csv", index=False)
+        plot_attribution_scatter(exact.table, attr.table, out / "attribution_scatter.png")
+    table = pd.concat(tables, ignore_index=True)
+    table.to_csv(out / "patch.csv", index=False)
+    summarize_patching(table).to_csv(out / "patch_summary.csv", index=False)
+    for kind in sorted(set(exact.table["metric"])):
+        plot_patching_heatmap(exact.table, out / f"patch_heatmap_{kind}.png", metric=kind)
+    _finish(out, model, seed, data, "patch", backend=backend, remote=remote, split=split,
+            blocks=blocks, metrics=kinds, n_pairs=len(pairs), batch_size=batch_size,
+            skipped=exact.skipped.to_dict(orient="records"))  # fmt: skip
+    typer.echo(f"patch: {len(pairs)} pairs, {len(exact.table)} exact cells -> {out}")
+    return table
+
+
+def ablate_command(
+    model: Model,
+    data: Data,
+    split: Split = None,
+    backend: Backend = "tl",
+    remote: Remote = "off",
+    out: Annotated[Path, typer.Option(help="output directory")] = Path("out/ablate"),
+    seed: Seed = 0,
+    streams: Streams = None,
+    max_pairs: MaxPairs = 200,
+    n_random: Annotated[int, typer.Option(help="random control directions")] = 20,
+    probe: Annotated[bool, typer.Option(help="also ablate a word-identity probe direction")] = True,
+    k: Annotated[int, typer.Option(help="lens top-k for decodability")] = 5,
+    layers: Layers = None,
+) -> dict:
+    """Text-direction (and probe) ablation vs random directions, then the verdict per band."""
+    from speech_interp.causal import ablate, verdicts
+    from speech_interp.causal.ablation import summarize_ablation
+    from speech_interp.lens import run_lens
+    from speech_interp.plotting import plot_ablation_control
+
+    rem, utterances, loaded, layout, bands = _band_setup(
+        model, data, split, backend, remote, streams, layers
+    )
+    kw = dict(n_random=n_random, probe=probe, seed=seed, max_words=max_pairs, remote=rem)
+    tables = [ablate(loaded, layout, utterances, band=b, model_id=model, **kw) for b in bands]
+    table = pd.concat(tables, ignore_index=True)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "ablation.csv", index=False)
+    summarize_ablation(table).to_csv(out / "ablation_summary.csv", index=False)
+    lens = run_lens(loaded, layout, utterances, ks=(k,), seed=seed, remote=rem, model_id=model)
+    lens.summary.to_csv(out / "lens.csv", index=False)
+    content = verdicts(lens.words, table, bands=bands, k=k, seed=seed)
+    write_verdicts(out, {model: content})
+    for band in bands:
+        for metric in sorted(set(table[table["band"] == band]["metric"])):
+            plot_ablation_control(
+                table, out / f"ablation_{band}_{metric}.png", band=band, metric=metric
+            )
+    _finish(out, model, seed, data, "ablate", backend=backend, remote=remote, split=split,
+            bands=bands, n_random=n_random, probe=probe, k=k, max_words=max_pairs)  # fmt: skip
+    summary = ", ".join(f"{e['band']}: {e['verdict']}" for e in content["bands"])
+    typer.echo(f"ablate: {summary} -> {out}")
+    return content
+
+
+def substitute_command(
+    model: Model,
+    data: Data,
+    split: Split = None,
+    backend: Backend = "tl",
+    remote: Remote = "off",
+    out: Annotated[Path, typer.Option(help="output directory")] = Path("out/substitute"),
+    seed: Seed = 0,
+    streams: Streams = None,
+    max_pairs: MaxPairs = 20,
+    alpha: Annotated[str, typer.Option(help="comma list of move strengths")] = "1.0",
+    n_random: Annotated[int, typer.Option(help="random deltas of equal norm (control)")] = 5,
+    layers: Layers = None,
+) -> pd.DataFrame:
+    """Move a spoken word's state toward another word's text state; does speech follow?"""
+    from speech_interp.causal import substitute
+    from speech_interp.causal.substitution import summarize_substitution
+    from speech_interp.data import make_pairs
+
+    rem, utterances, loaded, layout, bands = _band_setup(
+        model, data, split, backend, remote, streams, layers
+    )
+    alphas = [float(a) for a in alpha.split(",") if a.strip()]
+    pairs = make_pairs(utterances, seed=seed, max_pairs=max_pairs)
+    kw = dict(alphas=alphas, n_random=n_random, seed=seed, remote=rem)
+    tables = [substitute(loaded, layout, pairs, band=b, model_id=model, **kw) for b in bands]
+    table = pd.concat(tables, ignore_index=True)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "substitution.csv", index=False)
+    summarize_substitution(table).to_csv(out / "substitution_summary.csv", index=False)
+    _pairs_frame(pairs).to_csv(out / "pairs.csv", index=False)
+    _finish(out, model, seed, data, "substitute", backend=backend, remote=remote, split=split,
+            bands=bands, alphas=alphas, n_random=n_random, n_pairs=len(pairs))  # fmt: skip
+    typer.echo(f"substitute: {len(pairs)} pairs, bands {', '.join(bands)} -> {out}")
+    return table
+
+
+__all__ = ["ablate_command", "patch_command", "substitute_command"]

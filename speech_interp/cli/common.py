@@ -1,0 +1,92 @@
+"""What every command shares: its options, the one model + data loader, the remote flag.
+
+Options: ``--model`` (HF id, local dir or ``organism[:v]``), ``--data`` (utterance file,
+:mod:`speech_interp.data`), ``--split``, ``--backend tl|nnsight``, ``--remote off|local|ndif``
+(nnsight only: ``local`` is nnsight's simulation of the NDIF server, ``ndif`` needs
+``NDIF_API_KEY``), ``--seed``, ``--out``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+REMOTE = {"off": False, "local": "local", "ndif": True}
+
+Model = Annotated[str, typer.Option(help="HF id, local save_pretrained dir or organism[:v]")]
+Data = Annotated[Path, typer.Option(help="utterance file (JSON Lines, speech_interp.data)")]
+Split = Annotated[str | None, typer.Option(help="use only utterances of this split (e.g. eval)")]
+Backend = Annotated[str, typer.Option(help="tl | nnsight")]
+Remote = Annotated[str, typer.Option(help="off | local (simulated NDIF) | ndif (NDIF_API_KEY)")]
+Seed = Annotated[int, typer.Option(help="seed of controls, pairs, directions and bootstrap")]
+Layers = Annotated[
+    str | None, typer.Option(hidden=True, help="deprecated: --blocks (patch) / --streams")
+]
+
+
+def remote_mode(remote: str, backend: str) -> bool | str:
+    """``--remote`` as the ``remote=`` argument of the Python API; a usage error when invalid."""
+    if remote not in REMOTE:
+        raise typer.BadParameter(f"--remote must be one of {', '.join(REMOTE)}, got {remote!r}")
+    if REMOTE[remote] and backend != "nnsight":
+        raise typer.BadParameter("--remote local|ndif needs --backend nnsight")
+    return REMOTE[remote]
+
+
+def load_for_command(model: str, data: Path, backend: str, split: str | None):
+    """(utterances, model, layout) of a command: read ``data`` (only ``split`` if given) and
+    load ``model``. An unknown ``--split`` is a usage error; a data file whose header names
+    another family than the model's is an error."""
+    from speech_interp.data import UnknownSplit, read_utterances, select_split
+    from speech_interp.models import load
+
+    header, utterances = read_utterances(data)
+    try:
+        utterances = select_split(utterances, split)
+    except UnknownSplit as err:
+        raise typer.BadParameter(str(err), param_hint="--split") from None
+    loaded, layout = load(model, backend=backend)
+    family = header.get("family")
+    if family is not None and family != layout.spec.name:
+        raise ValueError(
+            f"{data} holds units of family {family!r} but the model is {layout.spec.name!r}"
+        )
+    return utterances, loaded, layout
+
+
+def renamed_option(new: str | None, old: str | None, new_flag: str) -> str | None:
+    """The value of a renamed option: the new flag, else the deprecated ``--layers`` (warned)."""
+    if old is None:
+        return new
+    if new is not None:
+        raise typer.BadParameter(f"give {new_flag} only (--layers is its deprecated old name)")
+    message = f"--layers is deprecated: use {new_flag}"
+    warnings.warn(message, DeprecationWarning, stacklevel=2)
+    typer.echo(f"warning: {message}", err=True)
+    return old
+
+
+def spans(text: str | None) -> list[str]:
+    """A comma list of spans ``"1-2,3-4"`` -> ``["1-2", "3-4"]``."""
+    return [] if text is None else [b.strip() for b in text.split(",") if b.strip()]
+
+
+def checked(fn, *args, flag: str):
+    """``fn(*args)``; a ValueError becomes a usage error naming ``flag``."""
+    try:
+        return fn(*args)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint=flag) from None
+
+
+__all__ = [
+    "REMOTE",
+    "checked",
+    "load_for_command",
+    "remote_mode",
+    "renamed_option",
+    "spans",
+]

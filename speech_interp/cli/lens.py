@@ -1,0 +1,91 @@
+"""``speech-interp lens``: run the lens on a data file and write tables, phases, plots, run.json.
+
+Outputs in ``--out``: ``lens.csv`` (tidy summary, the columns in :data:`LENS_COLUMNS`),
+``lens_words.csv`` (one row per spoken word x layer), ``phases.json`` (layer bands and their
+rules), ``phase_curves.png``, ``token_heatmap.png`` (first utterance with spoken words) and
+``run.json``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from speech_interp.artifacts import write_phases, write_run_json
+from speech_interp.cli.common import Backend, Data, Model, Seed, Split, load_for_command
+
+
+def _tuned_lens(tuned_path: Path | None, model, utterances, layout, seed: int, steps: int):
+    from speech_interp.lens import TunedLens
+
+    if tuned_path is None:
+        raise typer.BadParameter("--lens tuned needs --tuned-path (a tuned-lens directory)")
+    if (tuned_path / "params.pt").exists():
+        return TunedLens.load(tuned_path, model=model), "loaded"
+    prompts = [u.to_prompt(layout, model.tokenizer) for u in utterances]
+    lens = TunedLens.from_model(model)
+    lens.fit(model, prompts, steps=steps, seed=seed)
+    lens.save(tuned_path)
+    return lens, f"fit on the data's {len(prompts)} prompts ({steps} steps) and saved"
+
+
+def lens_command(
+    model: Model,
+    data: Data,
+    split: Split = None,
+    backend: Backend = "tl",
+    lens: Annotated[str, typer.Option(help="a registered lens: logit | tuned")] = "logit",
+    tuned_path: Annotated[
+        Path | None,
+        typer.Option(help="tuned-lens dir (params.pt + config.json); fit and saved if absent"),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="output directory")] = Path("out/lens"),
+    seed: Seed = 0,
+    chunk_size: Annotated[int, typer.Option(help="vocabulary rows per scoring chunk")] = 8192,
+    tuned_steps: Annotated[int, typer.Option(help="steps when fitting a tuned lens")] = 500,
+) -> object:
+    """Logit / tuned lens per word and layer: transcription, next word, speech mass, phases."""
+    from speech_interp.lens import LENSES, phase_bands, run_lens
+    from speech_interp.plotting import plot_phase_curves, plot_token_heatmap
+
+    if lens not in LENSES:
+        raise typer.BadParameter(f"--lens must be one of {', '.join(LENSES)}, got {lens!r}")
+    if lens == "logit" and tuned_path is not None:
+        raise typer.BadParameter("--tuned-path is only used with --lens tuned")
+    utterances, loaded, layout = load_for_command(model, data, backend, split)
+    lens_obj, lens_note = "logit", None
+    if lens == "tuned":
+        lens_obj, lens_note = _tuned_lens(tuned_path, loaded, utterances, layout, seed, tuned_steps)
+    result = run_lens(
+        loaded, layout, utterances, lens=lens_obj, chunk_size=chunk_size, seed=seed, model_id=model
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    result.summary.to_csv(out / "lens.csv", index=False)
+    result.words.to_csv(out / "lens_words.csv", index=False)
+    write_phases(out, phase_bands(result, seed=seed))
+    plot_phase_curves(result.summary, out / "phase_curves.png", title=model)
+    spoken = next(u for u in utterances if any(w.modality == "speech" for w in u.words))
+    prompt = spoken.to_prompt(layout, loaded.tokenizer)
+    plot_token_heatmap(loaded, layout, prompt, lens_obj, out / "token_heatmap.png")
+    n_words = int(result.words["item"].nunique())
+    extra = {
+        "command": "lens",
+        "split": split,
+        "backend": backend,
+        "lens": lens,
+        "tuned_path": str(tuned_path) if tuned_path else None,
+        "tuned_lens": lens_note,
+        "chunk_size": chunk_size,
+        "n_utterances": len(utterances),
+        "n_spoken_words": n_words,
+        "words_target_missing": result.n_missing,
+        "missing_words": result.missing.to_dict(orient="records"),
+    }
+    write_run_json(out, model, seed, data=data, extra=extra)
+    typer.echo(f"lens: {n_words} spoken words, {result.n_missing} without a target -> {out}")
+    return result
+
+
+__all__ = ["lens_command"]

@@ -1,0 +1,182 @@
+"""The utterance file format that ``--data`` accepts (organism evaluation set or your own units).
+
+JSON Lines. The first line is a header, every further line one utterance::
+
+    {"format": "speech-interp-utterances", "version": 1, "family": "organism", "n_units": 64}
+    {"id": "eval-0001", "voice": "en-us_r140", "split": "eval",
+     "words": [{"word": "the", "units": [3, 17, 9], "modality": "speech",
+                "category": "det", "content": false}, ...]}
+
+Per word: ``word`` (text, non-empty), ``modality`` ("speech" needs ``units``, a non-empty list of
+deduplicated unit ids; "text" needs none), optional ``category`` (used to pick matched controls)
+and ``content`` (content word or function word; default true). ``family`` and ``n_units`` in the
+header are optional; when given, unit ids are checked against ``n_units`` on reading.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from speech_interp.data.prompt import Prompt, build_prompt
+from speech_interp.hooks import TokenLayout
+
+FORMAT = "speech-interp-utterances"
+VERSION = 1
+
+
+class DataFormatError(ValueError):
+    """A data file does not follow the utterance format; the message names file, line, field."""
+
+
+@dataclass(frozen=True)
+class Word:
+    word: str
+    modality: str = "speech"
+    units: tuple[int, ...] | None = None
+    category: str | None = None
+    content: bool = True
+
+
+@dataclass(frozen=True)
+class Utterance:
+    id: str
+    words: tuple[Word, ...]
+    voice: str | None = None
+    split: str | None = None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return " ".join(w.word for w in self.words)
+
+    def to_prompt(self, layout: TokenLayout, tokenizer, **kw) -> Prompt:
+        """Build the prompt (markers at modality switches, BOS) for this utterance."""
+        return build_prompt(
+            layout,
+            tokenizer,
+            [w.word for w in self.words],
+            [w.modality for w in self.words],
+            [list(w.units) if w.units is not None else None for w in self.words],
+            **kw,
+        )
+
+
+def _word(raw: dict, where: str, n_units: int | None) -> Word:
+    if not isinstance(raw, dict):
+        raise DataFormatError(f"{where}: a word must be an object, got {type(raw).__name__}")
+    text = raw.get("word")
+    if not isinstance(text, str) or not text.strip():
+        raise DataFormatError(f"{where}: missing or empty 'word'")
+    modality = raw.get("modality", "speech")
+    if modality not in ("speech", "text"):
+        raise DataFormatError(f"{where} ({text!r}): modality must be 'speech' or 'text'")
+    units = raw.get("units")
+    if modality == "speech":
+        if not isinstance(units, list) or not units:
+            raise DataFormatError(f"{where} ({text!r}): a spoken word needs a non-empty 'units'")
+        if not all(isinstance(u, int) and not isinstance(u, bool) for u in units):
+            raise DataFormatError(f"{where} ({text!r}): 'units' must be integers")
+        bad = [u for u in units if u < 0 or (n_units is not None and u >= n_units)]
+        if bad:
+            raise DataFormatError(
+                f"{where} ({text!r}): unit id {bad[0]} out of range 0..{(n_units or 0) - 1}"
+            )
+    content = raw.get("content", True)
+    if not isinstance(content, bool):
+        raise DataFormatError(f"{where} ({text!r}): 'content' must be true or false")
+    return Word(
+        word=text,
+        modality=modality,
+        units=tuple(units) if units is not None else None,
+        category=raw.get("category"),
+        content=content,
+    )
+
+
+def read_utterances(path: str | Path) -> tuple[dict, list[Utterance]]:
+    """Read a data file: (header, utterances). Errors name the file, line and field."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"data file not found: {path}")
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    if not lines:
+        raise DataFormatError(f"{path}: empty data file")
+    try:
+        header = json.loads(lines[0])
+    except json.JSONDecodeError as err:
+        raise DataFormatError(f"{path}:1: not JSON ({err})") from None
+    if header.get("format") != FORMAT:
+        raise DataFormatError(f"{path}:1: header must have format={FORMAT!r}")
+    n_units = header.get("n_units")
+    utterances = []
+    for lineno, line in enumerate(lines[1:], start=2):
+        where = f"{path}:{lineno}"
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataFormatError(f"{where}: not JSON ({err})") from None
+        if "id" not in raw or "words" not in raw:
+            raise DataFormatError(f"{where}: an utterance needs 'id' and 'words'")
+        if not isinstance(raw["words"], list) or not raw["words"]:
+            raise DataFormatError(f"{where}: 'words' must be a non-empty list")
+        words = tuple(_word(w, f"{where} word {i}", n_units) for i, w in enumerate(raw["words"]))
+        extra = {k: v for k, v in raw.items() if k not in ("id", "words", "voice", "split")}
+        utterances.append(
+            Utterance(str(raw["id"]), words, raw.get("voice"), raw.get("split"), extra)
+        )
+    if not utterances:
+        raise DataFormatError(f"{path}: the file holds a header but no utterances")
+    return header, utterances
+
+
+def write_utterances(
+    path: str | Path,
+    utterances: Iterable[Utterance],
+    *,
+    family: str | None = None,
+    n_units: int | None = None,
+) -> Path:
+    """Write utterances in the format above."""
+    path = Path(path)
+    header = {"format": FORMAT, "version": VERSION, "family": family, "n_units": n_units}
+    with path.open("w") as fh:
+        fh.write(json.dumps(header) + "\n")
+        for utt in utterances:
+            words = []
+            for w in utt.words:
+                d = asdict(w)
+                d["units"] = list(w.units) if w.units is not None else None
+                words.append(d)
+            rec = {"id": utt.id, "voice": utt.voice, "split": utt.split, "words": words}
+            rec.update(utt.meta)
+            fh.write(json.dumps(rec) + "\n")
+    return path
+
+
+def utterance_from_units(
+    words: Sequence[str], units: Sequence[Sequence[int]], *, id: str = "utt"
+) -> Utterance:
+    """A spoken utterance from pre-tokenized speech (per-word unit lists), any family."""
+    if len(words) != len(units):
+        raise ValueError(f"{len(words)} words but {len(units)} unit lists")
+    return Utterance(
+        id, tuple(Word(w, "speech", tuple(u)) for w, u in zip(words, units, strict=True))
+    )
+
+
+class UnknownSplit(ValueError):
+    """A split that no utterance of the data has."""
+
+
+def select_split(utterances: Sequence[Utterance], split: str | None) -> list[Utterance]:
+    """The utterances whose ``split`` is ``split`` (all when None); none found is an error."""
+    if split is None:
+        return list(utterances)
+    chosen = [u for u in utterances if u.split == split]
+    if not chosen:
+        have = sorted({str(u.split) for u in utterances})
+        raise UnknownSplit(f"no utterance has split {split!r}; the data has splits {have}")
+    return chosen

@@ -1,0 +1,325 @@
+"""Lenses over the L+1 residual streams: the logit lens and a tuned lens (tuned-lens format).
+
+A lens ``translate``s stream ``l`` (identity for the logit lens, ``h + A h + b`` for the tuned
+lens), then the model's own final norm and unembedding apply (:class:`Unembedding`, float32,
+on the client). Stream ``l < L`` is block l's input, stream ``L`` the last block's output before
+the final norm (:func:`speech_interp.residual_stack`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import einops
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from speech_interp.core.residuals import residual_stack
+from speech_interp.data.prompt import Prompt
+from speech_interp.hooks import TokenLayout
+from speech_interp.lens.unembed import Scores, Unembedding, causal_lm, score_hidden
+
+
+class Lens:
+    """A lens: ``translate`` a stream, then the model's final norm and unembedding."""
+
+    name: str = "lens"
+    n_layers: int
+    unembed: Unembedding | None = None
+
+    def check_layer(self, layer: int) -> None:
+        if not 0 <= layer <= self.n_layers:
+            raise ValueError(
+                f"layer {layer} out of range: this lens has streams 0..{self.n_layers} "
+                f"(the {self.n_layers + 1} residual streams of a {self.n_layers}-layer model)"
+            )
+
+    @classmethod
+    def for_model(cls, model) -> Lens:
+        """The lens for ``model`` when named by string (:func:`as_lens`)."""
+        raise NotImplementedError
+
+    def bind(self, model) -> Lens:
+        """Use ``model``'s final norm and unembedding; returns the lens."""
+        raise NotImplementedError
+
+    def translate(self, layer: int, resid: Float[Tensor, "... d"]) -> Float[Tensor, "... d"]:
+        raise NotImplementedError
+
+    def _unembed(self) -> Unembedding:
+        if self.unembed is None:
+            raise ValueError(f"the {self.name} lens is not bound to a model; call bind(model)")
+        return self.unembed
+
+    def hidden(self, layer: int, resid: Float[Tensor, "... d"]) -> Float[Tensor, "... d"]:
+        """Final-norm output for stream ``layer`` (what the unembedding reads)."""
+        self.check_layer(layer)
+        return self._unembed().normed(self.translate(layer, resid.float()))
+
+    def logits_at(self, layer: int, resid: Float[Tensor, "... d"]) -> Float[Tensor, "... vocab"]:
+        """Full-vocabulary lens logits; for small inputs (scoring uses :meth:`score`)."""
+        return self._unembed().logits(self.hidden(layer, resid))
+
+    def score(
+        self,
+        layer: int,
+        resid: Float[Tensor, "pos d"],
+        query_pos: Int[Tensor, " q"],
+        query_tok: Int[Tensor, " q"],
+        layout: TokenLayout,
+        chunk_size: int = 8192,
+    ) -> Scores:
+        """Memory-bounded scores of stream ``layer`` at ``resid``'s rows (:func:`score_hidden`)."""
+        return score_hidden(
+            self.hidden(layer, resid), self._unembed(), query_pos, query_tok, layout, chunk_size
+        )
+
+    def score_streams(
+        self,
+        resid: Float[Tensor, "stream pos d"],
+        query_pos: Int[Tensor, " q"],
+        query_tok: Int[Tensor, " q"],
+        layout: TokenLayout,
+        chunk_size: int = 8192,
+    ) -> list[Scores]:
+        """:meth:`score` of every stream (``resid[l]`` is stream ``l``) in one vocabulary pass.
+
+        The streams are stacked and scored together with ``chunk_size // n_streams`` vocabulary
+        rows per chunk, so memory stays O(pos x chunk_size), as for one stream.
+        """
+        n_streams, n_pos = resid.shape[0], resid.shape[1]
+        if n_streams != self.n_layers + 1:
+            raise ValueError(
+                f"got {n_streams} streams; this lens has {self.n_layers + 1} "
+                f"(streams 0..{self.n_layers})"
+            )
+        hidden = torch.cat([self.hidden(layer, resid[layer]) for layer in range(n_streams)])
+        offsets = torch.arange(n_streams, device=query_pos.device) * n_pos
+        stacked_pos = einops.rearrange(offsets[:, None] + query_pos[None], "s q -> (s q)")
+        stacked_tok = einops.repeat(query_tok, "q -> (s q)", s=n_streams)
+        chunk = max(1, chunk_size // n_streams)
+        scores = score_hidden(hidden, self._unembed(), stacked_pos, stacked_tok, layout, chunk)
+        return scores.split(n_streams)
+
+
+class LogitLens(Lens):
+    """The logit lens: the model's final norm and unembedding applied to each stream."""
+
+    name = "logit"
+
+    def __init__(self, model):
+        self.bind(model)
+
+    @classmethod
+    def for_model(cls, model) -> LogitLens:
+        return cls(model)
+
+    def bind(self, model) -> LogitLens:
+        """Use ``model``'s final norm and unembedding."""
+        hf = causal_lm(model)
+        self.n_layers = int(hf.config.num_hidden_layers)
+        self.unembed = Unembedding.from_model(hf)
+        return self
+
+    def translate(self, layer: int, resid: Float[Tensor, "... d"]) -> Float[Tensor, "... d"]:
+        return resid
+
+
+class TunedLens(torch.nn.Module, Lens):
+    """Per-layer affine translators ``h + A h + b`` (tuned-lens's residual form), A=0, b=0 at init.
+
+    Stream ``l < L`` has translator ``l``; the last stream is the model's own final input and gets
+    none. Trained by :meth:`fit` to minimise KL(final distribution || lens distribution) on the
+    model's own prompts. :meth:`save` writes tuned-lens's layout: ``params.pt`` (the translators'
+    state dict, keys ``{l}.weight`` / ``{l}.bias``) and ``config.json``.
+    """
+
+    name = "tuned"
+
+    def __init__(
+        self, d_model: int, num_hidden_layers: int, *, bias: bool = True, base_model: str = ""
+    ):
+        torch.nn.Module.__init__(self)
+        self.n_layers = int(num_hidden_layers)
+        self.d_model = int(d_model)
+        self.config = {
+            "base_model_name_or_path": base_model,
+            "d_model": self.d_model,
+            "num_hidden_layers": self.n_layers,
+            "bias": bias,
+            "base_model_revision": None,
+            "unembed_hash": None,
+            "lens_type": "linear_tuned_lens",
+        }
+        self.layer_translators = torch.nn.ModuleList()
+        for _ in range(self.n_layers):
+            linear = torch.nn.Linear(self.d_model, self.d_model, bias=bias)
+            torch.nn.init.zeros_(linear.weight)
+            if bias:
+                torch.nn.init.zeros_(linear.bias)
+            self.layer_translators.append(linear)
+        self.unembed = None
+
+    @classmethod
+    def for_model(cls, model) -> TunedLens:
+        raise ValueError("lens='tuned' needs a TunedLens object (TunedLens.load(dir) or .fit())")
+
+    @classmethod
+    def from_model(cls, model, *, bias: bool = True) -> TunedLens:
+        """An identity-initialised lens sized for ``model`` and bound to it."""
+        hf = causal_lm(model)
+        cfg = hf.config
+        lens = cls(cfg.hidden_size, cfg.num_hidden_layers, bias=bias, base_model=cfg.name_or_path)
+        return lens.bind(model)
+
+    def bind(self, model) -> TunedLens:
+        """Use ``model``'s final norm and unembedding; its sizes must match the lens."""
+        hf = causal_lm(model)
+        d, L = int(hf.config.hidden_size), int(hf.config.num_hidden_layers)
+        if (d, L) != (self.d_model, self.n_layers):
+            raise ValueError(
+                f"tuned lens is for d_model={self.d_model}, {self.n_layers} layers; the model "
+                f"has d_model={d}, {L} layers"
+            )
+        self.unembed = Unembedding.from_model(hf)
+        self.to(hf.get_input_embeddings().weight.device)
+        return self
+
+    def translate(self, layer: int, resid: Float[Tensor, "... d"]) -> Float[Tensor, "... d"]:
+        self.check_layer(layer)
+        if layer == self.n_layers:
+            return resid
+        return resid + self.layer_translators[layer](resid)
+
+    def fit(
+        self,
+        model,
+        prompts: Sequence[Prompt | Tensor | Sequence[int]],
+        *,
+        steps: int = 500,
+        lr: float = 1e-3,
+        seed: int = 0,
+        progress: bool = True,
+        remote: bool | str = False,
+        max_positions: int = 512,
+    ) -> list[float]:
+        """Train on ``prompts`` (one prompt per step, seeded order); returns the mean KL per step.
+
+        KL(final || lens) over the full vocabulary, one layer at a time (positions x vocab per
+        layer; at most ``max_positions`` positions per step, a seeded random subset).
+        """
+        self.bind(model)
+        ids = [_as_ids(p) for p in prompts]
+        if not ids:
+            raise ValueError("tuned lens fit needs at least one prompt")
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        gen = torch.Generator().manual_seed(seed)
+        opt = torch.optim.Adam(self.parameters(), lr=lr)
+        cache: dict[int, Tensor] = {}
+        order: list[int] = []
+        losses: list[float] = []
+        for _ in tqdm(range(steps), desc="tuned lens fit", disable=not progress):
+            if not order:
+                order = torch.randperm(len(ids), generator=gen).tolist()
+            i = order.pop()
+            if i not in cache:
+                cache[i] = residual_stack(model, ids[i][None], remote=remote)[:, 0].float()
+            stack = cache[i]
+            if stack.shape[1] > max_positions:
+                keep = torch.randperm(stack.shape[1], generator=gen)[:max_positions]
+                stack = stack[:, keep.to(stack.device)]
+            with torch.no_grad():
+                final = F.log_softmax(self.logits_at(self.n_layers, stack[-1]), dim=-1)
+            opt.zero_grad()
+            total = 0.0
+            for layer in range(self.n_layers):
+                logp = F.log_softmax(self.logits_at(layer, stack[layer]), dim=-1)
+                kl = F.kl_div(logp, final, log_target=True, reduction="batchmean")
+                kl.backward()
+                total += float(kl.detach())
+            opt.step()
+            losses.append(total / max(self.n_layers, 1))
+        return losses
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``params.pt`` and ``config.json`` (tuned-lens's layout) into ``path``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu() for k, v in self.layer_translators.state_dict().items()}
+        torch.save(state, path / "params.pt")
+        (path / "config.json").write_text(json.dumps(self.config, indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, model=None) -> TunedLens:
+        """Read a lens saved by :meth:`save` (or by tuned-lens); bind it when ``model`` is given."""
+        path = Path(path)
+        for name in ("config.json", "params.pt"):
+            if not (path / name).exists():
+                raise FileNotFoundError(f"tuned lens directory {path} has no {name}")
+        config = json.loads((path / "config.json").read_text())
+        if config.get("lens_type", "linear_tuned_lens") != "linear_tuned_lens":
+            raise ValueError(f"{path}: unsupported lens_type {config['lens_type']!r}")
+        lens = cls(
+            config["d_model"],
+            config["num_hidden_layers"],
+            bias=config.get("bias", True),
+            base_model=config.get("base_model_name_or_path", ""),
+        )
+        state = torch.load(path / "params.pt", map_location="cpu", weights_only=True)
+        try:
+            lens.layer_translators.load_state_dict(state)
+        except RuntimeError as err:
+            raise ValueError(f"{path}/params.pt does not fit config.json: {err}") from None
+        return lens.bind(model) if model is not None else lens
+
+
+def _as_ids(prompt) -> Int[Tensor, " pos"]:
+    ids = prompt.input_ids if isinstance(prompt, Prompt) else torch.as_tensor(prompt)
+    if ids.ndim != 1 or ids.numel() == 0:
+        raise ValueError(f"a prompt must be a non-empty 1-d id sequence, got {tuple(ids.shape)}")
+    return ids.long()
+
+
+# The one registry of lenses: name -> class. The Python API (``lens="logit"``) and the CLI's
+# ``--lens`` both read it; a new lens is a Lens subclass added here.
+LENSES: dict[str, type[Lens]] = {"logit": LogitLens, "tuned": TunedLens}
+
+
+def as_lens(lens: str | Lens, model) -> Lens:
+    """A registered lens name -> that lens for ``model``; a lens object is bound to ``model``."""
+    if isinstance(lens, Lens):
+        return lens.bind(model)
+    if lens not in LENSES:
+        raise ValueError(f"lens must be one of {', '.join(LENSES)} or a Lens object, got {lens!r}")
+    return LENSES[lens].for_model(model)
+
+
+def kl_to_final(
+    lens: Lens, model, prompts: Sequence[Prompt | Tensor], *, remote: bool | str = False
+) -> pd.DataFrame:
+    """Mean KL(final distribution || lens distribution) per stream over all prompt positions."""
+    lens = as_lens(lens, model)
+    total = torch.zeros(lens.n_layers + 1, dtype=torch.float64)
+    n = 0
+    with torch.no_grad():
+        for p in prompts:
+            stack = residual_stack(model, _as_ids(p)[None], remote=remote)[:, 0]
+            final = F.log_softmax(lens.logits_at(lens.n_layers, stack[-1]), dim=-1)
+            for layer in range(lens.n_layers + 1):
+                logp = F.log_softmax(lens.logits_at(layer, stack[layer]), dim=-1)
+                total[layer] += F.kl_div(logp, final, log_target=True, reduction="sum").double()
+            n += stack.shape[1]
+    if n == 0:
+        raise ValueError("kl_to_final needs at least one prompt")
+    return pd.DataFrame({"layer": range(lens.n_layers + 1), "kl": (total / n).numpy(), "n": n})
+
+
+__all__ = ["LENSES", "Lens", "LogitLens", "TunedLens", "as_lens", "kl_to_final"]

@@ -1,0 +1,122 @@
+"""Figures of the causal tests: patching heatmaps, ablation against its random control, and
+exact vs attribution patching. Drawn on matplotlib's Agg canvas (no pyplot state touched)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from speech_interp.core.edits import COMPONENTS
+
+
+def _save(fig: Figure, out_png: str | Path) -> Path:
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(out, dpi=120, bbox_inches="tight")
+    return out
+
+
+def plot_patching_heatmap(
+    table: pd.DataFrame,
+    out_png: str | Path,
+    *,
+    metric: str = "speech",
+    method: str = "exact",
+    components: Sequence[str] = COMPONENTS,
+    title: str | None = None,
+) -> Path:
+    """Mean normalised recovery over pairs, layer x aligned position, one panel per component."""
+    sel = table[(table["metric"] == metric) & (table["method"] == method)]
+    if sel.empty:
+        raise ValueError(f"no {method} patching rows for metric {metric!r} to plot")
+    comps = [c for c in components if c in set(sel["component"])]
+    mean = sel.groupby(["component", "layer", "position"])["value"].mean()
+    layers = np.sort(sel["layer"].unique())
+    positions = np.sort(sel["position"].unique())
+    finite = mean.to_numpy()[np.isfinite(mean.to_numpy())]
+    vmax = float(np.abs(finite).max()) if finite.size else 1.0
+    fig = Figure(figsize=(3.2 * len(comps) + 1, 0.45 * len(layers) + 2.4), layout="constrained")
+    axes = fig.subplots(1, len(comps), squeeze=False)[0]
+    for ax, comp in zip(axes, comps, strict=True):
+        grid = np.full((len(layers), len(positions)), np.nan)
+        sub = mean.loc[comp]
+        for (layer, pos), v in sub.items():
+            grid[np.searchsorted(layers, layer), np.searchsorted(positions, pos)] = v
+        im = ax.imshow(grid, cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto", origin="lower")
+        ax.set_title(comp)
+        ax.set_xticks(range(len(positions)), [f"{p:+d}" for p in positions], fontsize=7)
+        ax.set_yticks(range(len(layers)), [str(la) for la in layers], fontsize=7)
+    axes[0].set_ylabel("layer")
+    fig.colorbar(im, ax=list(axes), label="normalised recovery", shrink=0.8)
+    n_pairs = sel["pair"].nunique() if "pair" in sel else "?"
+    fig.supxlabel(
+        "aligned position (in the word: -1 = its last unit, -2 ...; after it: +1, +2 ...)"
+    )
+    fig.suptitle(title or f"{method} patching, {metric} metric, mean over {n_pairs} pairs")
+    return _save(fig, out_png)
+
+
+def plot_ablation_control(
+    ablation: pd.DataFrame,
+    out_png: str | Path,
+    *,
+    band: str | None = None,
+    metric: str = "speech",
+    title: str | None = None,
+) -> Path:
+    """Histogram of per-direction mean damage of random directions, text / probe marked."""
+    band = band or ablation["band"].iloc[0]
+    sel = ablation[(ablation["band"] == band) & (ablation["metric"] == metric)]
+    if sel.empty:
+        raise ValueError(f"no ablation rows for band {band!r} and metric {metric!r}")
+    per_draw = sel[sel["direction"] == "random"].groupby("draw")["effect"].mean()
+    fig = Figure(figsize=(6, 3.6))
+    ax = fig.subplots()
+    ax.hist(
+        per_draw.to_numpy(),
+        bins=max(5, len(per_draw) // 2),
+        color="0.7",
+        label=f"random directions (n={len(per_draw)})",
+    )
+    for kind, color in (("text", "C3"), ("probe", "C0")):
+        eff = sel[sel["direction"] == kind]["effect"]
+        if len(eff):
+            ax.axvline(float(eff.mean()), color=color, lw=2, label=f"{kind} direction")
+    if len(per_draw):
+        ax.axvline(float(np.quantile(per_draw, 0.95)), color="k", ls="--", lw=1, label="95th pct")
+    ax.set_xlabel(f"mean damage of the {metric} metric (drop in log-prob)")
+    ax.set_ylabel("directions")
+    ax.legend(fontsize=8)
+    ax.set_title(title or f"ablation at streams {band}")
+    return _save(fig, out_png)
+
+
+def plot_attribution_scatter(
+    exact: pd.DataFrame, attribution: pd.DataFrame, out_png: str | Path, *, title: str = ""
+) -> Path:
+    """Exact vs attribution normalised recovery, one point per cell, coloured by component."""
+    keys = ["pair", "metric", "component", "layer", "position"]
+    merged = exact[keys + ["value"]].merge(
+        attribution[keys + ["value"]], on=keys, suffixes=("_exact", "_attr")
+    )
+    fig = Figure(figsize=(5, 4.5))
+    ax = fig.subplots()
+    for i, comp in enumerate(COMPONENTS):
+        g = merged[merged["component"] == comp]
+        if len(g):
+            ax.scatter(g["value_exact"], g["value_attr"], s=8, color=f"C{i}", label=comp)
+    ax.axline((0, 0), slope=1, color="0.5", lw=1, ls=":")
+    ax.set_xlabel("exact patching")
+    ax.set_ylabel("attribution patching")
+    ax.legend(fontsize=8)
+    ax.set_title(title or "exact vs attribution (normalised recovery)")
+    return _save(fig, out_png)
+
+
+__all__ = ["plot_ablation_control", "plot_attribution_scatter", "plot_patching_heatmap"]

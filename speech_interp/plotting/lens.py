@@ -1,0 +1,200 @@
+"""Figures of lens results: phase curves with CI bands and a layer x position token heatmap.
+
+Figures are drawn on matplotlib's Agg canvas directly (no pyplot), so importing this module does
+not change the backend of a notebook or script.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from speech_interp.data.prompt import Prompt
+from speech_interp.hooks import TokenLayout
+from speech_interp.lens.lenses import Lens
+from speech_interp.lens.run import lens_top_tokens
+from speech_interp.models import tokenizer_of
+
+DEFAULT_PAIRS = (
+    ("transcription", "transcription_control"),
+    ("next_word", "next_word_control"),
+)
+_RULE = {"transcription": "any", "transcription_control": "any"}  # next_word*: "last"
+
+
+def _label(variant: tuple, varying: list[int]) -> str:
+    parts = [str(Path(str(variant[0])).name) if i == 0 else str(variant[i]) for i in varying]
+    return " / ".join(parts) or str(Path(str(variant[0])).name)
+
+
+def _select(summary: pd.DataFrame, metric: str, k, vocab: str, rule: str, words: str):
+    sel = summary[
+        (summary["metric"] == metric)
+        & (summary["vocab"] == vocab)
+        & (summary["position_rule"] == rule)
+        & (summary["words"] == words)
+    ]
+    if k is not None:
+        sel = sel[sel["k"] == k]
+    if sel.empty:
+        raise ValueError(
+            f"no rows for metric={metric!r}, k={k}, vocab={vocab!r}, position_rule={rule!r}, "
+            f"words={words!r} in the summary"
+        )
+    return sel
+
+
+def plot_phase_curves(
+    summary: pd.DataFrame,
+    out_png: str | Path,
+    *,
+    pairs: Sequence[tuple[str, str]] = DEFAULT_PAIRS,
+    k: int = 5,
+    vocab: str = "text",
+    words: str = "content",
+    speech_mass: bool = True,
+    title: str | None = None,
+) -> Path:
+    """One panel per (metric, control) pair plus speech_mass; rates vs layer with 95% CI bands.
+
+    Each model / backend / lens variant in ``summary`` gets one colour: the metric solid, its
+    control dashed. Transcription uses position_rule ``any``, next_word ``last``.
+    """
+    variants = list(dict.fromkeys(map(tuple, summary[["model", "backend", "lens"]].to_numpy())))
+    if not variants:
+        raise ValueError("the summary is empty: nothing to plot")
+    varying = [i for i in range(3) if len({v[i] for v in variants}) > 1]
+    panels = [*pairs, ("speech_mass",)] if speech_mass else list(pairs)
+    fig = _figure((5 * len(panels), 4))
+    axes = fig.subplots(1, len(panels), squeeze=False)
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, panel in zip(axes[0], panels, strict=True):
+        for c, variant in enumerate(variants):
+            rows = summary[(summary[["model", "backend", "lens"]] == list(variant)).all(axis=1)]
+            for metric, style in zip(panel, ("-", "--"), strict=False):
+                is_mass = metric == "speech_mass"
+                rule = "any" if is_mass else _RULE.get(metric, "last")
+                sel = _select(
+                    rows,
+                    metric,
+                    None if is_mass else k,
+                    "full" if is_mass else vocab,
+                    rule,
+                    "all" if is_mass else words,
+                )
+                sel = sel.sort_values("layer")
+                color = colors[c % len(colors)]
+                ax.plot(
+                    sel["layer"],
+                    sel["value"],
+                    style,
+                    marker="o",
+                    ms=3,
+                    color=color,
+                    label=f"{_label(variant, varying)}: {metric}",
+                )
+                ax.fill_between(
+                    sel["layer"],
+                    sel["ci_low"],
+                    sel["ci_high"],
+                    color=color,
+                    alpha=0.15,
+                    linewidth=0,
+                )
+        name = panel[0] if panel[0] == "speech_mass" else f"{panel[0]}@{k} ({vocab} vocab)"
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("layer (residual stream)")
+        ax.set_ylabel("rate" if panel[0] != "speech_mass" else "probability on speech units")
+        ax.set_ylim(-0.02, 1.02)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, out_png)
+
+
+def _cell_text(token: str, width: int = 8) -> str:
+    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in token).strip()
+    text = text or repr(token)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def plot_token_heatmap(
+    model,
+    layout: TokenLayout,
+    prompt: Prompt,
+    lens: str | Lens,
+    out_png: str | Path,
+    *,
+    chunk_size: int = 8192,
+    remote: bool | str = False,
+    max_positions: int = 48,
+    tokenizer=None,
+) -> Path:
+    """Layer x position grid: the lens's top *text* token written in each cell, coloured by its
+    probability. Positions past ``max_positions`` are cut with a warning."""
+    tok = tokenizer if tokenizer is not None else tokenizer_of(model)
+    ids, probs = lens_top_tokens(model, layout, prompt, lens, chunk_size=chunk_size, remote=remote)
+    n_pos = ids.shape[1]
+    if n_pos > max_positions:
+        warnings.warn(f"heatmap shows the first {max_positions} of {n_pos} positions", stacklevel=2)
+        ids, probs = ids[:, :max_positions], probs[:, :max_positions]
+    n_layers, n_show = ids.shape
+    flat = sorted(set(ids.flatten().tolist()) | set(prompt.input_ids[:n_show].tolist()))
+    names = dict(zip(flat, tok.batch_decode([[i] for i in flat]), strict=True))
+    fig = _figure((max(6, 0.75 * n_show + 2), max(3, 0.45 * n_layers + 2)))
+    ax = fig.subplots()
+    image = ax.imshow(probs.numpy(), origin="lower", aspect="auto", cmap="viridis", vmin=0)
+    fs = 7 if n_show <= 24 else 5
+    for layer in range(n_layers):
+        for pos in range(n_show):
+            p = float(probs[layer, pos])
+            color = "black" if p > 0.6 * float(probs.max()) else "white"
+            ax.text(
+                pos,
+                layer,
+                _cell_text(names[int(ids[layer, pos])]),
+                ha="center",
+                va="center",
+                fontsize=fs,
+                color=color,
+            )
+    labels = []
+    for pos in range(n_show):
+        w = int(prompt.token_word[pos])
+        word = prompt.words[w] if w >= 0 else ""
+        labels.append(f"{_cell_text(names[int(prompt.input_ids[pos])], 10)}\n{word}")
+    ax.set_xticks(range(n_show), labels, rotation=90, fontsize=fs)
+    ax.set_yticks(range(n_layers))
+    ax.set_xlabel("input token / word")
+    ax.set_ylabel("layer (residual stream)")
+    name = lens if isinstance(lens, str) else lens.name
+    ax.set_title(f"{name} lens: top text token per layer and position", fontsize=10)
+    fig.colorbar(image, ax=ax, label="probability of the top text token")
+    fig.tight_layout()
+    return _save(fig, out_png)
+
+
+def _figure(size: tuple[float, float]) -> Figure:
+    fig = Figure(figsize=size)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, out_png: str | Path) -> Path:
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    return out
+
+
+__all__ = ["plot_phase_curves", "plot_token_heatmap"]

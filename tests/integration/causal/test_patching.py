@@ -1,0 +1,191 @@
+"""Exact and attribution patching on a tiny random model: known answers, backends agree,
+nnsight's remote simulation runs, a sweep resumes after an interruption, bad input fails."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import speech_interp.causal.patching as patching
+from speech_interp.causal import PATCH_COLUMNS
+from speech_interp.causal.attribution import attribute_task, attribution_sweep, rank_agreement
+from speech_interp.causal.patching import (
+    build_tasks,
+    clean_run,
+    patch_sweep,
+    patched_metric,
+    task_grid,
+)
+from speech_interp.core.edits import COMPONENTS, Edit, capture, run_edited
+from speech_interp.core.remote import RemoteError
+from speech_interp.data.pairs import Pair, make_pairs
+from speech_interp.testing import causal_utterances
+
+pytestmark = pytest.mark.integration
+TOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    return make_pairs(causal_utterances(), seed=0, max_pairs=4)
+
+
+@pytest.fixture(scope="module")
+def tl_sweep(models, pairs):
+    return patch_sweep(models["tl"], models["layout"], pairs, batch_size=16, progress=False)
+
+
+def _tasks(models, pairs):
+    tasks, _ = build_tasks(pairs, models["layout"], models["tl"].tokenizer)
+    return tasks
+
+
+def test_sweep_table_shape(tl_sweep, pairs):
+    t = tl_sweep.table
+    assert list(t.columns[: len(PATCH_COLUMNS)]) == PATCH_COLUMNS
+    assert set(t.component) == set(COMPONENTS) and set(t.layer) == {0, 1}
+    assert set(t.metric) == {"speech", "text"} and (t.method == "exact").all()
+    assert 0 not in set(t.position)
+    assert t.pair.nunique() == len(pairs)
+    # layer-0 resid_pre after the word is the same token in both runs: nothing to recover
+    after0 = t[(t.component == "resid_pre") & (t.layer == 0) & (t.position > 0)]
+    assert len(after0) and np.allclose(after0.patched, after0.corrupt_metric, atol=TOL)
+
+
+def test_patch_nothing_gives_corrupt_and_everything_gives_clean(models, pairs):
+    model = models["tl"]
+    for task in _tasks(models, pairs):
+        grid = task_grid(task, [0, 1], COMPONENTS)
+        sites = sorted(set(zip(grid.layer, grid.component, strict=True)))
+        acts, clean, corrupt = clean_run(model, task, sites)
+        assert patched_metric(model, task, grid.iloc[:0], acts) == pytest.approx(corrupt, abs=TOL)
+        # the logits read out depend only on the last block's output at the read-out positions,
+        # which are all cells: patching them all reproduces the clean metric exactly
+        last = grid[(grid.component == "resid_post") & (grid.layer == 1)]
+        assert patched_metric(model, task, last, acts) == pytest.approx(clean, abs=TOL)
+        same_len = len(task.clean_ids) == len(task.corrupt_ids)
+        if same_len:  # equal unit counts: the whole layer-0 input reproduces the clean run
+            first = grid[(grid.component == "resid_pre") & (grid.layer == 0)]
+            assert patched_metric(model, task, first, acts) == pytest.approx(clean, abs=TOL)
+
+
+def test_equal_length_words_full_layer0_patch_gives_clean(models):
+    a = causal_utterances()[0]  # "the big cat sees the dog": cat and dog both have 2 units
+    corrupt = type(a)(a.id + "~", a.words[:2] + (a.words[5],) + a.words[3:], a.voice)
+    task = _tasks(models, [Pair("eq", a, corrupt, 2)])[0]
+    assert len(task.clean_ids) == len(task.corrupt_ids)
+    grid = task_grid(task, [0], ["resid_pre"])
+    acts, clean, corrupt_metric = clean_run(models["tl"], task, [(0, "resid_pre")])
+    assert abs(clean - corrupt_metric) > 1e-4  # the swap matters
+    assert patched_metric(models["tl"], task, grid, acts) == pytest.approx(clean, abs=TOL)
+    one = patched_metric(models["tl"], task, grid.iloc[:1], acts)
+    assert one != pytest.approx(clean, abs=TOL)  # one unit alone does not restore the word
+
+
+@pytest.mark.parametrize("remote", [False, "local"])
+def test_nnsight_sweep_equals_tl(models, pairs, tl_sweep, remote):
+    res = patch_sweep(
+        models["nnsight"], models["layout"], pairs, batch_size=16, remote=remote, progress=False
+    )
+    a, b = tl_sweep.table, res.table
+    assert len(a) == len(b) and (b.backend == "nnsight").all()
+    keys = ["pair", "metric", "component", "layer", "position"]
+    assert a[keys].equals(b[keys])
+    assert np.abs(a.patched - b.patched).max() <= TOL
+    assert np.abs(a.clean_metric - b.clean_metric).max() <= TOL
+
+
+def test_batch_size_does_not_change_values(models, pairs, tl_sweep):
+    res = patch_sweep(models["tl"], models["layout"], pairs[:2], batch_size=5, progress=False)
+    ref = tl_sweep.table[tl_sweep.table.pair.isin({p.id for p in pairs[:2]})]
+    assert np.abs(ref.patched.to_numpy() - res.table.patched.to_numpy()).max() <= TOL
+
+
+def test_resume_after_interruption(models, pairs, tmp_path, monkeypatch):
+    kw = dict(batch_size=7, progress=False, kinds=["speech"])
+    full = patch_sweep(models["tl"], models["layout"], pairs, out_dir=tmp_path / "full", **kw)
+    calls = {"n": 0}
+    real = patching._run_batch
+
+    def flaky(*args):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt("simulated interruption")
+        return real(*args)
+
+    monkeypatch.setattr(patching, "_run_batch", flaky)
+    out = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        patch_sweep(models["tl"], models["layout"], pairs, out_dir=out, **kw)
+    partial = pd.read_csv(out / "patch_cells.csv")
+    assert 0 < len(partial) < len(full.table)
+    monkeypatch.setattr(patching, "_run_batch", real)
+    ran = {"n": 0}
+
+    def counting(*args):
+        ran["n"] += 1
+        return real(*args)
+
+    monkeypatch.setattr(patching, "_run_batch", counting)
+    resumed = patch_sweep(models["tl"], models["layout"], pairs, out_dir=out, **kw)
+    pd.testing.assert_frame_equal(resumed.table, full.table, check_exact=True)
+    n_batches = sum(-(-len(g) // 7) for g in full.table.groupby(["pair", "metric"]).groups.values())
+    assert ran["n"] == n_batches - 3  # the three finished batches were skipped
+    with pytest.raises(ValueError, match="different sweep"):
+        patch_sweep(models["tl"], models["layout"], pairs, out_dir=out, **{**kw, "batch_size": 3})
+
+
+def test_attribution_matches_gradient_and_backends(models, pairs):
+    model = models["tl"]
+    task = _tasks(models, pairs)[0]
+    grid = task_grid(task, [0, 1], COMPONENTS)
+    est, clean, corrupt = attribute_task(model, task, grid)
+    acts, _, _ = clean_run(model, task, sorted(set(zip(grid.layer, grid.component, strict=True))))
+    corrupt_acts, _ = capture(model, task.corrupt_ids[None], list(acts), task.corrupt_readout)
+    eps = 0.05
+    for j in range(0, len(grid), 3):  # central differences along each cell's patch direction
+        c = grid.iloc[j]
+        site = (int(c.layer), c.component)
+        delta = acts[site][0, c.clean_position] - corrupt_acts[site][0, c.corrupt_position]
+        moved = [
+            float(run_edited(model, task.corrupt_ids[None],
+                             [Edit.add(*site, [0], [c.corrupt_position], s * eps * delta[None])],
+                             task.corrupt_readout)[0])
+            for s in (1, -1)
+        ]  # fmt: skip
+        slope = (moved[0] - moved[1]) / (2 * eps)
+        assert slope == pytest.approx(est[j] - corrupt, rel=0.05, abs=2e-4)
+    a = attribution_sweep(model, models["layout"], pairs[:2], progress=False).table
+    b = attribution_sweep(
+        models["nnsight"], models["layout"], pairs[:2], remote="local", progress=False
+    ).table
+    assert (a.method == "attribution").all() and len(a) == len(b)
+    assert np.abs(a.patched - b.patched).max() <= TOL
+
+
+def test_rank_agreement_with_exact(models, pairs, tl_sweep):
+    attr = attribution_sweep(models["tl"], models["layout"], pairs, progress=False).table
+    agree = rank_agreement(tl_sweep.table, attr)
+    overall = agree[(agree.metric == "all") & (agree.component == "all")].iloc[0]
+    assert overall.n == len(tl_sweep.table.dropna(subset=["value"]))
+    assert -1 <= overall.spearman <= 1
+
+
+def test_bad_input(models, pairs, monkeypatch):
+    monkeypatch.delenv("NDIF_API_KEY", raising=False)
+    with pytest.raises(RemoteError, match="NDIF_API_KEY"):
+        patch_sweep(models["nnsight"], models["layout"], pairs, remote=True, progress=False)
+    with pytest.raises(ValueError, match="needs the nnsight backend"):
+        patch_sweep(models["tl"], models["layout"], pairs, remote="local", progress=False)
+    with pytest.raises(ValueError, match=r"blocks \[5\] out of range for a 2-layer model"):
+        patch_sweep(models["tl"], models["layout"], pairs, layers=[0, 5], progress=False)
+    with pytest.raises(ValueError, match="metric kinds"):
+        patch_sweep(models["tl"], models["layout"], pairs, kinds=["audio"], progress=False)
+    p = pairs[0]
+    broken = Pair("broken", p.clean, p.clean, p.word_index)
+    with pytest.raises(ValueError, match="differs in 0 words"):
+        patch_sweep(models["tl"], models["layout"], [broken], progress=False)
+    for sweep in (patch_sweep, attribution_sweep):  # both sweeps check their arguments alike
+        with pytest.raises(ValueError, match="components must be among"):
+            sweep(models["tl"], models["layout"], pairs, components=["attn"], progress=False)
+        with pytest.raises(ValueError, match=r"blocks \[-1\] out of range"):
+            sweep(models["tl"], models["layout"], pairs, layers=[-1], progress=False)
