@@ -102,6 +102,19 @@ def save_tiny_model(
     return out
 
 
+def tiny_prompt_ids(layout, tokenizer) -> torch.Tensor:
+    """``[1, pos]`` ids of a short prompt that switches speech -> text -> speech."""
+    from speech_interp.data.prompt import build_prompt
+
+    return build_prompt(
+        layout,
+        tokenizer,
+        ["the", "cat", "lives", "in", "park"],
+        ["speech", "speech", "text", "text", "speech"],
+        [[1, 4], [2, 3, 9], None, None, [7, 0]],
+    ).input_ids[None]
+
+
 # --------------------------------------------------------------------------- causal test data
 
 CAUSAL_CATEGORY = {

@@ -1,4 +1,4 @@
-"""Both backends expose the same residual stream, equal to HF's own hidden states."""
+"""Loading: family detection, user-loaded models, the Helium adapter, and bad input."""
 
 import subprocess
 import sys
@@ -7,50 +7,11 @@ import pytest
 import torch
 
 import speech_interp as si
-from speech_interp.data import build_prompt
 from speech_interp.hooks import SpecError
-from speech_interp.testing import tiny_tokenizer
+from speech_interp.testing import tiny_prompt_ids, tiny_tokenizer
 
 pytestmark = pytest.mark.integration
 TOL = 1e-5
-
-
-def _prompt(layout, tok):
-    return build_prompt(
-        layout,
-        tok,
-        ["the", "cat", "lives", "in", "park"],
-        ["speech", "speech", "text", "text", "speech"],
-        [[1, 4], [2, 3, 9], None, None, [7, 0]],
-    ).input_ids[None]
-
-
-def _hf_stack(hf, ids):
-    """Independent reference: HF output_hidden_states, last entry un-normed is not exposed, so
-    compare the final norm of our last stream to HF's last hidden state."""
-    with torch.no_grad():
-        return hf(ids, output_hidden_states=True).hidden_states
-
-
-@pytest.mark.parametrize(
-    "name", ["sims-qwen2", "sims-llama", "spiritlm-llama", "spiritlm-expressive-llama"]
-)
-def test_residuals_equal_across_backends_and_hf(tiny_model_dirs, name):
-    path = tiny_model_dirs(name)
-    tl_model, layout = si.load(path, backend="tl")
-    nn_model, layout_nn = si.load(path, backend="nnsight")
-    assert layout.spec.name == layout_nn.spec.name == name.rsplit("-", 1)[0]
-    ids = _prompt(layout, tl_model.tokenizer)
-    r_tl = si.residual_stack(tl_model, ids)
-    r_nn = si.residual_stack(nn_model, ids)
-    assert r_tl.shape == (3, 1, ids.shape[1], 32)
-    assert (r_tl - r_nn).abs().max() <= TOL
-    hf = si.hf_model(tl_model)
-    hidden = _hf_stack(hf, ids)
-    for layer in range(2):
-        assert (r_tl[layer] - hidden[layer]).abs().max() <= TOL
-    with torch.no_grad():
-        assert (hf.model.norm(r_tl[2]) - hidden[2]).abs().max() <= TOL
 
 
 def test_load_detects_sims_on_saved_qwen2(tiny_model_dirs):
@@ -68,22 +29,11 @@ def test_layout_for_user_loaded_model(tiny_model_dirs):
     assert layout.spec.name == "spiritlm" and si.backend_of(bridge) == "tl"
 
 
-def test_nnsight_local_simulation_matches(tiny_model_dirs):
-    path = tiny_model_dirs("sims-qwen2")
-    model, layout = si.load(path, backend="nnsight")
-    ids = _prompt(layout, model.tokenizer)
-    names = ["blocks.1.hook_resid_pre", "blocks.0.hook_resid_post"]
-    local = si.get_residuals(model, ids, names, remote="local")
-    plain = si.get_residuals(model, ids, names)
-    for n in names:
-        assert (local[n] - plain[n]).abs().max() <= TOL
-
-
 def test_helium_adapter_through_entry_point(tiny_model_dirs):
     path = tiny_model_dirs("sims-helium")
     bridge, layout = si.load(path, backend="tl")
     nn_model, _ = si.load(path, backend="nnsight")
-    ids = _prompt(layout, bridge.tokenizer)
+    ids = tiny_prompt_ids(layout, bridge.tokenizer)
     assert (si.residual_stack(bridge, ids) - si.residual_stack(nn_model, ids)).abs().max() <= TOL
 
 
