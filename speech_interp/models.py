@@ -65,19 +65,49 @@ def load(
     device: str = "cpu",
     dtype: torch.dtype = torch.float32,
     tokenizer=None,
+    text_tokenizer=None,
 ) -> Loaded:
-    """Load a hub id, a local ``save_pretrained`` directory or ``"organism[:variant]"``.
+    """Load a hub id, a local directory or ``"organism[:variant]"`` into the chosen toolkit.
 
-    The family is detected from the tokenizer's vocabulary when ``family`` is None. The tokenizer
-    must fit the model: ids beyond the model's vocabulary are an error.
+    Args:
+        name_or_path: a plain HF causal-LM directory or hub id (``save_pretrained`` layout,
+            SpiritLM's local dirs, converted checkpoints), a slamkit ``UnitLM`` checkpoint
+            (SIMS as published; :mod:`speech_interp.checkpoints`) or ``organism[:variant]``.
+        backend: ``"tl"`` (TransformerLens ``TransformerBridge``) or ``"nnsight"``
+            (``nnsight.TransformersModel``).
+        family: a registered family name or spec; detected from the tokenizer when None.
+        device: torch device of the weights.
+        dtype: torch dtype of the weights.
+        tokenizer: use this tokenizer instead of the checkpoint's own (or slamkit's rebuilt one).
+        text_tokenizer: slamkit checkpoints only: the base text tokenizer (hub id, local dir or
+            tokenizer) the units and markers are added to; default the config's
+            ``base_model_name``.
+
+    The tokenizer must fit the model: ids beyond the model's vocabulary are an error.
     """
+    from speech_interp.checkpoints import is_slamkit, load_slamkit, read_config
+
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     source = resolve_source(name_or_path)
-    tok = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(source)
-    config = AutoConfig.from_pretrained(source)
-    spec = _as_spec(family, tok)
-    layout = spec.bind(tok, model_vocab_size=config.vocab_size)
+    hf = None
+    try:
+        slamkit = is_slamkit(read_config(source))
+    except Exception:  # unreadable here: the loaders below raise the informative error
+        slamkit = False
+    if slamkit:
+        hf, rebuilt = load_slamkit(source, text_tokenizer=text_tokenizer, dtype=dtype)
+        tok = tokenizer if tokenizer is not None else rebuilt
+        vocab_size = hf.config.vocab_size
+    else:
+        if text_tokenizer is not None:
+            raise ValueError(
+                f"text_tokenizer= is for slamkit UnitLM checkpoints; {source} is a plain "
+                "checkpoint with its own tokenizer (pass tokenizer= to replace it)"
+            )
+        tok = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(source)
+        vocab_size = AutoConfig.from_pretrained(source).vocab_size
+    layout = _as_spec(family, tok).bind(tok, model_vocab_size=vocab_size)
     if backend == "tl":
         from transformer_lens.model_bridge import TransformerBridge
 
@@ -85,19 +115,18 @@ def load(
 
         register_entry_point_adapters()
         model = TransformerBridge.boot_transformers(
-            source, device=device, dtype=dtype, tokenizer=tok
+            source, device=device, dtype=dtype, tokenizer=tok, hf_model=hf
         )
     else:
         import nnsight
 
         # Eager attention, as TransformerLens's bridge forces, so both backends run the same ops.
-        model = nnsight.LanguageModel(
-            source,
-            device_map=device,
-            dispatch=True,
-            dtype=dtype,
+        kwargs = dict(device_map=device, dispatch=True, dtype=dtype, attn_implementation="eager")
+        model = nnsight.TransformersModel(
+            hf.to(device) if hf is not None else source,
+            task="text-generation",
             tokenizer=tok,
-            attn_implementation="eager",
+            **({} if hf is not None else kwargs),
         )
     hf_model(model).eval()
     return Loaded(model, layout)

@@ -102,6 +102,76 @@ def save_tiny_model(
     return out
 
 
+def save_tiny_slamkit(
+    out_dir: str | Path,
+    arch: str = "qwen2",
+    *,
+    shards: int = 1,
+    tie_embeddings: bool = False,
+    base_model_name: str = "Qwen/Qwen2.5-0.5B",
+    seed: int = 0,
+) -> tuple[Path, Path, torch.nn.Module]:
+    """A tiny checkpoint in slamkit's ``UnitLM`` save format (facts in speech_interp.hooks.sims).
+
+    Written the way slamkit's ``save_pretrained`` leaves it: ``config.json`` with
+    ``model_type: "speech_language_model"``, ``architectures: ["UnitLM"]``, the inner config
+    under ``base_config`` (with the *base* vocabulary size, as slamkit's resize leaves it),
+    ``base_model_name`` and the resized ``vocab_size``; the inner LM's weights under the prefix
+    ``lm.`` (tied output weights left out), in one file or ``shards`` files with an index; no
+    tokenizer. The base text tokenizer is saved beside it. Returns (checkpoint dir, base
+    tokenizer dir, the inner model with the same weights).
+    """
+    import json
+
+    from safetensors.torch import save_file
+
+    from speech_interp.checkpoints import slamkit_tokenizer
+
+    out = Path(out_dir)
+    ckpt, base_dir = out / "checkpoint", out / "base_tokenizer"
+    ckpt.mkdir(parents=True, exist_ok=True)
+    base_tok = word_bpe_tokenizer(TINY_WORDS)
+    base_tok.save_pretrained(base_dir)
+    vocab = len(slamkit_tokenizer(base_tok))
+    inner = tiny_model(arch, vocab_size=vocab, seed=seed, tie_embeddings=tie_embeddings)
+    state = {f"lm.{k}": v.contiguous() for k, v in inner.state_dict().items()}
+    if tie_embeddings:
+        state.pop("lm.lm_head.weight")
+    names = sorted(state)
+    parts = [names[i::shards] for i in range(shards)]
+    if shards == 1:
+        save_file(state, ckpt / "model.safetensors", metadata={"format": "pt"})
+    else:
+        weight_map = {}
+        for i, part in enumerate(parts, start=1):
+            fname = f"model-{i:05d}-of-{shards:05d}.safetensors"
+            save_file({k: state[k] for k in part}, ckpt / fname, metadata={"format": "pt"})
+            weight_map.update(dict.fromkeys(part, fname))
+        total = sum(v.numel() * v.element_size() for v in state.values())
+        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+        (ckpt / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    base_config = inner.config.to_dict()
+    base_config["vocab_size"] = len(base_tok)
+    config = {
+        "architectures": ["UnitLM"],
+        "model_type": "speech_language_model",
+        "base_model_name": base_model_name,
+        "base_config": base_config,
+        "vocab_size": vocab,
+        "twist_init": True,
+        "use_cache": True,
+        "pad_token_id": 0,
+        "bos_token_id": 1,
+        "eos_token_id": 1,
+        "tie_word_embeddings": tie_embeddings,
+        "max_position_embeddings": base_config.get("max_position_embeddings"),
+        "trust_remote_code": None,
+        "use_safetensors": None,
+    }
+    (ckpt / "config.json").write_text(json.dumps(config, indent=2))
+    return ckpt, base_dir, inner
+
+
 def tiny_prompt_ids(layout, tokenizer) -> torch.Tensor:
     """``[1, pos]`` ids of a short prompt that switches speech -> text -> speech."""
     from speech_interp.data.prompt import build_prompt

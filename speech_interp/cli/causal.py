@@ -33,6 +33,7 @@ from speech_interp.cli.common import (
     Remote,
     Seed,
     Split,
+    TextTokenizer,
     checked,
     load_for_command,
     remote_mode,
@@ -54,13 +55,13 @@ def _stream_bands(streams: str | None, n_layers: int) -> list[str]:
     return [band_label(checked(stream_band, b, n_layers, flag="--streams")) for b in spans(streams)]
 
 
-def _band_setup(model, data, split, backend, remote, streams, layers):
+def _band_setup(model, data, split, backend, remote, streams, layers, text_tokenizer):
     """(remote mode, utterances, model, layout, stream bands) of ``ablate`` / ``substitute``."""
     from speech_interp.core.residuals import n_layers
 
     rem = remote_mode(remote, backend)
     streams = renamed_option(streams, layers, "--streams")
-    utterances, loaded, layout = load_for_command(model, data, backend, split)
+    utterances, loaded, layout = load_for_command(model, data, backend, split, text_tokenizer)
     return rem, utterances, loaded, layout, _stream_bands(streams, n_layers(loaded))
 
 
@@ -102,6 +103,7 @@ def patch_command(
     metrics: Annotated[str, typer.Option(help="comma list of speech, text")] = "speech,text",
     attribution: Annotated[bool, typer.Option(help="also run attribution patching")] = True,
     layers: Layers = None,
+    text_tokenizer: TextTokenizer = None,
 ) -> pd.DataFrame:
     """Exact (and attribution) activation patching over layers x aligned word positions."""
     from speech_interp.causal import attribution_sweep, patch_sweep, rank_agreement
@@ -113,7 +115,7 @@ def patch_command(
 
     rem = remote_mode(remote, backend)
     span = renamed_option(blocks, layers, "--blocks")
-    utterances, loaded, layout = load_for_command(model, data, backend, split)
+    utterances, loaded, layout = load_for_command(model, data, backend, split, text_tokenizer)
     blocks = None if span is None else checked(block_list, span, n_layers(loaded), flag="--blocks")
     kinds = [k.strip() for k in metrics.split(",") if k.strip()]
     pairs = make_pairs(utterances, seed=seed, max_pairs=max_pairs)
@@ -153,6 +155,7 @@ def ablate_command(
     probe: Annotated[bool, typer.Option(help="also ablate a word-identity probe direction")] = True,
     k: Annotated[int, typer.Option(help="lens top-k for decodability")] = 5,
     layers: Layers = None,
+    text_tokenizer: TextTokenizer = None,
 ) -> dict:
     """Text-direction (and probe) ablation vs random directions, then the verdict per band."""
     from speech_interp.causal import ablate, verdicts
@@ -161,7 +164,7 @@ def ablate_command(
     from speech_interp.plotting import plot_ablation_control
 
     rem, utterances, loaded, layout, bands = _band_setup(
-        model, data, split, backend, remote, streams, layers
+        model, data, split, backend, remote, streams, layers, text_tokenizer
     )
     kw = dict(n_random=n_random, probe=probe, seed=seed, max_words=max_pairs, remote=rem)
     tables = [ablate(loaded, layout, utterances, band=b, model_id=model, **kw) for b in bands]
@@ -198,6 +201,7 @@ def substitute_command(
     alpha: Annotated[str, typer.Option(help="comma list of move strengths")] = "1.0",
     n_random: Annotated[int, typer.Option(help="random deltas of equal norm (control)")] = 5,
     layers: Layers = None,
+    text_tokenizer: TextTokenizer = None,
 ) -> pd.DataFrame:
     """Move a spoken word's state toward another word's text state; does speech follow?"""
     from speech_interp.causal import substitute
@@ -205,7 +209,7 @@ def substitute_command(
     from speech_interp.data import make_pairs
 
     rem, utterances, loaded, layout, bands = _band_setup(
-        model, data, split, backend, remote, streams, layers
+        model, data, split, backend, remote, streams, layers, text_tokenizer
     )
     alphas = [float(a) for a in alpha.split(",") if a.strip()]
     pairs = make_pairs(utterances, seed=seed, max_pairs=max_pairs)

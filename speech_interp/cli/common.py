@@ -22,6 +22,10 @@ Split = Annotated[str | None, typer.Option(help="use only utterances of this spl
 Backend = Annotated[str, typer.Option(help="tl | nnsight")]
 Remote = Annotated[str, typer.Option(help="off | local (simulated NDIF) | ndif (NDIF_API_KEY)")]
 Seed = Annotated[int, typer.Option(help="seed of controls, pairs, directions and bootstrap")]
+TextTokenizer = Annotated[
+    str | None,
+    typer.Option(help="slamkit (SIMS) checkpoints: the base text tokenizer (hub id or dir)"),
+]
 Layers = Annotated[
     str | None, typer.Option(hidden=True, help="deprecated: --blocks (patch) / --streams")
 ]
@@ -36,7 +40,9 @@ def remote_mode(remote: str, backend: str) -> bool | str:
     return REMOTE[remote]
 
 
-def load_for_command(model: str, data: Path, backend: str, split: str | None):
+def load_for_command(
+    model: str, data: Path, backend: str, split: str | None, text_tokenizer: str | None = None
+):
     """(utterances, model, layout) of a command: read ``data`` (only ``split`` if given) and
     load ``model``. An unknown ``--split`` is a usage error; a data file whose header names
     another family than the model's is an error."""
@@ -48,7 +54,7 @@ def load_for_command(model: str, data: Path, backend: str, split: str | None):
         utterances = select_split(utterances, split)
     except UnknownSplit as err:
         raise typer.BadParameter(str(err), param_hint="--split") from None
-    loaded, layout = load(model, backend=backend)
+    loaded, layout = load(model, backend=backend, text_tokenizer=text_tokenizer)
     family = header.get("family")
     if family is not None and family != layout.spec.name:
         raise ValueError(

@@ -14,7 +14,15 @@ from typing import Annotated
 import typer
 
 from speech_interp.artifacts import write_phases, write_run_json
-from speech_interp.cli.common import Backend, Data, Model, Seed, Split, load_for_command
+from speech_interp.cli.common import (
+    Backend,
+    Data,
+    Model,
+    Seed,
+    Split,
+    TextTokenizer,
+    load_for_command,
+)
 
 
 def _tuned_lens(tuned_path: Path | None, model, utterances, layout, seed: int, steps: int):
@@ -45,6 +53,7 @@ def lens_command(
     seed: Seed = 0,
     chunk_size: Annotated[int, typer.Option(help="vocabulary rows per scoring chunk")] = 8192,
     tuned_steps: Annotated[int, typer.Option(help="steps when fitting a tuned lens")] = 500,
+    text_tokenizer: TextTokenizer = None,
 ) -> object:
     """Logit / tuned lens per word and layer: transcription, next word, speech mass, phases."""
     from speech_interp.lens import LENSES, phase_bands, run_lens
@@ -54,7 +63,7 @@ def lens_command(
         raise typer.BadParameter(f"--lens must be one of {', '.join(LENSES)}, got {lens!r}")
     if lens == "logit" and tuned_path is not None:
         raise typer.BadParameter("--tuned-path is only used with --lens tuned")
-    utterances, loaded, layout = load_for_command(model, data, backend, split)
+    utterances, loaded, layout = load_for_command(model, data, backend, split, text_tokenizer)
     lens_obj, lens_note = "logit", None
     if lens == "tuned":
         lens_obj, lens_note = _tuned_lens(tuned_path, loaded, utterances, layout, seed, tuned_steps)
