@@ -48,6 +48,11 @@ class FamilySpec:
     unit_extractor: str = ""
     needs: str = ""
     min_units_to_detect: int = 2
+    # "segments": each modality run is tokenized on its own (markers and units as ids);
+    # "string": the prompt is one string tokenized whole, as the family's own code does.
+    prompt_rule: str = "segments"
+    # Unit tokens the family's extractor can emit, when the vocabulary holds more slots.
+    emitted_units: int | None = None
 
     def matches(self, vocab: Mapping[str, int]) -> int:
         """Score how well a vocabulary fits this family (0 = not at all)."""
@@ -109,6 +114,13 @@ class TokenLayout:
     def units_to_tokens(self, units: Sequence[int] | Tensor) -> Int[Tensor, " n"]:
         """Map unit ids to token ids; a unit outside the model's range is an error."""
         u = torch.as_tensor(units, dtype=torch.long)
+        emitted = self.spec.emitted_units
+        if emitted is not None and ((u >= emitted) & (u < self.n_units)).any():
+            raise SpecError(
+                f"unit id {int(u[u >= emitted][0])}: {self.spec.name} has {self.n_units} unit "
+                f"tokens but its extractor emits only units 0..{emitted - 1}; the last slot is "
+                "never produced, so a unit id there is a mistake in the input"
+            )
         bad = (u < 0) | (u >= self.n_units)
         if bad.any():
             first = int(u[bad][0])

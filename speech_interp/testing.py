@@ -172,6 +172,58 @@ def save_tiny_slamkit(
     return ckpt, base_dir, inner
 
 
+def save_tiny_spiritlm_tokenizer(
+    out_dir: str | Path, *, expressive: bool = False, legacy: bool | None = True
+) -> Path:
+    """A SpiritLM-layout tokenizer directory: a tiny SentencePiece model trained here (BPE with
+    byte fallback, dummy prefix, identity normalisation, as Llama-2's) saved as
+    ``tokenizer.model``, and a ``tokenizer_config.json`` adding SpiritLM's tokens in its id order
+    (``[Text]``, ``[Speech]``, ``[Hu0]``..``[Hu500]``, then for the expressive model
+    ``[Pi0]``..``[Pi63]`` and ``[St0]``..``[St99]``), ``add_bos_token`` true, ``add_eos_token``
+    false. ``legacy`` goes into the config as given (None: left out)."""
+    import json
+    import random
+
+    import sentencepiece as spm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(0)
+    corpus = out / "corpus.txt"
+    corpus.write_text("\n".join(" ".join(rng.choices(TINY_WORDS, k=8)) for _ in range(300)))
+    spm.SentencePieceTrainer.train(
+        input=str(corpus), model_prefix=str(out / "tokenizer"), vocab_size=400, model_type="bpe",
+        byte_fallback=True, character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+        add_dummy_prefix=True, normalization_rule_name="identity", remove_extra_whitespaces=False,
+        split_digits=True, num_threads=1, minloglevel=2,
+    )  # fmt: skip
+    corpus.unlink()
+    (out / "tokenizer.vocab").unlink()
+    added = ["[Text]", "[Speech]"] + [f"[Hu{i}]" for i in range(501)]
+    if expressive:
+        added += [f"[Pi{i}]" for i in range(64)] + [f"[St{i}]" for i in range(100)]
+
+    def entry(content, special):
+        return {"content": content, "special": special, "lstrip": False, "rstrip": False,
+                "normalized": not special, "single_word": False}  # fmt: skip
+
+    decoder = {str(i): entry(t, True) for i, t in enumerate(["<unk>", "<s>", "</s>"])}
+    decoder.update({str(400 + i): entry(t, False) for i, t in enumerate(added)})
+    config = {
+        "tokenizer_class": "LlamaTokenizer",
+        "add_bos_token": True,
+        "add_eos_token": False,
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "unk_token": "<unk>",
+        "added_tokens_decoder": decoder,
+    }
+    if legacy is not None:
+        config["legacy"] = legacy
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+    return out
+
+
 def tiny_prompt_ids(layout, tokenizer) -> torch.Tensor:
     """``[1, pos]`` ids of a short prompt that switches speech -> text -> speech."""
     from speech_interp.data.prompt import build_prompt

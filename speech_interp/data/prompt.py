@@ -12,6 +12,15 @@ Rules (stated once, used everywhere):
   tokenized in one call; each token belongs to the word its characters overlap (a token of pure
   whitespace belongs to the word after it).
 - ``token_modality`` codes each position: 0 text, 1 speech, 2 marker, 3 special (e.g. BOS).
+
+Families whose own code tokenizes the prompt as one *string* (``FamilySpec.prompt_rule ==
+"string"``: SpiritLM, rule and source in :mod:`speech_interp.hooks.spiritlm`) get exactly that
+string: marker, then the words of a text run joined by spaces (no leading space) or the unit
+tokens of a speech run, all concatenated and tokenized whole. With a SentencePiece model at hand
+(``tokenizer.vocab_file``) the slow tokenizer's rule is applied: the string is cut at the added
+tokens (markers, units) and each stretch of text is encoded by SentencePiece on its own; without
+one, the tokenizer encodes the whole string. Word positions follow the characters: a token
+belongs to the word its characters overlap (whitespace-only tokens to the word after them).
 """
 
 from __future__ import annotations
@@ -109,6 +118,93 @@ def _text_tokens(tokenizer, words: list[str], lead_space: bool) -> tuple[list[in
     return ids, owners
 
 
+def _string_pieces(layout, tokenizer, words, mods, units, gaps, markers):
+    """The family's prompt string as (text, kind, word) pieces, in order."""
+    names = {"speech": layout.spec.speech_marker, "text": layout.spec.text_marker}
+
+    def unit_tokens(us, owner):
+        ids = layout.units_to_tokens(us).tolist()
+        return [(t, SPEECH, owner) for t in tokenizer.convert_ids_to_tokens(ids)]
+
+    pieces: list[tuple[str, int, int]] = []
+    for modality, members in _segments(mods):
+        if markers:
+            pieces.append((names[modality], MARKER, -1))
+        for j, i in enumerate(members):
+            if modality == "text":
+                pieces += [(" ", TEXT, i)] if j else []
+                pieces.append((words[i], TEXT, i))
+                continue
+            if gaps is not None and len(gaps[i]):
+                pieces += unit_tokens(gaps[i], -1)
+            pieces += unit_tokens(units[i], i)
+    if gaps is not None and len(gaps[-1]):
+        pieces += unit_tokens(gaps[-1], -1)
+    return pieces
+
+
+def _sentencepiece(tokenizer):
+    """The tokenizer's SentencePiece model, if it has one on disk (Llama / SpiritLM dirs)."""
+    path = getattr(tokenizer, "vocab_file", None)
+    if not path or not str(path).endswith(".model"):
+        return None
+    import sentencepiece
+
+    return sentencepiece.SentencePieceProcessor(model_file=str(path))
+
+
+def _owner(spans: list[tuple[int, int, int]], start: int, end: int) -> int:
+    """Word of the first piece a token's characters [start, end) overlap (spaces are pieces
+    owned by the word after them; an empty span takes the piece it sits in)."""
+    for s, e, word in spans:
+        if (start < e and end > s) or (start == end and s <= start < e):
+            return word
+    return spans[-1][2]
+
+
+def _tokenize_string(tokenizer, pieces) -> tuple[list[int], list[int], list[int]]:
+    """Token ids, kinds and owners of the pieces' concatenation (rule in the module docstring)."""
+    starts = [0]
+    for p, _, _ in pieces:
+        starts.append(starts[-1] + len(p))
+    spans = [(a, a + len(p), w) for a, (p, k, w) in zip(starts, pieces, strict=False) if k == TEXT]
+    sp = _sentencepiece(tokenizer)
+    if sp is None:  # no SentencePiece model: the tokenizer encodes the whole string
+        text = "".join(p for p, _, _ in pieces)
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        out = ([], [], [])
+        for tid, (a, b) in zip(enc["input_ids"], enc["offset_mapping"], strict=True):
+            j = max(i for i, st in enumerate(starts[:-1]) if st <= a)
+            kind = pieces[j][1]
+            word = _owner(spans, a, b) if kind == TEXT else pieces[j][2]
+            for lst, val in zip(out, (int(tid), kind, word), strict=True):
+                lst.append(val)
+        return out
+    out = ([], [], [])
+    i = 0
+    while i < len(pieces):
+        if pieces[i][1] != TEXT:  # an added token: one id, never split
+            piece, kind, word = pieces[i]
+            for lst, val in zip(
+                out, (tokenizer.convert_tokens_to_ids(piece), kind, word), strict=True
+            ):
+                lst.append(val)
+            i += 1
+            continue
+        first = i
+        while i < len(pieces) and pieces[i][1] == TEXT:
+            i += 1
+        chunk = "".join(p for p, _, _ in pieces[first:i])
+        base = starts[first]
+        for piece in sp.encode(chunk, return_type="proto").pieces:
+            word = _owner(spans, base + piece.begin, base + piece.end)
+            for lst, val in zip(
+                out, (tokenizer.convert_tokens_to_ids(piece.piece), TEXT, word), strict=True
+            ):
+                lst.append(val)
+    return out
+
+
 def build_prompt(
     layout: TokenLayout,
     tokenizer,
@@ -149,14 +245,22 @@ def build_prompt(
     ids: list[int] = []
     kinds: list[int] = []
     owner: list[int] = []
+    if bos and getattr(tokenizer, "bos_token_id", None) is not None:
+        ids, kinds, owner = [tokenizer.bos_token_id], [SPECIAL], [-1]
+    if layout.spec.prompt_rule == "string":
+        for i, m in enumerate(mods):
+            if m == "speech" and (units is None or units[i] is None or not len(units[i])):
+                raise ValueError(f"spoken word {i} ({words[i]!r}) has no units")
+        pieces = _string_pieces(layout, tokenizer, words, mods, units, gaps, markers)
+        more = _tokenize_string(tokenizer, pieces)
+        ids, kinds, owner = ids + list(more[0]), kinds + list(more[1]), owner + list(more[2])
+        return _prompt(ids, kinds, owner, words, mods)
 
     def push(token_ids, kind, word_index):
         ids.extend(int(t) for t in token_ids)
         kinds.extend([kind] * len(token_ids))
         owner.extend(word_index if isinstance(word_index, list) else [word_index] * len(token_ids))
 
-    if bos and getattr(tokenizer, "bos_token_id", None) is not None:
-        push([tokenizer.bos_token_id], SPECIAL, -1)
     for modality, members in _segments(mods):
         if markers:
             marker = layout.speech_marker_id if modality == "speech" else layout.text_marker_id
@@ -180,6 +284,13 @@ def build_prompt(
 
     if gaps is not None and len(gaps[-1]):
         push(layout.units_to_tokens(gaps[-1]).tolist(), SPEECH, -1)
+    return _prompt(ids, kinds, owner, words, mods)
+
+
+def _prompt(ids, kinds, owner, words, mods) -> Prompt:
+    for i, (w, m) in enumerate(zip(words, mods, strict=True)):
+        if m == "text" and i not in owner:
+            raise SpecError(f"text word {w!r} produced no tokens")
     input_ids = torch.tensor(ids, dtype=torch.long)
     token_word = torch.tensor(owner, dtype=torch.long)
     positions = tuple(torch.nonzero(token_word == i).flatten() for i in range(len(words)))
