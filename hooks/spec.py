@@ -53,6 +53,8 @@ class FamilySpec:
     prompt_rule: str = "segments"
     # Unit tokens the family's extractor can emit, when the vocabulary holds more slots.
     emitted_units: int | None = None
+    # Which word a unit belongs to (speech_interp.speech.word_unit_spans): "midpoint" | "end".
+    unit_word_rule: str = "midpoint"
 
     def matches(self, vocab: Mapping[str, int]) -> int:
         """Score how well a vocabulary fits this family (0 = not at all)."""

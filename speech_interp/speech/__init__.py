@@ -5,6 +5,7 @@ What becomes of the units (prompts with word positions) lives in :mod:`speech_in
 
 from .alignments import AlignmentError, WordSpan, read_alignment, word_unit_spans
 from .audio import SAMPLE_RATE, AudioError, load_audio, prepare_waveform, require_torchaudio
+from .linear_quantizer import LinearQuantizer
 from .mfcc_kmeans import MfccKMeansExtractor, MfccSettings
 from .mhubert import MHubertExtractor, load_centroids
 from .units import (
@@ -23,6 +24,7 @@ __all__ = [
     "SAMPLE_RATE",
     "AlignmentError",
     "AudioError",
+    "LinearQuantizer",
     "MHubertExtractor",
     "MfccKMeansExtractor",
     "MfccSettings",

@@ -88,14 +88,24 @@ def read_alignment(
     return sorted(words, key=lambda w: (w.start, w.end))
 
 
+UNIT_WORD_RULES = ("midpoint", "end")
+
+
 def word_unit_spans(
-    words: list[WordSpan], units: UnitSequence, *, duration: float | None = None
+    words: list[WordSpan],
+    units: UnitSequence,
+    *,
+    duration: float | None = None,
+    rule: str = "midpoint",
 ) -> list[tuple[int, int]]:
     """For each word, the half-open range ``[i, j)`` of unit indices that belong to it.
 
-    Rule: a unit belongs to the word whose interval ``[start, end)`` contains the unit's
-    temporal midpoint ``(starts + ends) / 2``; units whose midpoint falls in no word (silence)
-    belong to none. Words must be in time order and must not overlap. A word that ends past
+    Rules: ``midpoint`` (default): a unit belongs to the word whose interval ``[start, end)``
+    contains the unit's temporal midpoint ``(starts + ends) / 2``. ``end`` (slamkit's, used for
+    SIMS; ``_create_interleaved_text`` bisects the cumulative end times of the deduplicated
+    runs): a unit belongs to the word whose interval ``(start, end]`` contains the unit's end
+    time. Units in no word (silence) belong to none. Words must be in time order and must not
+    overlap. A word that ends past
     the audio (``duration``, or the last unit's end when ``None``; one frame of tolerance)
     raises AudioError, and a word that receives no unit raises ValueError.
     """
@@ -111,7 +121,12 @@ def word_unit_spans(
                 f"word {prev.word!r} [{prev.start:.3f}, {prev.end:.3f}]; words must be in "
                 "time order and must not overlap"
             )
-    mids = ((units.starts.double() + units.ends.double()) / 2).contiguous()
+    if rule not in UNIT_WORD_RULES:
+        raise ValueError(f"rule must be one of {UNIT_WORD_RULES}, got {rule!r}")
+    if rule == "midpoint":
+        times, side = ((units.starts.double() + units.ends.double()) / 2).contiguous(), "left"
+    else:
+        times, side = units.ends.double().contiguous(), "right"
     spans: list[tuple[int, int]] = []
     for word in words:
         if word.end > limit + frame + 1e-9:
@@ -120,11 +135,14 @@ def word_unit_spans(
                 f"{source} at {limit:.3f} s (tolerance one frame, {frame:.3f} s)"
             )
         bounds = torch.tensor([word.start, word.end], dtype=torch.float64)
-        i, j = (int(k) for k in torch.searchsorted(mids, bounds, side="left"))
+        if rule == "end":  # float32 unit times: a unit ending on a boundary ends there
+            bounds = bounds + 1e-6
+        i, j = (int(k) for k in torch.searchsorted(times, bounds, side=side))
         if j <= i:
             raise ValueError(
                 f"word {word.word!r} [{word.start:.3f}, {word.end:.3f}] contains no unit "
-                f"midpoint; it is shorter than the units around it. Use no_dedup / "
+                f"{'midpoint' if rule == 'midpoint' else 'end time'}; it is shorter than the "
+                "units around it. Use no_dedup / "
                 "extract_units(..., dedup=False) for frame-level units, or a longer span"
             )
         spans.append((i, j))

@@ -67,13 +67,16 @@ def conv_padding(conv_kernel: list[int], conv_stride: list[int]) -> tuple[int, i
 
 
 class MHubertExtractor:
-    """Units from the nearest k-means centroid of a HuBERT hidden layer."""
+    """Units of a HuBERT hidden layer: nearest k-means centroid (SIMS / TWIST) or SpiritLM's
+    linear quantizer (:class:`~speech_interp.speech.linear_quantizer.LinearQuantizer`)."""
 
     def __init__(
         self,
         model: HubertModel,
-        centroids: Float[Tensor, "k dim"],
+        centroids: Float[Tensor, "k dim"] | None = None,
         layer: int = DEFAULT_LAYER,
+        *,
+        quantizer=None,
     ):
         config = model.config
         if not 0 <= layer <= config.num_hidden_layers:
@@ -82,19 +85,31 @@ class MHubertExtractor:
                 f"transformer layers, so layer must be in [0, {config.num_hidden_layers}] "
                 "(0 = input to the first layer)"
             )
-        if centroids.ndim != 2 or centroids.shape[1] != config.hidden_size:
+        if (centroids is None) == (quantizer is None):
+            raise ValueError("give exactly one of centroids (k-means) and quantizer")
+        if quantizer is not None:
+            dim = quantizer.encoder[0].in_features
+            if dim != config.hidden_size:
+                raise ValueError(
+                    f"the quantizer reads {dim}-dim features but the model's hidden_size is "
+                    f"{config.hidden_size}"
+                )
+        elif centroids.ndim != 2 or centroids.shape[1] != config.hidden_size:
             raise ValueError(
                 f"centroids must have shape (k, {config.hidden_size}) to match the model's "
                 f"hidden_size, got {tuple(centroids.shape)}"
             )
         self.model = model.eval()
         self.layer = layer
-        self.centroids = centroids.detach().to(torch.float32)
+        self.quantizer = quantizer.eval() if quantizer is not None else None
+        self.centroids = None if centroids is None else centroids.detach().to(torch.float32)
         self.hop = math.prod(config.conv_stride)
         self.padding = conv_padding(list(config.conv_kernel), list(config.conv_stride))
 
     @property
     def n_units(self) -> int:
+        if self.quantizer is not None:
+            return self.quantizer.vocab_size
         return int(self.centroids.shape[0])
 
     @property
@@ -123,10 +138,29 @@ class MHubertExtractor:
         path = resolve_kmeans_path(kmeans_path, cache_dir=cache_dir)
         return cls(model, load_centroids(path), layer=layer)
 
+    @classmethod
+    def spiritlm(
+        cls,
+        quantizer_path: str | Path,
+        model_id: str = DEFAULT_MODEL_ID,
+        layer: int = DEFAULT_LAYER,
+    ) -> MHubertExtractor:
+        """SpiritLM's HuBERT tokenizer: mHuBERT-25Hz layer 11 + its linear quantizer
+        (``L11_quantizer_500.pt`` from SpiritLM's released speech tokenizer)."""
+        from transformers import HubertModel
+
+        from .linear_quantizer import LinearQuantizer
+
+        model = HubertModel.from_pretrained(model_id)
+        return cls(model, layer=layer, quantizer=LinearQuantizer.load(quantizer_path))
+
     def to(self, device: torch.device | str) -> MHubertExtractor:
-        """Move the model and centroids to ``device``."""
+        """Move the model and its quantizer (centroids) to ``device``."""
         self.model.to(device)
-        self.centroids = self.centroids.to(device)
+        if self.quantizer is not None:
+            self.quantizer.to(device)
+        else:
+            self.centroids = self.centroids.to(device)
         return self
 
     @torch.no_grad()
@@ -139,7 +173,9 @@ class MHubertExtractor:
         return out.hidden_states[self.layer][0]
 
     def frame_units(self, wave: Float[Tensor, " samples"]) -> Int[Tensor, " frames"]:
-        """Nearest-centroid unit id for every 1 / frame_rate frame."""
+        """Unit id of every 1 / frame_rate frame (nearest centroid, or the quantizer's rule)."""
+        if self.quantizer is not None:
+            return self.quantizer(self.features(wave)).cpu()
         return kmeans_assign(self.features(wave), self.centroids).cpu()
 
 

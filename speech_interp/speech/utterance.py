@@ -35,10 +35,15 @@ def utterance_units(
     extractor: UnitExtractor,
     *,
     dedup: bool = True,
+    rule: str = "midpoint",
 ) -> SpokenUtterance:
-    """Extract units from 16 kHz mono audio and assign them to the aligned words."""
+    """Extract units from 16 kHz mono audio and assign them to the aligned words.
+
+    ``rule`` says which word a unit belongs to (:func:`word_unit_spans`); pass the model
+    family's own, ``layout.spec.unit_word_rule`` (``"end"`` for SIMS, as slamkit).
+    """
     units = extract_units(extractor, wave, dedup=dedup)
-    spans = word_unit_spans(alignment, units, duration=wave.numel() / SAMPLE_RATE)
+    spans = word_unit_spans(alignment, units, duration=wave.numel() / SAMPLE_RATE, rule=rule)
     ids = units.units.tolist()
     gaps, cursor = [], 0
     for start, end in spans:

@@ -119,6 +119,23 @@ def test_midpoint_rule():
     assert word_unit_spans(words, units) == [(0, 1), (1, 3), (3, 4)]
 
 
+def test_end_rule_is_slamkits():
+    """slamkit's _create_interleaved_text: bisect the cumulative end times of the runs."""
+    from bisect import bisect_left, bisect_right
+
+    import numpy as np
+
+    units = dedup_units(FRAMES, 25.0)
+    durations = [2, 3, 1, 4]  # the runs of FRAMES
+    unit_time = np.cumsum(durations) * 0.04
+    words = [WordSpan("a", 0.0, 0.15), WordSpan("b", 0.15, 0.4)]
+    ref = [(bisect_left(unit_time, w.start), bisect_right(unit_time, w.end)) for w in words]
+    assert word_unit_spans(words, units, rule="end") == ref == [(0, 1), (1, 4)]
+    assert word_unit_spans(words, units) == [(0, 2), (2, 4)]  # midpoints 0.04, 0.14 in "a"
+    with pytest.raises(ValueError, match="rule must be one of"):
+        word_unit_spans(words, units, rule="start")
+
+
 def test_word_past_end_of_audio():
     units = dedup_units(FRAMES, 25.0)  # last unit ends at 0.4 s
     with pytest.raises(AudioError, match=r"'late' \[0\.300, 0\.500\] ends after the end"):
