@@ -16,7 +16,45 @@ modality markers ``[Text]`` and ``[Speech]``; the expressive model adds pitch ``
 (``spirit-lm-base-7b`` / ``spirit-lm-expressive-7b``), loaded with ``LlamaForCausalLM``.
 """
 
+from collections.abc import Sequence
+
 from .spec import FamilySpec
+
+# units_to_string (spiritlm/speech_tokenizer/spiritlm_tokenizer.py): the three streams' rates and
+# whether consecutive repeats collapse. A token's time is its index in the raw stream / rate.
+HUBERT_RATE, PITCH_RATE, STYLE_RATE = 24.99, 12.5, 1.0
+STREAM_DEDUP = {"hubert": True, "pitch": True, "style": False}
+
+
+def expressive_order(
+    hubert_frames: Sequence[int],
+    pitch: Sequence[int],
+    style: Sequence[int],
+    *,
+    pitch_rate: float = PITCH_RATE,
+    style_rate: float = STYLE_RATE,
+) -> list[tuple[str, int]]:
+    """SpiritLM's merge of the streams of one speech input, as (stream, index) in prompt order.
+
+    ``hubert_frames[j]`` is the raw frame index of deduplicated HuBERT unit ``j`` (its first
+    frame); ``pitch`` / ``style`` are the raw streams. Pitch collapses consecutive repeats, style
+    does not; times are index / rate (HuBERT at 24.99 Hz, as SpiritLM); a stable sort by time
+    with the streams listed style, pitch, HuBERT puts ties in that order.
+    """
+    for name, rate in (("pitch", pitch_rate), ("style", style_rate)):
+        if not rate > 0:
+            raise ValueError(f"the {name} rate must be positive, got {rate}")
+    if any(f < 0 for f in hubert_frames) or list(hubert_frames) != sorted(hubert_frames):
+        raise ValueError("HuBERT frame indices must be non-negative and in time order")
+    timed: list[tuple[float, str, int]] = [(k / style_rate, "style", k) for k in range(len(style))]
+    timed += [
+        (k / pitch_rate, "pitch", k)
+        for k in range(len(pitch))
+        if k == 0 or pitch[k] != pitch[k - 1]
+    ]
+    timed += [(f / HUBERT_RATE, "hubert", j) for j, f in enumerate(hubert_frames)]
+    return [(stream, index) for _, stream, index in sorted(timed, key=lambda t: t[0])]
+
 
 _COMMON = dict(
     unit_pattern=r"\[Hu(\d+)\]",

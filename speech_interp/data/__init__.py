@@ -5,7 +5,15 @@ Each object has one public import path, ``speech_interp.data``; the submodules h
 """
 
 from speech_interp.data.pairs import Alignment, Pair, PairError, align, make_pairs, validate_pair
-from speech_interp.data.prompt import MARKER, SPECIAL, SPEECH, TEXT, Prompt, build_prompt
+from speech_interp.data.prompt import (
+    MARKER,
+    SPECIAL,
+    SPEECH,
+    TEXT,
+    ExpressiveStreams,
+    Prompt,
+    build_prompt,
+)
 from speech_interp.data.targets import MISSING, Control, Target, TargetResolver, draw_controls
 from speech_interp.data.utterances import (
     DataFormatError,
@@ -22,6 +30,7 @@ __all__ = [
     "Alignment",
     "Control",
     "DataFormatError",
+    "ExpressiveStreams",
     "MARKER",
     "MISSING",
     "Pair",

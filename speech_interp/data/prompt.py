@@ -37,6 +37,19 @@ from torch import Tensor
 from speech_interp.hooks import SpecError, TokenLayout
 
 Modality = Literal["speech", "text"]
+
+
+@dataclass(frozen=True)
+class ExpressiveStreams:
+    """Pitch and style units of one speech run for SpiritLM's expressive model: the raw
+    (not deduplicated) streams of that run's audio, from its start, at their rates."""
+
+    pitch: Sequence[int]
+    style: Sequence[int]
+    pitch_rate: float = 12.5
+    style_rate: float = 1.0
+
+
 TEXT, SPEECH, MARKER, SPECIAL = 0, 1, 2, 3
 MODALITY_NAMES = {TEXT: "text", SPEECH: "speech", MARKER: "marker", SPECIAL: "special"}
 
@@ -118,7 +131,48 @@ def _text_tokens(tokenizer, words: list[str], lead_space: bool) -> tuple[list[in
     return ids, owners
 
 
-def _string_pieces(layout, tokenizer, words, mods, units, gaps, markers):
+def _extra_tokens(layout, tokenizer, stream: str, values: Sequence[int]) -> list[str]:
+    """Token strings of a family's extra speech stream (SpiritLM's pitch / style units)."""
+    ids = layout.extra_speech_ids.get(stream)
+    if ids is None or not len(ids):
+        raise SpecError(f"family {layout.spec.name!r} has no {stream} tokens")
+    bad = [v for v in values if not 0 <= v < len(ids)]
+    if bad:
+        raise SpecError(f"{stream} unit {bad[0]} is outside 0..{len(ids) - 1}")
+    return tokenizer.convert_ids_to_tokens([int(ids[v]) for v in values])
+
+
+def _expressive_run(layout, tokenizer, members, units, unit_frames, streams):
+    """One speech run's pieces in SpiritLM's expressive order (hooks.spiritlm.expressive_order)."""
+    from speech_interp.hooks.spiritlm import expressive_order
+
+    hubert, frames = [], []
+    for i in members:
+        f = None if unit_frames is None else unit_frames[i]
+        if f is None or len(f) != len(units[i]):
+            raise ValueError(
+                f"spoken word {i}: expressive prompts need unit_frames[{i}], the raw frame index "
+                f"of each of its {len(units[i])} units"
+            )
+        ids = layout.units_to_tokens(units[i]).tolist()
+        hubert += [(t, i) for t in tokenizer.convert_ids_to_tokens(ids)]
+        frames += [int(x) for x in f]
+    order = expressive_order(
+        frames, streams.pitch, streams.style,
+        pitch_rate=streams.pitch_rate, style_rate=streams.style_rate,
+    )  # fmt: skip
+    pitch = _extra_tokens(layout, tokenizer, "pitch", streams.pitch)
+    style = _extra_tokens(layout, tokenizer, "style", streams.style)
+    pieces = []
+    for stream, k in order:
+        if stream == "hubert":
+            pieces.append((hubert[k][0], SPEECH, hubert[k][1]))
+        else:
+            pieces.append(((pitch if stream == "pitch" else style)[k], SPEECH, -1))
+    return pieces
+
+
+def _string_pieces(layout, tokenizer, words, mods, units, gaps, markers, unit_frames, expressive):
     """The family's prompt string as (text, kind, word) pieces, in order."""
     names = {"speech": layout.spec.speech_marker, "text": layout.spec.text_marker}
 
@@ -127,9 +181,16 @@ def _string_pieces(layout, tokenizer, words, mods, units, gaps, markers):
         return [(t, SPEECH, owner) for t in tokenizer.convert_ids_to_tokens(ids)]
 
     pieces: list[tuple[str, int, int]] = []
+    runs = iter(expressive) if expressive is not None else None
     for modality, members in _segments(mods):
         if markers:
             pieces.append((names[modality], MARKER, -1))
+        if modality == "speech" and runs is not None:
+            streams = next(runs, None)
+            if streams is None:
+                raise ValueError("expressive= needs one ExpressiveStreams per speech run")
+            pieces += _expressive_run(layout, tokenizer, members, units, unit_frames, streams)
+            continue
         for j, i in enumerate(members):
             if modality == "text":
                 pieces += [(" ", TEXT, i)] if j else []
@@ -216,6 +277,8 @@ def build_prompt(
     bos: bool = True,
     lead_space: bool = True,
     gaps: Sequence[Sequence[int]] | None = None,
+    unit_frames: Sequence[Sequence[int] | None] | None = None,
+    expressive: Sequence[ExpressiveStreams] | None = None,
 ) -> Prompt:
     """Token ids, per-word positions and a modality mask for one prompt.
 
@@ -223,6 +286,10 @@ def build_prompt(
     ignored (may be None) for text words. ``gaps`` (len(words) + 1 unit lists, e.g. from
     :func:`utterance_units`) are speech units outside any word: ``gaps[i]`` goes before spoken
     word ``i``, ``gaps[-1]`` after the last word; they belong to no word (``token_word`` -1).
+    ``expressive`` (SpiritLM expressive, string-rule families only): one
+    :class:`ExpressiveStreams` per speech run, merged with the units by time as SpiritLM does;
+    it needs ``unit_frames[i]``, the raw HuBERT frame index of each unit of spoken word ``i``
+    (from the run's start; :attr:`speech_interp.speech.SpokenUtterance.word_unit_frames`).
     """
     words = list(words)
     if not words:
@@ -247,11 +314,19 @@ def build_prompt(
     owner: list[int] = []
     if bos and getattr(tokenizer, "bos_token_id", None) is not None:
         ids, kinds, owner = [tokenizer.bos_token_id], [SPECIAL], [-1]
+    if expressive is not None and layout.spec.prompt_rule != "string":
+        raise SpecError(
+            f"expressive streams are for SpiritLM-style families, not {layout.spec.name!r}"
+        )
+    if expressive is not None and gaps is not None:
+        raise ValueError("expressive prompts take no gap units (give them as words' units)")
     if layout.spec.prompt_rule == "string":
         for i, m in enumerate(mods):
             if m == "speech" and (units is None or units[i] is None or not len(units[i])):
                 raise ValueError(f"spoken word {i} ({words[i]!r}) has no units")
-        pieces = _string_pieces(layout, tokenizer, words, mods, units, gaps, markers)
+        pieces = _string_pieces(
+            layout, tokenizer, words, mods, units, gaps, markers, unit_frames, expressive
+        )
         more = _tokenize_string(tokenizer, pieces)
         ids, kinds, owner = ids + list(more[0]), kinds + list(more[1]), owner + list(more[2])
         return _prompt(ids, kinds, owner, words, mods)

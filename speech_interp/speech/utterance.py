@@ -28,6 +28,17 @@ class SpokenUtterance:
     gaps: tuple[tuple[int, ...], ...]
     units: UnitSequence
 
+    @property
+    def word_unit_frames(self) -> tuple[tuple[int, ...], ...]:
+        """Per word, the frame index (at the extractor's rate) where each of its units starts."""
+        frames = (self.units.starts * self.units.frame_rate).round().long().tolist()
+        out, cursor = [], 0
+        for gap, word in zip(self.gaps, self.word_units, strict=False):
+            cursor += len(gap)
+            out.append(tuple(frames[cursor : cursor + len(word)]))
+            cursor += len(word)
+        return tuple(out)
+
 
 def utterance_units(
     wave: Float[Tensor, " samples"],

@@ -75,6 +75,7 @@ def test_prompt_from_audio_with_dedup_and_gaps(sims):
     utt = utterance_units(wave, alignment, FixedExtractor())
     assert utt.word_units == ((5, 7), (8, 9))
     assert utt.gaps == ((0,), (0,), ())
+    assert utt.word_unit_frames == ((2, 4), (6, 8))  # first frame of each deduplicated unit
     p = build_prompt(layout, tok, utt.words, "speech", utt.word_units, gaps=utt.gaps, bos=False)
     units = layout.tokens_to_units(p.input_ids).tolist()
     assert units == [-1, 0, 5, 7, 0, 8, 9]

@@ -95,3 +95,61 @@ def test_unit_500_is_rejected(spiritlm_tok):
     assert layout.n_units == 501
     with pytest.raises(SpecError, match="emits only units 0..499"):
         build_prompt(layout, tok, ["cat"], "speech", [[3, 500]])
+
+
+def units_to_string(hubert: str, pitch: str, style: str) -> str:
+    """SpiritLM's units_to_string for the expressive model (space-separated raw streams):
+    style (1 Hz, no dedup), pitch (12.5 Hz, dedup), HuBERT (24.99 Hz, dedup), stable-sorted by
+    index / rate."""
+
+    def positions(toks, rate, dedup):
+        out, prev = [], None
+        for i, tok in enumerate(toks):
+            if not dedup or tok != prev:
+                out.append((tok, i / rate))
+            prev = tok
+        return out
+
+    combined = positions([f"[St{i}]" for i in style.split()], 1, False)
+    combined += positions([f"[Pi{i}]" for i in pitch.split()], 12.5, True)
+    combined += positions([f"[Hu{i}]" for i in hubert.split()], 24.99, True)
+    return "".join(tok for tok, _ in sorted(combined, key=lambda x: x[1]))
+
+
+def test_expressive_prompt_equals_spiritlm(tmp_path):
+    from speech_interp.data import ExpressiveStreams
+
+    path = save_tiny_spiritlm_tokenizer(tmp_path, expressive=True)
+    tok = AutoTokenizer.from_pretrained(path)
+    layout = get_family("spiritlm-expressive").bind(tok)
+    # Two spoken words over 30 raw HuBERT frames (1.2 s), then text, then one more spoken word.
+    raw = [5, 5, 7, 7, 7, 2] + [9] * 20 + [3, 3, 4, 4]
+    run1 = {"hubert": raw, "pitch": [3, 3, 4, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 0, 0], "style": [7, 7]}
+    run2 = {"hubert": [11, 11, 12], "pitch": [6], "style": [9]}
+    words = ["the", "cat", "sees", "a", "dog"]
+    mods = ["speech", "speech", "text", "text", "speech"]
+    units = [[5, 7], [2, 9, 3, 4], None, None, [11, 12]]
+    frames = [[0, 2], [5, 6, 26, 28], None, None, [0, 2]]
+    runs = [ExpressiveStreams(run1["pitch"], run1["style"]),
+            ExpressiveStreams(run2["pitch"], run2["style"])]  # fmt: skip
+    prompt = build_prompt(layout, tok, words, mods, units, unit_frames=frames, expressive=runs)
+
+    def speech(run):
+        return units_to_string(*(" ".join(map(str, run[k])) for k in ("hubert", "pitch", "style")))
+
+    text = f"[Speech]{speech(run1)}[Text]sees a[Speech]{speech(run2)}"
+    assert prompt.input_ids.tolist() == slow_ids(str(path / "tokenizer.model"), tok, text)
+    for i in (0, 1, 4):  # word positions hold exactly the word's HuBERT tokens
+        pos = prompt.word_positions[i]
+        assert prompt.input_ids[pos].tolist() == layout.units_to_tokens(units[i]).tolist()
+    with pytest.raises(ValueError, match="pitch rate must be positive"):
+        build_prompt(layout, tok, words, mods, units, unit_frames=frames,
+                     expressive=[ExpressiveStreams([1], [1], pitch_rate=0), runs[1]])  # fmt: skip
+    with pytest.raises(ValueError, match="non-negative and in time order"):
+        build_prompt(layout, tok, words, mods, units, unit_frames=[[0, -2], *frames[1:]],
+                     expressive=runs)  # fmt: skip
+    with pytest.raises(ValueError, match=r"need unit_frames\[0\]"):
+        build_prompt(layout, tok, words, mods, units, expressive=runs)
+    with pytest.raises(SpecError, match="pitch unit 64 is outside 0..63"):
+        build_prompt(layout, tok, words, mods, units, unit_frames=frames,
+                     expressive=[ExpressiveStreams([64], [1]), runs[1]])  # fmt: skip
