@@ -9,6 +9,7 @@ the final norm (:func:`speech_interp.residual_stack`).
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -249,12 +250,23 @@ class TunedLens(torch.nn.Module, Lens):
         return losses
 
     def save(self, path: str | Path) -> Path:
-        """Write ``params.pt`` and ``config.json`` (tuned-lens's layout) into ``path``."""
+        """Write ``params.pt`` and ``config.json`` (tuned-lens's layout) into ``path``.
+
+        Loadable by tuned-lens 0.2: ``unembed_hash`` is written as it computes it
+        (:func:`unembed_hash`) when the lens is bound to a model, and every translator gets a
+        bias (zeros for a lens without one; outputs unchanged), since tuned-lens always builds
+        and zeroes the bias.
+        """
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu() for k, v in self.layer_translators.state_dict().items()}
+        for i in range(self.n_layers):
+            state.setdefault(f"{i}.bias", torch.zeros(self.d_model))
+        config = dict(self.config, bias=True)
+        if self.unembed is not None:
+            config["unembed_hash"] = unembed_hash(self.unembed.weight)
         torch.save(state, path / "params.pt")
-        (path / "config.json").write_text(json.dumps(self.config, indent=2))
+        (path / "config.json").write_text(json.dumps(config, indent=2))
         return path
 
     @classmethod
@@ -278,7 +290,28 @@ class TunedLens(torch.nn.Module, Lens):
             lens.layer_translators.load_state_dict(state)
         except RuntimeError as err:
             raise ValueError(f"{path}/params.pt does not fit config.json: {err}") from None
-        return lens.bind(model) if model is not None else lens
+        if model is None:
+            return lens
+        lens.bind(model)
+        expected = config.get("unembed_hash")
+        if expected and expected != unembed_hash(lens.unembed.weight):
+            warnings.warn(
+                f"{path}: the model's unembedding differs from the one this lens was tuned for "
+                "(unembed_hash mismatch); the lens may not fit this model",
+                stacklevel=2,
+            )
+        return lens
+
+
+def unembed_hash(weight: Tensor) -> str:
+    """tuned-lens's fingerprint of an unembedding matrix (``Unembed.unembedding_hash`` in
+    tuned-lens 0.2): sha256 of numpy's one-decimal string form of the float32 matrix."""
+    import hashlib
+
+    import numpy as np
+
+    text = np.array_str(weight.detach().cpu().float().numpy(), precision=1)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _as_ids(prompt) -> Int[Tensor, " pos"]:
@@ -322,4 +355,4 @@ def kl_to_final(
     return pd.DataFrame({"layer": range(lens.n_layers + 1), "kl": (total / n).numpy(), "n": n})
 
 
-__all__ = ["LENSES", "Lens", "LogitLens", "TunedLens", "as_lens", "kl_to_final"]
+__all__ = ["LENSES", "Lens", "LogitLens", "TunedLens", "as_lens", "kl_to_final", "unembed_hash"]

@@ -339,3 +339,34 @@ def test_lens_command_end_to_end(models, tmp_path):
         lens_command(model=models["path"], data=data_file, tuned_path=tmp_path, out=out)
     tuned = pd.read_csv(tmp_path / "out_tuned" / "lens.csv")
     assert set(tuned.lens) == {"tuned"} and set(tuned.backend) == {"nnsight"}
+
+
+def test_saved_lens_is_loadable_by_tuned_lens(models, tmp_path):
+    """tuned-lens 0.2 checks unembed_hash (sha256 of numpy's 1-decimal string of the matrix)
+    and always builds and zeroes each translator's bias."""
+    import hashlib
+
+    import numpy as np
+
+    model = models["tl"]
+    lens = TunedLens.from_model(model, bias=False)
+    with torch.no_grad():
+        for t in lens.layer_translators:
+            t.weight.normal_(0, 0.01)
+    lens.save(tmp_path / "nobias")
+    config = json.loads((tmp_path / "nobias" / "config.json").read_text())
+    w = si.hf_model(model).lm_head.weight.detach().float().numpy()
+    assert (
+        config["unembed_hash"] == hashlib.sha256(np.array_str(w, precision=1).encode()).hexdigest()
+    )
+    assert config["bias"] is True
+    state = torch.load(tmp_path / "nobias" / "params.pt", weights_only=True)
+    assert all((state[f"{i}.bias"] == 0).all() for i in range(lens.n_layers))
+    loaded = TunedLens.load(tmp_path / "nobias", model=model)
+    resid = torch.randn(5, 32)
+    for layer in range(lens.n_layers + 1):
+        assert torch.equal(lens.logits_at(layer, resid), loaded.logits_at(layer, resid))
+    config["unembed_hash"] = "0" * 64
+    (tmp_path / "nobias" / "config.json").write_text(json.dumps(config))
+    with pytest.warns(UserWarning, match="unembed_hash mismatch"):
+        TunedLens.load(tmp_path / "nobias", model=model)
