@@ -8,13 +8,14 @@ keep their usual workflow. ``layout_for`` gives the layout for a model the user 
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Literal, NamedTuple
 
 import torch
 from transformers import AutoConfig, AutoTokenizer
 
 from speech_interp.hooks import FamilySpec, SpecError, TokenLayout, detect_family, get_family
-from speech_interp.organism import ORGANISM_DIR
+from speech_interp.organism import ORGANISM_DIR, VARIANTS
 
 Backend = Literal["tl", "nnsight"]
 BACKENDS: tuple[str, ...] = ("tl", "nnsight")
@@ -42,13 +43,21 @@ def resolve_source(name_or_path: str) -> str:
         variant = name_or_path.partition(":")[2] or "full"
         path = ORGANISM_DIR / variant
         if not (path / "config.json").exists():
-            shipped = sorted(p.name for p in ORGANISM_DIR.glob("*") if p.is_dir())
+            shipped = [v for v in VARIANTS if (ORGANISM_DIR / v / "config.json").exists()]
             raise FileNotFoundError(
                 f"organism variant {variant!r} is not shipped in this install "
                 f"(shipped: {shipped or 'none'})"
             )
         return str(path)
-    return name_or_path
+    looks_like_path = (
+        name_or_path.startswith(("/", "./", "../", "~")) or name_or_path.count("/") > 1
+    )
+    if looks_like_path and not Path(name_or_path).expanduser().exists():
+        raise FileNotFoundError(
+            f"model directory not found: {name_or_path} (a local path; a hub id looks like "
+            "'owner/name')"
+        )
+    return str(Path(name_or_path).expanduser()) if looks_like_path else name_or_path
 
 
 def _as_spec(family: str | FamilySpec | None, tokenizer) -> FamilySpec:

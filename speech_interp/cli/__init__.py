@@ -1,5 +1,5 @@
 """The ``speech-interp`` command line: :data:`app` and one module per command group."""
 
-from speech_interp.cli.app import app
+from speech_interp.cli.app import app, main
 
-__all__ = ["app"]
+__all__ = ["app", "main"]

@@ -58,9 +58,12 @@ def _stream_bands(streams: str | None, n_layers: int) -> list[str]:
 def _band_setup(model, data, split, backend, remote, streams, layers, text_tokenizer):
     """(remote mode, utterances, model, layout, stream bands) of ``ablate`` / ``substitute``."""
     from speech_interp.core.residuals import n_layers
+    from speech_interp.core.runs import parse_span
 
     rem = remote_mode(remote, backend)
     streams = renamed_option(streams, layers, "--streams")
+    for span in spans(streams):  # the form, before the model loads; the range after
+        checked(parse_span, span, flag="--streams")
     utterances, loaded, layout = load_for_command(model, data, backend, split, text_tokenizer)
     return rem, utterances, loaded, layout, _stream_bands(streams, n_layers(loaded))
 
@@ -108,21 +111,25 @@ def patch_command(
     """Exact (and attribution) activation patching over layers x aligned word positions."""
     from speech_interp.causal import attribution_sweep, patch_sweep, rank_agreement
     from speech_interp.causal.patching import summarize_patching
+    from speech_interp.causal.readouts import check_kinds
     from speech_interp.core.residuals import n_layers
-    from speech_interp.core.runs import block_list
+    from speech_interp.core.runs import block_list, parse_span
     from speech_interp.data import make_pairs
     from speech_interp.plotting import plot_attribution_scatter, plot_patching_heatmap
 
     rem = remote_mode(remote, backend)
     span = renamed_option(blocks, layers, "--blocks")
+    kinds = checked(
+        check_kinds, [k.strip() for k in metrics.split(",") if k.strip()], flag="--metrics"
+    )
+    if span is not None:
+        checked(parse_span, span, flag="--blocks")
     utterances, loaded, layout = load_for_command(model, data, backend, split, text_tokenizer)
     blocks = None if span is None else checked(block_list, span, n_layers(loaded), flag="--blocks")
-    kinds = [k.strip() for k in metrics.split(",") if k.strip()]
     pairs = make_pairs(utterances, seed=seed, max_pairs=max_pairs)
-    out.mkdir(parents=True, exist_ok=True)
-    _pairs_frame(pairs).to_csv(out / "pairs.csv", index=False)
     kw = dict(kinds=kinds, layers=blocks, remote=rem, model_id=model)
     exact = patch_sweep(loaded, layout, pairs, batch_size=batch_size, out_dir=out, **kw)
+    _pairs_frame(pairs).to_csv(out / "pairs.csv", index=False)
     tables = [exact.table]
     if attribution:
         attr = attribution_sweep(loaded, layout, pairs, **kw)
@@ -216,13 +223,19 @@ def substitute_command(
     kw = dict(alphas=alphas, n_random=n_random, seed=seed, remote=rem)
     tables = [substitute(loaded, layout, pairs, band=b, model_id=model, **kw) for b in bands]
     table = pd.concat(tables, ignore_index=True)
+    used = set(table["pair"])
+    skipped = [p.id for p in pairs if p.id not in used]  # no continuation on one side
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "substitution.csv", index=False)
     summarize_substitution(table).to_csv(out / "substitution_summary.csv", index=False)
     _pairs_frame(pairs).to_csv(out / "pairs.csv", index=False)
     _finish(out, model, seed, data, "substitute", backend=backend, remote=remote, split=split,
-            bands=bands, alphas=alphas, n_random=n_random, n_pairs=len(pairs))  # fmt: skip
-    typer.echo(f"substitute: {len(pairs)} pairs, bands {', '.join(bands)} -> {out}")
+            bands=bands, alphas=alphas, n_random=n_random, n_pairs=len(pairs),
+            n_pairs_used=len(pairs) - len(skipped), skipped_pairs=skipped)  # fmt: skip
+    typer.echo(
+        f"substitute: {len(pairs) - len(skipped)} of {len(pairs)} pairs ({len(skipped)} skipped: "
+        f"no continuation to read on one side), bands {', '.join(bands)} -> {out}"
+    )
     return table
 
 

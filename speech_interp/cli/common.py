@@ -37,7 +37,9 @@ def remote_mode(remote: str, backend: str) -> bool | str:
         raise typer.BadParameter(f"--remote must be one of {', '.join(REMOTE)}, got {remote!r}")
     if REMOTE[remote] and backend != "nnsight":
         raise typer.BadParameter("--remote local|ndif needs --backend nnsight")
-    return REMOTE[remote]
+    from speech_interp.core.remote import resolve_remote
+
+    return resolve_remote(REMOTE[remote], backend)  # key and host checked before the model loads
 
 
 def load_for_command(

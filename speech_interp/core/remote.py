@@ -57,7 +57,7 @@ def check_remote(*, force: bool = False) -> str:
     if not key:
         raise RemoteError(
             "remote=True needs an NDIF API key: set the NDIF_API_KEY environment variable "
-            "(or run with remote='local' to simulate the server on this machine)"
+            "(or simulate the server on this machine: remote='local', CLI --remote local)"
         )
     host = os.environ.get("NDIF_HOST") or CONFIG.API.HOST
     # nnsight reads the environment once at import; keep its config in step with ours.
@@ -69,7 +69,7 @@ def check_remote(*, force: bool = False) -> str:
     except Exception as err:  # connection refused, DNS, TLS, HTTP errors
         raise RemoteError(
             f"NDIF host {host} is unreachable ({type(err).__name__}: {err}); check NDIF_HOST "
-            "and the network, or run with remote='local'"
+            "and the network, or simulate the server: remote='local' (CLI --remote local)"
         ) from None
     server = (env.get("packages") or {}).get("nnsight") if isinstance(env, dict) else None
     client = md.version("nnsight")

@@ -34,3 +34,56 @@ def test_lazy_package_exports():
     assert si.run_lens is importlib.import_module("speech_interp.lens").run_lens
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         si.nope  # noqa: B018
+
+
+def _main_error(capsys, argv):
+    from speech_interp.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    return exit_info.value.code, err
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["lens", "--model", "./no/such/dir", "--data", "{data}"], "model directory not found"),
+        (["lens", "--model", "organism:nope", "--data", "{data}"], "variant 'nope' is not shipped"),
+        (["lens", "--model", "organism", "--data", "/no/such.jsonl"], "data file not found"),
+    ],
+)
+def test_user_errors_are_one_line(capsys, argv, needle):
+    from speech_interp.organism import SHIPPED_DATA
+
+    code, err = _main_error(capsys, [a.format(data=SHIPPED_DATA) for a in argv])
+    assert code == 1 and len(err.splitlines()) == 1 and needle in err, err
+    assert err.startswith("error: ") and err.endswith("(--debug for the traceback)")
+
+
+def test_remote_ndif_without_key_fails_before_anything(capsys, monkeypatch, tmp_path):
+    from speech_interp.organism import SHIPPED_DATA
+
+    monkeypatch.delenv("NDIF_API_KEY", raising=False)
+    out = tmp_path / "out"
+    argv = ["ablate", "--model", "organism", "--data", str(SHIPPED_DATA), "--backend", "nnsight",
+            "--remote", "ndif", "--out", str(out)]  # fmt: skip
+    code, err = _main_error(capsys, argv)
+    assert code == 1 and "NDIF_API_KEY" in err and "--remote local" in err
+    assert len(err.splitlines()) == 1 and not out.exists()
+
+
+def test_bad_metrics_write_nothing(capsys, tmp_path):
+    from speech_interp.organism import SHIPPED_DATA
+
+    out = tmp_path / "patch"
+    code, err = _main_error(capsys, ["patch", "--model", "organism", "--data", str(SHIPPED_DATA),
+                                     "--metrics", "foo", "--out", str(out)])  # fmt: skip
+    assert code == 2 and "metric kinds must be among" in err and not out.exists()
+
+
+def test_debug_shows_the_traceback():
+    from speech_interp.cli import main
+
+    with pytest.raises(FileNotFoundError, match="data file not found"):  # read before the model
+        main(["--debug", "lens", "--model", "./no/such/dir", "--data", "x.jsonl"])
