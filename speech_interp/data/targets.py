@@ -2,6 +2,9 @@
 
 **Target token rule** (:class:`TargetResolver`), first rule that gives a *text* token wins:
 
+0. an aligner's unknown-word label (``<unk>`` ...,
+   :data:`speech_interp.speech.alignments.UNKNOWN_LABELS`) has no target: ``missing``.
+
 1. ``single``: ``" " + word`` or ``word`` encodes to exactly one non-whitespace token
    (leading-space form first).
 2. ``vocab``: a single text token spells the word case-insensitively, with or without a leading
@@ -32,6 +35,7 @@ import numpy as np
 
 from speech_interp.data.utterances import Utterance
 from speech_interp.hooks import TokenLayout
+from speech_interp.speech.alignments import UNKNOWN_LABELS
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,8 @@ class TargetResolver:
         return self._cache[word]
 
     def _resolve(self, word: str) -> Target:
+        if word in UNKNOWN_LABELS:
+            return MISSING
         for text in (" " + word, word):
             ids = self._content_ids(text)
             if len(ids) == 1 and self._is_text(ids[0]):

@@ -3,7 +3,14 @@
 What becomes of the units (prompts with word positions) lives in :mod:`speech_interp.data`.
 """
 
-from .alignments import AlignmentError, WordSpan, read_alignment, word_unit_spans
+from .alignments import (
+    SILENCE_LABELS,
+    UNKNOWN_LABELS,
+    AlignmentError,
+    WordSpan,
+    read_alignment,
+    word_unit_spans,
+)
 from .audio import SAMPLE_RATE, AudioError, load_audio, prepare_waveform, require_torchaudio
 from .linear_quantizer import LinearQuantizer
 from .mfcc_kmeans import MfccKMeansExtractor, MfccSettings
@@ -22,6 +29,8 @@ __all__ = [
     "SpokenUtterance",
     "utterance_units",
     "SAMPLE_RATE",
+    "SILENCE_LABELS",
+    "UNKNOWN_LABELS",
     "AlignmentError",
     "AudioError",
     "LinearQuantizer",

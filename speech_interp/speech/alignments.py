@@ -14,6 +14,15 @@ from .units import UnitSequence
 
 _SUFFIXES = {".textgrid": "textgrid", ".ctm": "ctm", ".tsv": "tsv"}
 
+# Labels aligners write for silence and pauses, not words: skipped (P2FA/FAVE "sp", "sil";
+# Kaldi/MFA "<sil>", "SIL"; BAS "<p:>"; empty intervals). Pass silence= to read_alignment to
+# change the list.
+SILENCE_LABELS = frozenset({"", "sp", "sil", "<sil>", "SIL", "<p:>"})
+# Labels for words the aligner did not know (MFA 1.x "<unk>"): kept as spoken words (their units
+# are real speech) but without a text target (speech_interp.data.targets), so lens metrics
+# leave them out and count them.
+UNKNOWN_LABELS = frozenset({"<unk>", "<UNK>", "[unk]", "<oov>", "<OOV>"})
+
 
 class AlignmentError(ValueError):
     """An alignment file or word list cannot be used as given."""
@@ -51,14 +60,24 @@ def read_alignment(
     *,
     tier: str | None = None,
     utterance: str | None = None,
+    speaker: str | None = None,
+    channel: str | None = None,
+    silence: frozenset[str] | set[str] = SILENCE_LABELS,
 ) -> list[WordSpan]:
     """Read word spans from a Praat TextGrid, CTM or TSV file, sorted by start time.
+
+    Labels in ``silence`` (default :data:`SILENCE_LABELS`) are pauses, not words, and are
+    skipped; unknown-word labels (:data:`UNKNOWN_LABELS`) are kept. Files may be UTF-8 (with or
+    without BOM) or UTF-16 with BOM, with LF or CRLF line ends. A word tier whose labels hold
+    several words (a sentence or phrase tier) is refused.
 
     ``fmt`` ("textgrid", "ctm" or "tsv") defaults to the file suffix. TextGrid: the word tier
     is ``tier``, else a tier named "words"/"word", else the only interval tier; intervals with
     an empty label mark silence (not words) and are skipped. CTM: ``utt channel start duration
     word [conf]`` per line (``;;`` comments allowed); a file with several utterances needs
-    ``utterance``. TSV: a header row with (at least) the columns ``word``, ``start``, ``end``.
+    ``utterance``, one with several channels of the utterance ``channel``. Multi-speaker
+    TextGrids (FAVE / MFA tiers "SPEAKER - words"): ``speaker=`` picks that speaker's word tier.
+    TSV: a header row with (at least) the columns ``word``, ``start``, ``end``.
     """
     path = Path(path)
     if not path.is_file():
@@ -71,21 +90,43 @@ def read_alignment(
                 f"{sorted(set(_SUFFIXES.values()))}"
             )
     fmt = fmt.lower()
-    if fmt != "ctm" and utterance is not None:
-        raise AlignmentError(f"utterance= only applies to CTM files, not {fmt}")
-    if fmt != "textgrid" and tier is not None:
-        raise AlignmentError(f"tier= only applies to TextGrid files, not {fmt}")
+    for name, value, only in (
+        ("utterance", utterance, "ctm"), ("channel", channel, "ctm"),
+        ("tier", tier, "textgrid"), ("speaker", speaker, "textgrid"),
+    ):  # fmt: skip
+        if value is not None and fmt != only:
+            raise AlignmentError(f"{name}= only applies to {only} files, not {fmt}")
     if fmt == "textgrid":
-        words = _read_textgrid(path, tier)
+        words = _read_textgrid(path, tier, speaker)
     elif fmt == "ctm":
-        words = _read_ctm(path, utterance)
+        words = _read_ctm(path, utterance, channel)
     elif fmt == "tsv":
         words = _read_tsv(path)
     else:
         raise AlignmentError(f"unknown alignment format {fmt!r}; use textgrid, ctm or tsv")
+    words = [w for w in words if w.word not in silence]
     if not words:
-        raise AlignmentError(f"{path}: no words found")
+        raise AlignmentError(f"{path}: no words found (silence labels skipped: {sorted(silence)})")
+    phrases = [w.word for w in words if len(w.word.split()) > 1]
+    if phrases:
+        raise AlignmentError(
+            f"{path}: {len(phrases)} label(s) hold several words (e.g. {phrases[0]!r}); this is "
+            "a sentence or phrase tier, not a word tier (TextGrid: pass tier= or speaker=)"
+        )
     return sorted(words, key=lambda w: (w.start, w.end))
+
+
+def _text(path: Path) -> str:
+    """A text file as str: UTF-16 with BOM, else UTF-8 (BOM allowed); CRLF becomes LF."""
+    raw = path.read_bytes()
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        text = raw.decode("utf-16")
+    else:
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise AlignmentError(f"{path}: not UTF-8 or UTF-16 with BOM ({err})") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 UNIT_WORD_RULES = ("midpoint", "end")
@@ -149,24 +190,44 @@ def word_unit_spans(
     return spans
 
 
-def _read_textgrid(path: Path, tier: str | None) -> list[WordSpan]:
+def _read_textgrid(path: Path, tier: str | None, speaker: str | None) -> list[WordSpan]:
+    import tempfile
+
     from praatio import textgrid
     from praatio.utilities.constants import INTERVAL_TIER
 
+    text = _text(path)
     try:
-        tg = textgrid.openTextgrid(str(path), includeEmptyIntervals=False)
+        with tempfile.TemporaryDirectory() as tmp:  # praatio reads a path: hand it clean UTF-8
+            plain = Path(tmp) / "in.TextGrid"
+            plain.write_text(text, encoding="utf-8")
+            tg = textgrid.openTextgrid(str(plain), includeEmptyIntervals=False)
     except Exception as exc:  # praatio raises assorted types for malformed files
         raise AlignmentError(f"could not read TextGrid {path}: {exc}") from exc
     names = list(tg.tierNames)
     interval = [n for n in names if tg.getTier(n).tierType == INTERVAL_TIER]
+    if speaker is not None:
+        if tier is not None:
+            raise AlignmentError("give tier= or speaker=, not both")
+        wanted = {f"{speaker} - words", f"{speaker} - word"}
+        found = [n for n in interval if n.strip() in wanted]
+        if not found:
+            raise AlignmentError(
+                f"{path}: no word tier for speaker {speaker!r} (looked for "
+                f"'{speaker} - words'); tiers are {names}"
+            )
+        tier = found[0]
     if tier is None:
         by_lower = {n.lower(): n for n in interval}
         tier = by_lower.get("words") or by_lower.get("word")
         if tier is None and len(interval) == 1:
             tier = interval[0]
         if tier is None:
+            speakers = sorted({n.split(" - ")[0] for n in interval if " - " in n})
+            hint = f" or speaker= (one of {speakers})" if speakers else ""
             raise AlignmentError(
                 f"{path}: cannot pick the word tier among interval tiers {interval}; pass tier="
+                f"{hint}"
             )
     elif tier not in names:
         raise AlignmentError(f"{path}: no tier named {tier!r}; tiers are {names}")
@@ -183,46 +244,63 @@ def _read_textgrid(path: Path, tier: str | None) -> list[WordSpan]:
     return words
 
 
-def _read_ctm(path: Path, utterance: str | None) -> list[WordSpan]:
-    rows: dict[str, list[WordSpan]] = {}
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            fields = line.split()
-            if not fields or fields[0].startswith(";;"):
-                continue
-            where = f"{path}:{lineno}"
-            if len(fields) not in (5, 6):
-                raise AlignmentError(
-                    f"{where}: expected 'utt channel start duration word [conf]' "
-                    f"(5 or 6 fields), got {len(fields)}: {line.strip()!r}"
-                )
-            utt, _, start_s, dur_s, word = fields[:5]
-            try:
-                start, dur = float(start_s), float(dur_s)
-            except ValueError:
-                raise AlignmentError(
-                    f"{where}: start {start_s!r} and duration {dur_s!r} must be numbers"
-                ) from None
-            try:
-                rows.setdefault(utt, []).append(WordSpan(word, start, start + dur))
-            except AlignmentError as exc:
-                raise AlignmentError(f"{where}: {exc}") from exc
-    if utterance is not None:
-        if utterance not in rows:
+def _read_ctm(path: Path, utterance: str | None, channel: str | None) -> list[WordSpan]:
+    rows: dict[str, dict[str, list[WordSpan]]] = {}
+    for lineno, line in enumerate(_text(path).split("\n"), start=1):
+        fields = line.split()
+        if not fields or fields[0].startswith(";;"):
+            continue
+        where = f"{path}:{lineno}"
+        if len(fields) not in (5, 6):
             raise AlignmentError(
-                f"{path}: utterance {utterance!r} not found; utterances are {sorted(rows)}"
+                f"{where}: expected 'utt channel start duration word [conf]' "
+                f"(5 or 6 fields), got {len(fields)}: {line.strip()!r}"
             )
-        return rows[utterance]
-    if len(rows) > 1:
+        utt, chan, start_s, dur_s, word = fields[:5]
+        try:
+            start, dur = float(start_s), float(dur_s)
+        except ValueError:
+            raise AlignmentError(
+                f"{where}: start {start_s!r} and duration {dur_s!r} must be numbers"
+            ) from None
+        try:
+            span = WordSpan(word, start, start + dur)
+        except AlignmentError as exc:
+            raise AlignmentError(f"{where}: {exc}") from exc
+        rows.setdefault(utt, {}).setdefault(chan, []).append(span)
+    if not rows:
+        return []
+    if utterance is None:
+        if len(rows) > 1:
+            raise AlignmentError(
+                f"{path} holds {len(rows)} utterances ({sorted(rows)[:5]}...); choose one with "
+                "utterance="
+            )
+        utterance = next(iter(rows))
+    if utterance not in rows:
         raise AlignmentError(
-            f"{path} holds {len(rows)} utterances ({sorted(rows)[:5]}...); choose one with "
-            "utterance="
+            f"{path}: utterance {utterance!r} not found; utterances are {sorted(rows)}"
         )
-    return next(iter(rows.values()), [])
+    channels = rows[utterance]
+    if channel is None:
+        if len(channels) > 1:
+            raise AlignmentError(
+                f"{path}: utterance {utterance!r} has words on channels {sorted(channels)}; "
+                "choose one with channel="
+            )
+        channel = next(iter(channels))
+    if channel not in channels:
+        raise AlignmentError(
+            f"{path}: utterance {utterance!r} has no channel {channel!r}; channels are "
+            f"{sorted(channels)}"
+        )
+    return channels[channel]
 
 
 def _read_tsv(path: Path) -> list[WordSpan]:
-    with path.open(encoding="utf-8", newline="") as f:
+    import io
+
+    with io.StringIO(_text(path), newline="") as f:
         reader = csv.reader(f, delimiter="\t")
         header = next(reader, None)
         if header is None:
