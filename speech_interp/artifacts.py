@@ -8,16 +8,24 @@
 - ``verdict.json`` (:func:`write_verdicts`): ``{model_id: verdicts}`` with one entry per model
   (the demo's variants, or the one model of ``speech-interp ablate``), each the content of
   :func:`speech_interp.causal.verdict.verdicts`; NaN is written as null.
+
+**Crash safety**: every output file is written through :func:`atomic_path`: to a temporary file
+in the same directory, flushed, fsynced and renamed over the target, so a killed run leaves
+either the old file or the complete new one, never a half-written file that looks valid.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata as md
 import inspect
 import json
+import os
 import platform
 import sys
+import tempfile
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -61,6 +69,39 @@ def package_versions(packages=PACKAGES) -> dict[str, str | None]:
         except md.PackageNotFoundError:
             versions[pkg] = None
     return versions
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; fsynced and renamed onto ``path`` on exit
+    (removed on error, leaving ``path`` as it was)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write a frame as CSV (no index) atomically."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+    return Path(path)
 
 
 def weights_dir_of(model: str) -> Path | None:
@@ -112,9 +153,7 @@ def write_run_json(
     if data is not None:
         info.update(data=str(data), data_sha256=sha256_file(data))
     info.update(extra or {})
-    path = out / "run.json"
-    path.write_text(json.dumps(info, indent=2, default=str) + "\n")
-    return path
+    return write_text(out / "run.json", json.dumps(info, indent=2, default=str) + "\n")
 
 
 def write_phases(out_dir: str | Path, bands: pd.DataFrame) -> Path:
@@ -123,19 +162,15 @@ def write_phases(out_dir: str | Path, bands: pd.DataFrame) -> Path:
 
     records = json.loads(bands.to_json(orient="records"))
     content = {"bands": records, "rule": inspect.cleandoc(phase_bands.__doc__ or "")}
-    path = Path(out_dir) / "phases.json"
-    path.write_text(json.dumps(content, indent=2) + "\n")
-    return path
+    return write_text(Path(out_dir) / "phases.json", json.dumps(content, indent=2) + "\n")
 
 
 def write_verdicts(out_dir: str | Path, by_model: dict[str, dict]) -> Path:
     """Write ``out_dir/verdict.json``: ``{model_id: verdicts(...)}`` (NaN written as null)."""
     if not by_model or not all(isinstance(v, dict) and "bands" in v for v in by_model.values()):
         raise ValueError("verdict.json maps each model id to the content of verdicts(...)")
-    path = Path(out_dir) / "verdict.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_json_safe(by_model), indent=2) + "\n")
-    return path
+    text = json.dumps(_json_safe(by_model), indent=2) + "\n"
+    return write_text(Path(out_dir) / "verdict.json", text)
 
 
 def _json_safe(obj):
@@ -153,11 +188,14 @@ def _json_safe(obj):
 
 
 __all__ = [
+    "atomic_path",
     "package_versions",
     "sha256_file",
     "weights_dir_of",
     "weights_sha256",
+    "write_csv",
     "write_phases",
     "write_run_json",
+    "write_text",
     "write_verdicts",
 ]

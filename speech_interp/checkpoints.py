@@ -165,13 +165,28 @@ def convert_checkpoint(
     ``AutoModelForCausalLM.from_pretrained(out)`` / ``AutoTokenizer.from_pretrained(out)`` give
     the wrapper's logits and unit ids, and :func:`speech_interp.load` detects the family.
     """
-    model, tok = load_slamkit(source, text_tokenizer=text_tokenizer, dtype=dtype)
+    import shutil
+    import tempfile
+
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    # Write the inner LM's own key names (transformers would otherwise revert the key mapping
-    # that read the checkpoint and write the wrapper's ``lm.`` prefix back).
-    model.save_pretrained(out, save_original_format=False)
-    tok.save_pretrained(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise CheckpointError(
+            f"{out} exists and is not an empty directory; convert writes a new one"
+        )
+    model, tok = load_slamkit(source, text_tokenizer=text_tokenizer, dtype=dtype)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:  # written beside the target and renamed: a killed conversion leaves no half directory
+        # The inner LM's own key names (transformers would otherwise revert the key mapping that
+        # read the checkpoint and write the wrapper's ``lm.`` prefix back).
+        model.save_pretrained(tmp, save_original_format=False)
+        tok.save_pretrained(tmp)
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return out
 
 

@@ -20,15 +20,22 @@ and ``corrupt_metric`` are kept beside it.
 activations of a task are read once. Cells are cut into batches of ``batch_size`` in a fixed
 order, so a resumed sweep runs exactly the same batches.
 
-**Resume.** With ``out_dir``, every finished batch is appended to ``patch_cells.csv`` there
+**Resume.** With ``out_dir``, every finished batch is appended to ``patch_cells.log`` there
 (``patch_checkpoint.json`` records what the sweep was run with); a rerun skips finished batches
-and the returned table is the same as an uninterrupted run's.
+and the returned table is the same as an uninterrupted run's, bit for bit. The log holds one
+cell per line, ``<crc32 of the JSON, 8 hex digits> <JSON record>``, written with one ``write``
+per batch, flushed and fsynced: a run killed at any byte leaves at most one last line without
+its newline or with a checksum that fails; reading stops there, and the file is cut back to the
+last good line before anything is appended (so a partial line is never continued). JSON floats
+round-trip exactly, so resumed values are the original ones.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import warnings
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +63,7 @@ from speech_interp.data.targets import TargetResolver
 from speech_interp.hooks import TokenLayout
 
 KEY = ["pair", "metric", "component", "layer", "position"]
-CHECKPOINT, CHECKPOINT_META = "patch_cells.csv", "patch_checkpoint.json"
+CHECKPOINT, CHECKPOINT_META = "patch_cells.log", "patch_checkpoint.json"
 
 
 @dataclass
@@ -193,7 +200,7 @@ def patch_sweep(
         components: components to patch, among ``resid_pre attn_out mlp_out resid_post``.
         layers: blocks to patch (default: all).
         batch_size: patched cells per forward pass (values do not depend on it).
-        out_dir: directory of the resumable checkpoint (``patch_cells.csv``); None: no checkpoint.
+        out_dir: directory of the resumable checkpoint (``patch_cells.log``); None: no checkpoint.
         remote, model_id, progress, tokenizer: as for every routine
             (:func:`speech_interp.core.runs.run_context`).
 
@@ -240,7 +247,9 @@ def patch_sweep(
                     ckpt.append(rows)
                 frames.append(rows)
                 bar.update(len(chunk))
-    table = tidy_patch(pd.concat([f for f in frames if len(f)], ignore_index=True), components)
+    # A batch cut short by a crash is run again whole: its cells already logged come twice.
+    cells = pd.concat([f for f in frames if len(f)], ignore_index=True)
+    table = tidy_patch(cells.drop_duplicates(subset=KEY, keep="last"), components)
     _warn_flat(table)
     return PatchResult(table, skipped)
 
@@ -267,9 +276,14 @@ def _warn_flat(table: pd.DataFrame) -> None:
 
 
 class Checkpoint:
-    """Append-only CSV of finished cells plus the sweep settings it belongs to."""
+    """Append-only, checksummed log of finished cells plus the sweep settings it belongs to
+    (format and crash rule in the module docstring)."""
+
+    COLUMNS = PATCH_COLUMNS + EXTRA_COLUMNS
 
     def __init__(self, out_dir: str | Path, meta: dict):
+        from speech_interp.artifacts import write_text
+
         self.dir = Path(out_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.path, meta_path = self.dir / CHECKPOINT, self.dir / CHECKPOINT_META
@@ -282,15 +296,33 @@ class Checkpoint:
                     "use another output directory or delete the checkpoint to start over"
                 )
         else:
-            meta_path.write_text(json.dumps(meta, indent=2) + "\n")
             self.path.unlink(missing_ok=True)
+            write_text(meta_path, json.dumps(meta, indent=2) + "\n")
         self.done = self._read()
 
+    @staticmethod
+    def _line(record: dict) -> bytes:
+        body = json.dumps(record, separators=(",", ":")).encode()
+        return b"%08x %s\n" % (zlib.crc32(body), body)
+
     def _read(self) -> pd.DataFrame:
-        if not self.path.exists():
-            return pd.DataFrame(columns=PATCH_COLUMNS + EXTRA_COLUMNS)
-        frame = pd.read_csv(self.path, on_bad_lines="skip", float_precision="round_trip")
-        frame = frame.dropna(subset=KEY + ["patched", "corrupt_position"])  # a cut-off last line
+        """Every intact record; the file is cut back to the end of the last one."""
+        records, good = [], 0
+        data = self.path.read_bytes() if self.path.exists() else b""
+        for line in data.splitlines(keepends=True):
+            if not line.endswith(b"\n") or len(line) < 10 or line[8:9] != b" ":
+                break
+            body = line[9:-1]
+            if line[:8] != b"%08x" % zlib.crc32(body):
+                break
+            records.append(json.loads(body))
+            good += len(line)
+        if good < len(data):
+            with self.path.open("r+b") as fh:
+                fh.truncate(good)
+                fh.flush()
+                os.fsync(fh.fileno())
+        frame = pd.DataFrame(records, columns=self.COLUMNS)
         return frame.drop_duplicates(subset=KEY, keep="last")
 
     def keys(self) -> set:
@@ -300,10 +332,18 @@ class Checkpoint:
         return set(zip(*cols, strict=True))
 
     def append(self, rows: pd.DataFrame) -> None:
-        header = not self.path.exists() or self.path.stat().st_size == 0
-        with self.path.open("a") as fh:
-            rows[PATCH_COLUMNS + EXTRA_COLUMNS].to_csv(fh, header=header, index=False)
+        """Append a finished batch: one write, flushed and fsynced."""
+        records = rows[self.COLUMNS].to_dict(orient="records")
+        blob = b"".join(self._line(_plain(r)) for r in records)
+        with self.path.open("ab") as fh:
+            fh.write(blob)
             fh.flush()
+            os.fsync(fh.fileno())
+
+
+def _plain(record: dict) -> dict:
+    """numpy scalars as Python numbers (exact: float64 -> float)."""
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in record.items()}
 
 
 def summarize_patching(table: pd.DataFrame) -> pd.DataFrame:

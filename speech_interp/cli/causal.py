@@ -9,7 +9,7 @@ Outputs (besides ``run.json``):
 
 - ``patch``: ``patch.csv`` (exact and attribution rows), ``patch_summary.csv`` (means over
   pairs), ``rank_agreement.csv``, ``pairs.csv``, ``patch_heatmap_{metric}.png``,
-  ``attribution_scatter.png``; ``patch_cells.csv`` is the resumable checkpoint (rerun the same
+  ``attribution_scatter.png``; ``patch_cells.log`` is the resumable checkpoint (rerun the same
   command after an interruption).
 - ``ablate``: ``ablation.csv``, ``ablation_summary.csv``, ``lens.csv`` (for decodability),
   ``verdict.json``, ``ablation_{band}_{metric}.png``.
@@ -24,7 +24,7 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-from speech_interp.artifacts import write_run_json, write_verdicts
+from speech_interp.artifacts import write_csv, write_run_json, write_verdicts
 from speech_interp.cli.common import (
     Backend,
     Data,
@@ -129,16 +129,16 @@ def patch_command(
     pairs = make_pairs(utterances, seed=seed, max_pairs=max_pairs)
     kw = dict(kinds=kinds, layers=blocks, remote=rem, model_id=model)
     exact = patch_sweep(loaded, layout, pairs, batch_size=batch_size, out_dir=out, **kw)
-    _pairs_frame(pairs).to_csv(out / "pairs.csv", index=False)
+    write_csv(_pairs_frame(pairs), out / "pairs.csv")
     tables = [exact.table]
     if attribution:
         attr = attribution_sweep(loaded, layout, pairs, **kw)
         tables.append(attr.table)
-        rank_agreement(exact.table, attr.table).to_csv(out / "rank_agreement.csv", index=False)
+        write_csv(rank_agreement(exact.table, attr.table), out / "rank_agreement.csv")
         plot_attribution_scatter(exact.table, attr.table, out / "attribution_scatter.png")
     table = pd.concat(tables, ignore_index=True)
-    table.to_csv(out / "patch.csv", index=False)
-    summarize_patching(table).to_csv(out / "patch_summary.csv", index=False)
+    write_csv(table, out / "patch.csv")
+    write_csv(summarize_patching(table), out / "patch_summary.csv")
     for kind in sorted(set(exact.table["metric"])):
         plot_patching_heatmap(exact.table, out / f"patch_heatmap_{kind}.png", metric=kind)
     _finish(out, model, seed, data, "patch", backend=backend, remote=remote, split=split,
@@ -177,10 +177,10 @@ def ablate_command(
     tables = [ablate(loaded, layout, utterances, band=b, model_id=model, **kw) for b in bands]
     table = pd.concat(tables, ignore_index=True)
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "ablation.csv", index=False)
-    summarize_ablation(table).to_csv(out / "ablation_summary.csv", index=False)
+    write_csv(table, out / "ablation.csv")
+    write_csv(summarize_ablation(table), out / "ablation_summary.csv")
     lens = run_lens(loaded, layout, utterances, ks=(k,), seed=seed, remote=rem, model_id=model)
-    lens.summary.to_csv(out / "lens.csv", index=False)
+    write_csv(lens.summary, out / "lens.csv")
     content = verdicts(lens.words, table, bands=bands, k=k, seed=seed)
     write_verdicts(out, {model: content})
     for band in bands:
@@ -226,9 +226,9 @@ def substitute_command(
     used = set(table["pair"])
     skipped = [p.id for p in pairs if p.id not in used]  # no continuation on one side
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "substitution.csv", index=False)
-    summarize_substitution(table).to_csv(out / "substitution_summary.csv", index=False)
-    _pairs_frame(pairs).to_csv(out / "pairs.csv", index=False)
+    write_csv(table, out / "substitution.csv")
+    write_csv(summarize_substitution(table), out / "substitution_summary.csv")
+    write_csv(_pairs_frame(pairs), out / "pairs.csv")
     _finish(out, model, seed, data, "substitute", backend=backend, remote=remote, split=split,
             bands=bands, alphas=alphas, n_random=n_random, n_pairs=len(pairs),
             n_pairs_used=len(pairs) - len(skipped), skipped_pairs=skipped)  # fmt: skip

@@ -17,7 +17,13 @@ import pandas as pd
 import typer
 from tqdm.auto import tqdm
 
-from speech_interp.artifacts import write_phases, write_run_json, write_verdicts
+from speech_interp.artifacts import (
+    write_csv,
+    write_phases,
+    write_run_json,
+    write_text,
+    write_verdicts,
+)
 from speech_interp.organism import ORGANISM_DIR, SHIPPED_DATA, VARIANTS
 
 
@@ -43,7 +49,7 @@ def causal_verdict(model, layout, utterances, result, variant, seed, max_words, 
         for b in bands
     ]  # fmt: skip
     ablation = pd.concat(tables, ignore_index=True)
-    ablation.to_csv(out / f"ablation_{variant}.csv", index=False)
+    write_csv(ablation, out / f"ablation_{variant}.csv")
     plot_ablation_control(ablation, out / f"ablation_{variant}.png")
     return verdicts(result.words, ablation, bands=bands, seed=seed)
 
@@ -151,8 +157,7 @@ def write_report(
         lines += verdict_markdown(all_verdicts)
     lines += ["", "![phase curves](phase_curves.png)", "", "![token heatmap](token_heatmap.png)"]
     path = out / "report.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_text(path, "\n".join(lines) + "\n")
 
 
 def run_demo(
@@ -191,10 +196,10 @@ def run_demo(
             prompt = utterances[0].to_prompt(layout, model.tokenizer)
             plot_token_heatmap(model, layout, prompt, "logit", out / "token_heatmap.png")
     summary = pd.concat(summaries, ignore_index=True)
-    summary.to_csv(out / "lens.csv", index=False)
+    write_csv(summary, out / "lens.csv")
     bands = phase_bands(pd.concat(words, ignore_index=True), seed=seed)
     write_phases(out, bands)
-    (out / "best_layers.json").write_text(json.dumps(rows, indent=2) + "\n")
+    write_text(out / "best_layers.json", json.dumps(rows, indent=2) + "\n")
     plot_phase_curves(summary, out / "phase_curves.png", title="organism variants")
     if causal:
         write_verdicts(out, all_verdicts)

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from speech_interp.artifacts import write_phases, write_run_json
+from speech_interp.artifacts import write_csv, write_phases, write_run_json
 from speech_interp.cli.common import (
     Backend,
     Data,
@@ -71,8 +71,8 @@ def lens_command(
         loaded, layout, utterances, lens=lens_obj, chunk_size=chunk_size, seed=seed, model_id=model
     )
     out.mkdir(parents=True, exist_ok=True)
-    result.summary.to_csv(out / "lens.csv", index=False)
-    result.words.to_csv(out / "lens_words.csv", index=False)
+    write_csv(result.summary, out / "lens.csv")
+    write_csv(result.words, out / "lens_words.csv")
     write_phases(out, phase_bands(result, seed=seed))
     plot_phase_curves(result.summary, out / "phase_curves.png", title=model)
     spoken = next(u for u in utterances if any(w.modality == "speech" for w in u.words))

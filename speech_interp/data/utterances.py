@@ -139,10 +139,12 @@ def write_utterances(
     family: str | None = None,
     n_units: int | None = None,
 ) -> Path:
-    """Write utterances in the format above."""
+    """Write utterances in the format above (atomically: all or nothing)."""
+    from speech_interp.artifacts import atomic_path
+
     path = Path(path)
     header = {"format": FORMAT, "version": VERSION, "family": family, "n_units": n_units}
-    with path.open("w") as fh:
+    with atomic_path(path) as tmp, tmp.open("w") as fh:
         fh.write(json.dumps(header) + "\n")
         for utt in utterances:
             words = []

@@ -265,8 +265,11 @@ class TunedLens(torch.nn.Module, Lens):
         config = dict(self.config, bias=True)
         if self.unembed is not None:
             config["unembed_hash"] = unembed_hash(self.unembed.weight)
-        torch.save(state, path / "params.pt")
-        (path / "config.json").write_text(json.dumps(config, indent=2))
+        from speech_interp.artifacts import atomic_path, write_text
+
+        with atomic_path(path / "params.pt") as tmp:
+            torch.save(state, tmp)
+        write_text(path / "config.json", json.dumps(config, indent=2))
         return path
 
     @classmethod

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from speech_interp.artifacts import write_csv, write_text
 from speech_interp.organism import VARIANTS
 
 app = typer.Typer(help="Train and evaluate the shipped tiny interleaved speech-text LM.")
@@ -32,8 +33,8 @@ def evaluate_dir(variant_dir: Path, data: Path, seed: int) -> dict:
     _, utts = read_utterances(data)
     losses = heldout_losses(model, tok, layout, utts)
     probes = probe_accuracies(model, tok, layout, utts, seed)
-    losses.to_csv(variant_dir / "heldout_loss.csv", index=False)
-    probes.to_csv(variant_dir / "probes.csv", index=False)
+    write_csv(losses, variant_dir / "heldout_loss.csv")
+    write_csv(probes, variant_dir / "probes.csv")
     return {"heldout_loss": losses.to_dict("records"), "probes": probes.to_dict("records")}
 
 
@@ -71,7 +72,7 @@ def train(
         results = evaluate_dir(vdir, data, seed)
         info = json.loads((vdir / "organism.json").read_text())
         info.update(results, train_seconds=time.time() - t0)
-        (vdir / "organism.json").write_text(json.dumps(info, indent=2))
+        write_text(vdir / "organism.json", json.dumps(info, indent=2))
         write_run_json(vdir, f"organism:{v}", seed, weights_dir=vdir, extra={"quick": quick})
         loss = {f"{r['modality']}/{r['voices']}": round(r["loss"], 4) for r in info["heldout_loss"]}
         console.print(f"[bold]{v}[/bold] trained in {info['train_seconds']:.0f} s; loss {loss}")
@@ -105,6 +106,5 @@ def card(
     sections = [variant_section(root / v, data, seed) for v in VARIANTS if (root / v).is_dir()]
     if not sections:
         raise typer.BadParameter(f"no trained variants under {root}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n\n".join(sections) + "\n")
+    write_text(out, "\n\n".join(sections) + "\n")
     console.print(f"wrote {out}")

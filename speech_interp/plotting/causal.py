@@ -8,18 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from speech_interp.core.edits import COMPONENTS
-
-
-def _save(fig: Figure, out_png: str | Path) -> Path:
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
-    fig.savefig(out, dpi=120, bbox_inches="tight")
-    return out
+from speech_interp.plotting.figures import save_figure
 
 
 def plot_patching_heatmap(
@@ -59,7 +51,7 @@ def plot_patching_heatmap(
         "aligned position (in the word: -1 = its last unit, -2 ...; after it: +1, +2 ...)"
     )
     fig.suptitle(title or f"{method} patching, {metric} metric, mean over {n_pairs} pairs")
-    return _save(fig, out_png)
+    return save_figure(fig, out_png, tight=True)
 
 
 def plot_ablation_control(
@@ -94,7 +86,7 @@ def plot_ablation_control(
     ax.set_ylabel("directions")
     ax.legend(fontsize=8)
     ax.set_title(title or f"ablation at streams {band}")
-    return _save(fig, out_png)
+    return save_figure(fig, out_png, tight=True)
 
 
 def plot_attribution_scatter(
@@ -116,7 +108,7 @@ def plot_attribution_scatter(
     ax.set_ylabel("attribution patching")
     ax.legend(fontsize=8)
     ax.set_title(title or "exact vs attribution (normalised recovery)")
-    return _save(fig, out_png)
+    return save_figure(fig, out_png, tight=True)
 
 
 __all__ = ["plot_ablation_control", "plot_attribution_scatter", "plot_patching_heatmap"]

@@ -12,8 +12,6 @@ from pathlib import Path
 
 import matplotlib
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from speech_interp.data.prompt import Prompt
@@ -21,6 +19,7 @@ from speech_interp.hooks import TokenLayout
 from speech_interp.lens.lenses import Lens
 from speech_interp.lens.run import lens_top_tokens
 from speech_interp.models import tokenizer_of
+from speech_interp.plotting.figures import new_figure, save_figure
 
 DEFAULT_PAIRS = (
     ("transcription", "transcription_control"),
@@ -72,7 +71,7 @@ def plot_phase_curves(
         raise ValueError("the summary is empty: nothing to plot")
     varying = [i for i in range(3) if len({v[i] for v in variants}) > 1]
     panels = [*pairs, ("speech_mass",)] if speech_mass else list(pairs)
-    fig = _figure((5 * len(panels), 4))
+    fig = new_figure((5 * len(panels), 4))
     axes = fig.subplots(1, len(panels), squeeze=False)
     colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, panel in zip(axes[0], panels, strict=True):
@@ -119,7 +118,7 @@ def plot_phase_curves(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def _cell_text(token: str, width: int = 8) -> str:
@@ -151,7 +150,7 @@ def plot_token_heatmap(
     n_layers, n_show = ids.shape
     flat = sorted(set(ids.flatten().tolist()) | set(prompt.input_ids[:n_show].tolist()))
     names = dict(zip(flat, tok.batch_decode([[i] for i in flat]), strict=True))
-    fig = _figure((max(6, 0.75 * n_show + 2), max(3, 0.45 * n_layers + 2)))
+    fig = new_figure((max(6, 0.75 * n_show + 2), max(3, 0.45 * n_layers + 2)))
     ax = fig.subplots()
     image = ax.imshow(probs.numpy(), origin="lower", aspect="auto", cmap="viridis", vmin=0)
     fs = 7 if n_show <= 24 else 5
@@ -181,20 +180,7 @@ def plot_token_heatmap(
     ax.set_title(f"{name} lens: top text token per layer and position", fontsize=10)
     fig.colorbar(image, ax=ax, label="probability of the top text token")
     fig.tight_layout()
-    return _save(fig, out_png)
-
-
-def _figure(size: tuple[float, float]) -> Figure:
-    fig = Figure(figsize=size)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Figure, out_png: str | Path) -> Path:
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    return out
+    return save_figure(fig, out_png)
 
 
 __all__ = ["plot_phase_curves", "plot_token_heatmap"]

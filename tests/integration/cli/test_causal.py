@@ -49,7 +49,7 @@ def test_patch_command(app, setup, tmp_path):
     assert set(table.method) == {"exact", "attribution"}
     for name in ("patch_summary.csv", "rank_agreement.csv", "pairs.csv", "run.json",
                  "patch_heatmap_speech.png", "patch_heatmap_text.png", "attribution_scatter.png",
-                 "patch_cells.csv"):  # fmt: skip
+                 "patch_cells.log"):  # fmt: skip
         assert (out / name).exists(), name
     run = json.loads((out / "run.json").read_text())
     assert run["command"] == "patch" and run["n_pairs"] == 3 and run["blocks"] == [0, 1]
