@@ -87,6 +87,8 @@ def _word(raw: dict, where: str, n_units: int | None) -> Word:
     content = raw.get("content", True)
     if not isinstance(content, bool):
         raise DataFormatError(f"{where} ({text!r}): 'content' must be true or false")
+    if not isinstance(raw.get("category"), (str, type(None))):
+        raise DataFormatError(f"{where} ({text!r}): 'category' must be a string")
     return Word(
         word=text,
         modality=modality,
@@ -101,25 +103,40 @@ def read_utterances(path: str | Path) -> tuple[dict, list[Utterance]]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"data file not found: {path}")
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    if not lines:
-        raise DataFormatError(f"{path}: empty data file")
     try:
-        header = json.loads(lines[0])
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataFormatError(f"{path}: not UTF-8 text ({err})") from None
+    numbered = [(i, ln) for i, ln in enumerate(text.splitlines(), start=1) if ln.strip()]
+    if not numbered:
+        raise DataFormatError(f"{path}: empty data file")
+    first, head = numbered[0]
+    try:
+        header = json.loads(head)
     except json.JSONDecodeError as err:
-        raise DataFormatError(f"{path}:1: not JSON ({err})") from None
-    if header.get("format") != FORMAT:
-        raise DataFormatError(f"{path}:1: header must have format={FORMAT!r}")
+        raise DataFormatError(f"{path}:{first}: not JSON ({err})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise DataFormatError(f"{path}:{first}: header must have format={FORMAT!r} (an object)")
     n_units = header.get("n_units")
-    utterances = []
-    for lineno, line in enumerate(lines[1:], start=2):
+    if n_units is not None and (not isinstance(n_units, int) or isinstance(n_units, bool)
+                                or n_units < 1):  # fmt: skip
+        raise DataFormatError(f"{path}:{first}: 'n_units' must be a positive integer")
+    utterances, seen = [], {}
+    for lineno, line in numbered[1:]:
         where = f"{path}:{lineno}"
         try:
             raw = json.loads(line)
         except json.JSONDecodeError as err:
             raise DataFormatError(f"{where}: not JSON ({err})") from None
-        if "id" not in raw or "words" not in raw:
-            raise DataFormatError(f"{where}: an utterance needs 'id' and 'words'")
+        if not isinstance(raw, dict) or "id" not in raw or "words" not in raw:
+            raise DataFormatError(f"{where}: an utterance must be an object with 'id' and 'words'")
+        for key in ("voice", "split"):
+            if not isinstance(raw.get(key), (str, type(None))):
+                raise DataFormatError(f"{where}: '{key}' must be a string")
+        uid = str(raw["id"])
+        if uid in seen:
+            raise DataFormatError(f"{where}: utterance id {uid!r} already used on line {seen[uid]}")
+        seen[uid] = lineno
         if not isinstance(raw["words"], list) or not raw["words"]:
             raise DataFormatError(f"{where}: 'words' must be a non-empty list")
         words = tuple(_word(w, f"{where} word {i}", n_units) for i, w in enumerate(raw["words"]))

@@ -270,31 +270,22 @@ def _read_ctm(path: Path, utterance: str | None, channel: str | None) -> list[Wo
         rows.setdefault(utt, {}).setdefault(chan, []).append(span)
     if not rows:
         return []
-    if utterance is None:
-        if len(rows) > 1:
+    channels = _choose(rows, utterance, "utterance", f"{path}")
+    return _choose(channels, channel, "channel", f"{path}: utterance {utterance!r}")
+
+
+def _choose(options: dict, value: str | None, what: str, where: str):
+    """The option named ``value``; with None, the only one (several is an error naming them)."""
+    if value is None:
+        if len(options) > 1:
             raise AlignmentError(
-                f"{path} holds {len(rows)} utterances ({sorted(rows)[:5]}...); choose one with "
-                "utterance="
+                f"{where} holds {len(options)} {what}s ({sorted(options)[:5]}); choose one "
+                f"with {what}="
             )
-        utterance = next(iter(rows))
-    if utterance not in rows:
-        raise AlignmentError(
-            f"{path}: utterance {utterance!r} not found; utterances are {sorted(rows)}"
-        )
-    channels = rows[utterance]
-    if channel is None:
-        if len(channels) > 1:
-            raise AlignmentError(
-                f"{path}: utterance {utterance!r} has words on channels {sorted(channels)}; "
-                "choose one with channel="
-            )
-        channel = next(iter(channels))
-    if channel not in channels:
-        raise AlignmentError(
-            f"{path}: utterance {utterance!r} has no channel {channel!r}; channels are "
-            f"{sorted(channels)}"
-        )
-    return channels[channel]
+        return next(iter(options.values()))
+    if value not in options:
+        raise AlignmentError(f"{where}: {what} {value!r} not found; {what}s are {sorted(options)}")
+    return options[value]
 
 
 def _read_tsv(path: Path) -> list[WordSpan]:
