@@ -188,10 +188,14 @@ def ablate_command(
             plot_ablation_control(
                 table, out / f"ablation_{band}_{metric}.png", band=band, metric=metric
             )
+    from speech_interp.causal.readouts import word_items
+
+    _, skipped = word_items(utterances, layout, loaded.tokenizer)  # words no metric could read
     _finish(out, model, seed, data, "ablate", backend=backend, remote=remote, split=split,
-            bands=bands, n_random=n_random, probe=probe, k=k, max_words=max_pairs)  # fmt: skip
+            bands=bands, n_random=n_random, probe=probe, k=k, max_words=max_pairs,
+            skipped=skipped.to_dict(orient="records"))  # fmt: skip
     summary = ", ".join(f"{e['band']}: {e['verdict']}" for e in content["bands"])
-    typer.echo(f"ablate: {summary} -> {out}")
+    typer.echo(f"ablate: {summary}; {len(skipped)} (word, metric) skipped (run.json) -> {out}")
     return content
 
 
