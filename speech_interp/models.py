@@ -60,6 +60,34 @@ def resolve_source(name_or_path: str) -> str:
     return str(Path(name_or_path).expanduser()) if looks_like_path else name_or_path
 
 
+def check_hub_source(source: str) -> None:
+    """Fail fast for a hub id that is neither in the local HF cache nor reachable.
+
+    transformers would retry for about a minute before saying the same; a cached model (or a
+    local directory) is used as it is, offline included.
+    """
+    if Path(source).exists():
+        return
+    import huggingface_hub as hub
+
+    if isinstance(hub.try_to_load_from_cache(source, "config.json"), str):
+        return
+    try:
+        hub.model_info(source, timeout=10)
+    except hub.errors.RepositoryNotFoundError:
+        raise FileNotFoundError(
+            f"{source!r} is neither a local directory nor a model on the Hugging Face hub"
+        ) from None
+    except hub.errors.HfHubHTTPError:
+        return  # reachable but gated or private: the loader says what access it needs
+    except Exception as err:  # DNS, refused connection, timeout
+        raise OSError(
+            f"{source!r} is not in the local Hugging Face cache and the hub cannot be reached "
+            f"({type(err).__name__}: {' '.join(str(err).split())[:120]}); pass a local "
+            "directory or connect to the network"
+        ) from None
+
+
 def _as_spec(family: str | FamilySpec | None, tokenizer) -> FamilySpec:
     if family is None:
         return detect_family(tokenizer)
@@ -99,6 +127,7 @@ def load(
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     source = resolve_source(name_or_path)
+    check_hub_source(source)
     hf = None
     try:
         slamkit = is_slamkit(read_config(source))

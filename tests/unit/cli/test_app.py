@@ -87,3 +87,18 @@ def test_debug_shows_the_traceback():
 
     with pytest.raises(FileNotFoundError, match="data file not found"):  # read before the model
         main(["--debug", "lens", "--model", "./no/such/dir", "--data", "x.jsonl"])
+
+
+def test_unreachable_hub_id_fails_fast(capsys, monkeypatch):
+    import huggingface_hub
+
+    from speech_interp.organism import SHIPPED_DATA
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.setattr(huggingface_hub, "model_info", offline)
+    code, err = _main_error(
+        capsys, ["lens", "--model", "someone-xyz/not-a-model", "--data", str(SHIPPED_DATA)]
+    )
+    assert code == 1 and "not in the local Hugging Face cache and the hub cannot be reached" in err
