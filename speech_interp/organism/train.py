@@ -120,12 +120,32 @@ def train_stage(
     swap: DirectionSwap | None = None,
     desc: str = "train",
     progress: bool = True,
+    resume: Path | None = None,
 ) -> list[float]:
-    """AdamW with warmup + cosine decay; returns the loss curve."""
+    """AdamW with warmup + cosine decay; returns the loss curve.
+
+    With ``resume``, the whole training state (weights, optimizer, step, losses, the sampler's
+    and the swap's random generators, torch's) is saved there atomically every ``steps // 10``
+    steps; a rerun with the same file continues from it and ends with the same weights, bit for
+    bit, as an uninterrupted run.
+    """
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=0.01)
-    losses = []
-    bar = tqdm(range(steps), desc=desc, disable=not progress)
+    losses: list[float] = []
+    start = 0
+    if resume is not None and resume.exists():
+        state = torch.load(resume, map_location="cpu", weights_only=False)  # our own file
+        if state["steps"] != steps or state["desc"] != desc:
+            raise ValueError(f"{resume} belongs to another training run ({state['desc']})")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sampler.rng.bit_generator.state = state["sampler"]
+        if swap is not None:
+            swap.gen.set_state(state["swap"])
+        torch.set_rng_state(state["torch"])
+        losses, start = list(state["losses"]), int(state["step"])
+    every = max(1, steps // 10)
+    bar = tqdm(range(start, steps), desc=desc, disable=not progress)
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = _lr(step, steps, cfg)
@@ -148,8 +168,24 @@ def train_stage(
         losses.append(out.loss.item())
         if step % 20 == 0:
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if resume is not None and ((step + 1) % every == 0 or step + 1 == steps):
+            _save_training_state(resume, step + 1, steps, desc, model, opt, sampler, swap, losses)
     model.eval()
     return losses
+
+
+def _save_training_state(path, step, steps, desc, model, opt, sampler, swap, losses) -> None:
+    from speech_interp.artifacts import atomic_path
+
+    state = {
+        "step": step, "steps": steps, "desc": desc, "losses": losses,
+        "model": model.state_dict(), "opt": opt.state_dict(),
+        "sampler": sampler.rng.bit_generator.state,
+        "swap": None if swap is None else swap.gen.get_state(),
+        "torch": torch.get_rng_state(),
+    }  # fmt: skip
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def text_directions(model: LlamaForCausalLM) -> torch.Tensor:
@@ -249,13 +285,15 @@ def train_variant(
             model = new_model(cfg, n_text, tok)
             sampler = SequenceSampler(layout, tok, table.units, voices, "text", seed, exclude)
             t0 = time.time()
+            resume = cache_dir / f"{text_path.name}.resume.pt"
             text_losses = train_stage(
                 model, sampler, cfg.text_steps, cfg, pad_id=tok.pad_token_id,
-                desc="text stage", progress=progress,
+                desc="text stage", progress=progress, resume=resume,
             )  # fmt: skip
             timings = {"text_stage_s": time.time() - t0, "text_final_loss": text_losses[-1]}
             model.save_pretrained(text_path)
             (text_path / "timings.json").write_text(json.dumps(timings))
+            resume.unlink(missing_ok=True)
         torch.manual_seed(seed + 1)
         model.resize_token_embeddings(len(tok), mean_resizing=True)
     mix = "no-interleave" if variant == "no-interleave" else "interleaved"
@@ -266,10 +304,13 @@ def train_variant(
     if variant == "decodable-only":
         swap = DirectionSwap(model, cfg.planted_layer, list(planted.values()), seed + 3)
     t0 = time.time()
+    run_key = json.dumps([asdict(cfg), seed, units_seed, variant], sort_keys=True)
+    resume = cache_dir / f"mixed-{hash_str(run_key)}.resume.pt"
     mix_losses = train_stage(
         model, sampler, cfg.mix_steps, cfg, pad_id=tok.pad_token_id, planted=planted, swap=swap,
-        desc=f"{variant} mixed stage", progress=progress,
+        desc=f"{variant} mixed stage", progress=progress, resume=resume,
     )  # fmt: skip
+    resume.unlink(missing_ok=True)
     timings["mixed_stage_s"] = time.time() - t0
     info = {
         "variant": variant,

@@ -85,6 +85,7 @@ def test_sigkill_and_resume_is_bit_identical(tiny_model_dirs, finished, tmp_path
                 break
             time.sleep(0.005)
         proc.wait()
+    print(f"SIGKILLs landed mid-sweep: {kills} of 4, cells: {n_lines}")
     assert kills >= 2  # at least some kills landed mid-sweep
     subprocess.run([sys.executable, "-c", script], check=True)
     pd.testing.assert_frame_equal(pd.read_pickle(result), full, check_exact=True)

@@ -84,3 +84,30 @@ def test_speech_table_from_real_espeak_audio():
             assert units and all(0 <= u < 8 for u in units)
             assert all(a != b for a, b in zip(units, units[1:], strict=False))  # deduplicated
     assert table.extractor.n_units == 8 and table.extractor.frame_rate == 25.0
+
+
+def test_training_resumes_bit_identical(quick_runs, monkeypatch):
+    """An interrupted mixed stage continues from its last saved state to the same weights."""
+    from speech_interp.organism import train as tr
+
+    cfg, cache = tr.OrganismConfig.quick(), quick_runs[0].parent / "cache"
+    ref = tr.train_variant("decodable-only", cfg, 0, cache, progress=False)
+    assert not list(cache.glob("*.resume.pt"))  # a finished stage leaves no state behind
+    real, calls = tr._lr, {"n": 0}
+
+    def interrupted(step, steps, c):
+        calls["n"] += 1
+        if calls["n"] == 13:
+            raise KeyboardInterrupt("simulated kill")
+        return real(step, steps, c)
+
+    monkeypatch.setattr(tr, "_lr", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tr.train_variant("decodable-only", cfg, 0, cache, progress=False)
+    assert len(list(cache.glob("mixed-*.resume.pt"))) == 1
+    monkeypatch.setattr(tr, "_lr", real)
+    resumed = tr.train_variant("decodable-only", cfg, 0, cache, progress=False)
+    a, b = ref.model.state_dict(), resumed.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.info["final_mixed_loss"] == ref.info["final_mixed_loss"]
+    assert not list(cache.glob("*.resume.pt"))
