@@ -51,12 +51,19 @@ def _main_error(capsys, argv):
         (["lens", "--model", "./no/such/dir", "--data", "{data}"], "model directory not found"),
         (["lens", "--model", "organism:nope", "--data", "{data}"], "variant 'nope' is not shipped"),
         (["lens", "--model", "organism", "--data", "/no/such.jsonl"], "data file not found"),
+        (["lens", "--model", "organism", "--data", "{bad}"], "bad.jsonl:2: not JSON"),
+        (
+            ["lens", "--model", "organism", "--data", "{data}", "--backend", "foo"],
+            "backend must be one of",
+        ),
     ],
 )
-def test_user_errors_are_one_line(capsys, argv, needle):
+def test_user_errors_are_one_line(capsys, tmp_path, argv, needle):
     from speech_interp.organism import SHIPPED_DATA
 
-    code, err = _main_error(capsys, [a.format(data=SHIPPED_DATA) for a in argv])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(SHIPPED_DATA.read_text().splitlines()[0] + "\n{not json\n")
+    code, err = _main_error(capsys, [a.format(data=SHIPPED_DATA, bad=bad) for a in argv])
     assert code == 1 and len(err.splitlines()) == 1 and needle in err, err
     assert err.startswith("error: ") and err.endswith("(--debug for the traceback)")
 
