@@ -25,6 +25,8 @@ belongs to the word its characters overlap (whitespace-only tokens to the word a
 
 from __future__ import annotations
 
+import bisect
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -131,6 +133,12 @@ def _text_tokens(tokenizer, words: list[str], lead_space: bool) -> tuple[list[in
     return ids, owners
 
 
+def _unit_pieces(layout, tokenizer, units: Sequence[int], owner: int) -> list[tuple[str, int, int]]:
+    """The unit tokens of ``units`` as (token string, SPEECH, owner) pieces."""
+    ids = layout.units_to_tokens(units).tolist()
+    return [(t, SPEECH, owner) for t in tokenizer.convert_ids_to_tokens(ids)]
+
+
 def _extra_tokens(layout, tokenizer, stream: str, values: Sequence[int]) -> list[str]:
     """Token strings of a family's extra speech stream (SpiritLM's pitch / style units)."""
     ids = layout.extra_speech_ids.get(stream)
@@ -154,8 +162,7 @@ def _expressive_run(layout, tokenizer, members, units, unit_frames, streams):
                 f"spoken word {i}: expressive prompts need unit_frames[{i}], the raw frame index "
                 f"of each of its {len(units[i])} units"
             )
-        ids = layout.units_to_tokens(units[i]).tolist()
-        hubert += [(t, i) for t in tokenizer.convert_ids_to_tokens(ids)]
+        hubert += _unit_pieces(layout, tokenizer, units[i], i)
         frames += [int(x) for x in f]
     order = expressive_order(
         frames, streams.pitch, streams.style,
@@ -163,23 +170,13 @@ def _expressive_run(layout, tokenizer, members, units, unit_frames, streams):
     )  # fmt: skip
     pitch = _extra_tokens(layout, tokenizer, "pitch", streams.pitch)
     style = _extra_tokens(layout, tokenizer, "style", streams.style)
-    pieces = []
-    for stream, k in order:
-        if stream == "hubert":
-            pieces.append((hubert[k][0], SPEECH, hubert[k][1]))
-        else:
-            pieces.append(((pitch if stream == "pitch" else style)[k], SPEECH, -1))
-    return pieces
+    extra = {"pitch": pitch, "style": style}
+    return [hubert[k] if s == "hubert" else (extra[s][k], SPEECH, -1) for s, k in order]
 
 
 def _string_pieces(layout, tokenizer, words, mods, units, gaps, markers, unit_frames, expressive):
     """The family's prompt string as (text, kind, word) pieces, in order."""
     names = {"speech": layout.spec.speech_marker, "text": layout.spec.text_marker}
-
-    def unit_tokens(us, owner):
-        ids = layout.units_to_tokens(us).tolist()
-        return [(t, SPEECH, owner) for t in tokenizer.convert_ids_to_tokens(ids)]
-
     pieces: list[tuple[str, int, int]] = []
     runs = iter(expressive) if expressive is not None else None
     for modality, members in _segments(mods):
@@ -197,10 +194,10 @@ def _string_pieces(layout, tokenizer, words, mods, units, gaps, markers, unit_fr
                 pieces.append((words[i], TEXT, i))
                 continue
             if gaps is not None and len(gaps[i]):
-                pieces += unit_tokens(gaps[i], -1)
-            pieces += unit_tokens(units[i], i)
+                pieces += _unit_pieces(layout, tokenizer, gaps[i], -1)
+            pieces += _unit_pieces(layout, tokenizer, units[i], i)
     if gaps is not None and len(gaps[-1]):
-        pieces += unit_tokens(gaps[-1], -1)
+        pieces += _unit_pieces(layout, tokenizer, gaps[-1], -1)
     return pieces
 
 
@@ -209,9 +206,15 @@ def _sentencepiece(tokenizer):
     path = getattr(tokenizer, "vocab_file", None)
     if not path or not str(path).endswith(".model"):
         return None
+    return _load_sentencepiece(str(path))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_sentencepiece(path: str):
+    """One SentencePiece processor per model file (prompts are built once per utterance)."""
     import sentencepiece
 
-    return sentencepiece.SentencePieceProcessor(model_file=str(path))
+    return sentencepiece.SentencePieceProcessor(model_file=path)
 
 
 def _owner(spans: list[tuple[int, int, int]], start: int, end: int) -> int:
@@ -229,41 +232,34 @@ def _tokenize_string(tokenizer, pieces) -> tuple[list[int], list[int], list[int]
     for p, _, _ in pieces:
         starts.append(starts[-1] + len(p))
     spans = [(a, a + len(p), w) for a, (p, k, w) in zip(starts, pieces, strict=False) if k == TEXT]
+    tokens: list[tuple[int, int, int]] = []  # (id, kind, word)
     sp = _sentencepiece(tokenizer)
     if sp is None:  # no SentencePiece model: the tokenizer encodes the whole string
         text = "".join(p for p, _, _ in pieces)
         enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        out = ([], [], [])
         for tid, (a, b) in zip(enc["input_ids"], enc["offset_mapping"], strict=True):
-            j = max(i for i, st in enumerate(starts[:-1]) if st <= a)
-            kind = pieces[j][1]
-            word = _owner(spans, a, b) if kind == TEXT else pieces[j][2]
-            for lst, val in zip(out, (int(tid), kind, word), strict=True):
-                lst.append(val)
-        return out
-    out = ([], [], [])
-    i = 0
-    while i < len(pieces):
-        if pieces[i][1] != TEXT:  # an added token: one id, never split
+            _, kind, word = pieces[bisect.bisect_right(starts, a) - 1]
+            tokens.append((int(tid), kind, _owner(spans, a, b) if kind == TEXT else word))
+    else:  # the slow rule: added tokens whole, each stretch of text by SentencePiece alone
+        i = 0
+        while i < len(pieces):
             piece, kind, word = pieces[i]
-            for lst, val in zip(
-                out, (tokenizer.convert_tokens_to_ids(piece), kind, word), strict=True
-            ):
-                lst.append(val)
-            i += 1
-            continue
-        first = i
-        while i < len(pieces) and pieces[i][1] == TEXT:
-            i += 1
-        chunk = "".join(p for p, _, _ in pieces[first:i])
-        base = starts[first]
-        for piece in sp.encode(chunk, return_type="proto").pieces:
-            word = _owner(spans, base + piece.begin, base + piece.end)
-            for lst, val in zip(
-                out, (tokenizer.convert_tokens_to_ids(piece.piece), TEXT, word), strict=True
-            ):
-                lst.append(val)
-    return out
+            if kind != TEXT:
+                tokens.append((tokenizer.convert_tokens_to_ids(piece), kind, word))
+                i += 1
+                continue
+            first = i
+            while i < len(pieces) and pieces[i][1] == TEXT:
+                i += 1
+            chunk = "".join(p for p, _, _ in pieces[first:i])
+            for sp_piece in sp.encode(chunk, return_type="proto").pieces:
+                a, b = starts[first] + sp_piece.begin, starts[first] + sp_piece.end
+                tid = tokenizer.convert_tokens_to_ids(sp_piece.piece)
+                tokens.append((tid, TEXT, _owner(spans, a, b)))
+    ids, kinds, owners = (
+        (list(col) for col in zip(*tokens, strict=True)) if tokens else ([], [], [])
+    )
+    return ids, kinds, owners
 
 
 def build_prompt(
@@ -328,7 +324,7 @@ def build_prompt(
             layout, tokenizer, words, mods, units, gaps, markers, unit_frames, expressive
         )
         more = _tokenize_string(tokenizer, pieces)
-        ids, kinds, owner = ids + list(more[0]), kinds + list(more[1]), owner + list(more[2])
+        ids, kinds, owner = ids + more[0], kinds + more[1], owner + more[2]
         return _prompt(ids, kinds, owner, words, mods)
 
     def push(token_ids, kind, word_index):
