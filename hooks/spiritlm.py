@@ -20,10 +20,10 @@ from collections.abc import Sequence
 
 from .spec import FamilySpec
 
-# units_to_string (spiritlm/speech_tokenizer/spiritlm_tokenizer.py): the three streams' rates and
-# whether consecutive repeats collapse. A token's time is its index in the raw stream / rate.
+# units_to_string (spiritlm/speech_tokenizer/spiritlm_tokenizer.py): the three streams' rates. A
+# token's time is its index in the raw stream / rate; HuBERT and pitch collapse consecutive
+# repeats, style does not (expressive_order).
 HUBERT_RATE, PITCH_RATE, STYLE_RATE = 24.99, 12.5, 1.0
-STREAM_DEDUP = {"hubert": True, "pitch": True, "style": False}
 
 
 def expressive_order(

@@ -37,6 +37,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from speech_interp.hooks import SpecError, TokenLayout
+from speech_interp.hooks.spiritlm import PITCH_RATE, STYLE_RATE
 
 Modality = Literal["speech", "text"]
 
@@ -48,8 +49,8 @@ class ExpressiveStreams:
 
     pitch: Sequence[int]
     style: Sequence[int]
-    pitch_rate: float = 12.5
-    style_rate: float = 1.0
+    pitch_rate: float = PITCH_RATE
+    style_rate: float = STYLE_RATE
 
 
 TEXT, SPEECH, MARKER, SPECIAL = 0, 1, 2, 3
