@@ -1,17 +1,24 @@
 """Verdict per model and layer band: is the text stage decodable, load-bearing, or neither?
 
-Rule (fixed before any result was looked at; ``k=5``, ``alpha=0.05``, content words):
+Rule (version 2, written before any verdict under it was computed; ``k=5``, ``alpha=0.05``,
+content words). Version 1 read a hit at *any* of a word's positions against a category-matched
+control, with CIs over word occurrences; a hit at a word's first unit is prediction from context,
+not transcription, so version 2 reads only positions at or after the word's uniqueness point and
+asks the hit to beat what the model predicted before the word began.
 
 1. **Decodable** in band a-b: per spoken content word, its band hit is the mean over streams
-   a..b of [own target in the lens top-k text tokens at any of the word's positions] minus the
-   same for its matched control word (``lens_words`` of :func:`speech_interp.run_lens`). The
-   decodable excess is the mean over words, with a percentile-bootstrap 95% CI over words;
-   decodable = CI low > 0. ``rate`` / ``control_rate`` are the two means.
+   a..b of [own target in the lens top-k text tokens at a position at or after the word's
+   uniqueness point] (position rule ``after_uniqueness``, :mod:`speech_interp.lens.metrics`;
+   ``lens_words`` of :func:`speech_interp.run_lens`). Two paired excesses over words: over the
+   same for its matched control word (category and frequency), and over its ``pre_onset`` band
+   hit (its own target at the position before its first token). Each is a mean over words with
+   a percentile-bootstrap 95% CI that resamples word *types*; decodable = both CI lows > 0.
+   ``rate`` / ``control_rate`` / ``pre_onset_rate`` are the three means.
 2. **Causal** in band a-b, on the ``speech`` metric (the model's speech output; the ``text``
    metric is reported beside it): per word, the damage of projecting out its text direction
    (:func:`speech_interp.causal.ablation.ablate`) and the mean damage over the random directions.
    ``effect`` = mean over words of (text damage - mean random damage), with a bootstrap 95% CI
-   over words. The random control distribution is the mean damage over words of each random
+   that resamples word types. The random control distribution is the mean damage over words of each random
    direction (one value per direction); ``effect_size = (text damage - its mean) / its sd``.
    Causal = text damage > the 95th percentile of that distribution **and** effect CI low > 0.
 3. **Verdict**: ``load-bearing`` if decodable and causal; ``decodable-only`` if decodable and not
@@ -34,6 +41,9 @@ from speech_interp.stats import bootstrap_ci, paired_excess
 VERDICTS = ("load-bearing", "decodable-only", "neither", "insufficient-data")
 
 
+RULE = "after_uniqueness"
+
+
 def decodable(
     lens_words: pd.DataFrame,
     band: str,
@@ -43,35 +53,53 @@ def decodable(
     n_boot: int = 2000,
     seed: int = 0,
 ) -> dict:
-    """Decodable excess of transcription@k over its control in a band (rule 1)."""
+    """Decodable excesses of transcription@k over its control and over pre-onset (rule 1)."""
     a, b = parse_span(band)
     w = lens_words[(lens_words["layer"] >= a) & (lens_words["layer"] <= b)]
     if words == "content":
         w = w[w["content"].fillna(False).astype(bool)]
-    w = w.dropna(subset=["rank_text_any", "control_rank_text_any"])
-    if w.empty:
-        return {
-            "rate": None,
-            "control_rate": None,
-            "excess": None,
-            "ci_low": None,
-            "ci_high": None,
-            "n": 0,
-            "k": k,
-        }
-    keys = ["model", "backend", "item"]
-    own = (w["rank_text_any"] < k).astype(float).groupby([w[c] for c in keys]).mean()
-    ctrl = (w["control_rank_text_any"] < k).astype(float).groupby([w[c] for c in keys]).mean()
-    mean, lo, hi = paired_excess(own.to_numpy(), ctrl.to_numpy(), n_boot=n_boot, seed=seed)
-    return {
-        "rate": float(own.mean()),
-        "control_rate": float(ctrl.mean()),
-        "excess": mean,
-        "ci_low": lo,
-        "ci_high": hi,
-        "n": int(len(own)),
+    own_col, ctrl_col = f"rank_text_{RULE}", f"control_rank_text_{RULE}"
+    pre_col = "rank_text_pre_onset"
+    w = w.dropna(subset=[own_col, ctrl_col, pre_col])
+    out = {
+        "position_rule": RULE,
+        "rate": None,
+        "control_rate": None,
+        "pre_onset_rate": None,
+        "excess": None,
+        "ci_low": None,
+        "ci_high": None,
+        "excess_pre_onset": None,
+        "pre_onset_ci_low": None,
+        "pre_onset_ci_high": None,
+        "n": 0,
+        "n_types": 0,
         "k": k,
     }
+    if w.empty:
+        return out
+    keys = [w[c] for c in ("model", "backend", "item")]
+    own, ctrl, pre = (
+        (w[col] < k).astype(float).groupby(keys).mean() for col in (own_col, ctrl_col, pre_col)
+    )
+    types = w.groupby(keys)["word"].first().str.lower().to_numpy()
+    boot = dict(n_boot=n_boot, seed=seed, clusters=types)
+    mean, lo, hi = paired_excess(own.to_numpy(), ctrl.to_numpy(), **boot)
+    p_mean, p_lo, p_hi = paired_excess(own.to_numpy(), pre.to_numpy(), **boot)
+    out.update(
+        rate=float(own.mean()),
+        control_rate=float(ctrl.mean()),
+        pre_onset_rate=float(pre.mean()),
+        excess=mean,
+        ci_low=lo,
+        ci_high=hi,
+        excess_pre_onset=p_mean,
+        pre_onset_ci_low=p_lo,
+        pre_onset_ci_high=p_hi,
+        n=int(len(own)),
+        n_types=int(len(set(types))),
+    )
+    return out
 
 
 def causal(
@@ -100,11 +128,14 @@ def causal(
     }
     if len(common) == 0:
         return empty
+    types = t[t["direction"] == "text"].set_index(item)["word"].loc[common].str.lower()
     rand = rand.set_index(item).loc[common].reset_index()
     per_draw = rand.groupby("draw")["effect"].mean().to_numpy()
     d_text = text.loc[common].to_numpy(dtype=float)
     d_rand = per_word_rand.loc[common].to_numpy(dtype=float)
-    effect, lo, hi = paired_excess(d_text, d_rand, n_boot=n_boot, seed=seed)
+    effect, lo, hi = paired_excess(
+        d_text, d_rand, n_boot=n_boot, seed=seed, clusters=types.to_numpy()
+    )
     sd = float(np.std(per_draw, ddof=1)) if len(per_draw) > 1 else float("nan")
     text_mean = float(d_text.mean())
     probe = t[t["direction"] == "probe"]["effect"]
@@ -123,7 +154,10 @@ def causal(
         probe_damage=float(probe.mean()) if len(probe) else None,
     )
     if len(probe):
-        _, p_lo, p_hi = bootstrap_ci(probe.to_numpy(dtype=float), n_boot=n_boot, seed=seed)
+        probe_types = t[t["direction"] == "probe"]["word"].str.lower().to_numpy()
+        _, p_lo, p_hi = bootstrap_ci(
+            probe.to_numpy(dtype=float), n_boot=n_boot, seed=seed, clusters=probe_types
+        )
         out.update(probe_ci_low=p_lo, probe_ci_high=p_hi)
     return out
 
@@ -132,7 +166,9 @@ def decide(dec: dict, cau: dict) -> tuple[str, bool | None, bool | None]:
     """(verdict, decodable flag, causal flag) by rule 3."""
     if not dec.get("n") or not cau.get("n_words"):
         return "insufficient-data", None, None
-    is_dec = dec["ci_low"] is not None and dec["ci_low"] > 0
+    is_dec = bool(
+        dec["ci_low"] is not None and dec["ci_low"] > 0 and dec["pre_onset_ci_low"] > 0
+    )
     is_cau = bool(cau["text_damage"] > cau["control_p95"] and cau["ci_low"] > 0)
     if is_dec and is_cau:
         return "load-bearing", is_dec, is_cau

@@ -15,6 +15,7 @@ from speech_interp.data.prompt import (
     build_prompt,
 )
 from speech_interp.data.targets import MISSING, Control, Target, TargetResolver, draw_controls
+from speech_interp.data.uniqueness import UniquenessPoint, uniqueness_points
 from speech_interp.data.utterances import (
     DataFormatError,
     UnknownSplit,
@@ -41,6 +42,7 @@ __all__ = [
     "TEXT",
     "Target",
     "TargetResolver",
+    "UniquenessPoint",
     "UnknownSplit",
     "Utterance",
     "Word",
@@ -50,6 +52,7 @@ __all__ = [
     "make_pairs",
     "read_utterances",
     "select_split",
+    "uniqueness_points",
     "utterance_from_units",
     "validate_pair",
     "write_utterances",

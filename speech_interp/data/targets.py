@@ -14,14 +14,21 @@
    special token, or to a speech unit or marker). Such words are reported, never dropped silently.
 
 **Control rule** (:func:`draw_controls`): every word occurrence of the data set gets a control
-word, drawn with one seeded RNG in data order. Candidates are the other word types of the data
-set (compared lower-case) whose target token exists and differs from the word's own target.
+word, drawn with one seeded RNG in data order, from a *pool* matched on category and frequency.
+Candidates are the other word types of the data set (compared lower-case) whose target token
+exists and differs from the word's own target; a type's frequency is its occurrence count in the
+data set, compared in log count.
 
-1. ``category``: a uniform draw from the candidates seen with the same ``category``.
-2. ``frequency`` (no category, or no other member of it): a uniform draw from the ``n_nearest``
-   candidates whose occurrence count in the data set is nearest the word's own (in log count; ties
-   at the cut are kept), among candidates with the same ``content`` flag when there are any.
+1. ``category``: the pool is the ``n_nearest`` candidates of the word's ``category`` whose
+   frequency is nearest the word's own (ties at the cut kept).
+2. ``frequency`` (no category, or no other member of it): the ``n_nearest`` candidates nearest in
+   frequency, among candidates with the same ``content`` flag when there are any.
 3. ``none``: no candidate at all (a data set with a single word type); the word has no control.
+
+The control is a uniform draw from the pool. The whole pool is kept (:attr:`Control.pool`): the
+*expected* control rate averages the hit over every pool member, free of the draw's noise.
+Frequency matching per word makes frequent words' controls frequent too, so a target weighted
+by occurrence is compared with controls of the same frequency profile.
 """
 
 from __future__ import annotations
@@ -115,11 +122,13 @@ class TargetResolver:
 
 @dataclass(frozen=True)
 class Control:
-    """The matched control word of one word occurrence (``word`` None when rule is ``none``)."""
+    """The matched control word of one word occurrence (``word`` None when rule is ``none``),
+    drawn from ``pool``: the matched candidates (word, target) it was drawn from."""
 
     word: str | None
     target: Target
     rule: str
+    pool: tuple[tuple[str, Target], ...] = ()
 
 
 def draw_controls(
@@ -150,29 +159,33 @@ def draw_controls(
         own = target[key].token_id
         return sorted(t for t in pool if t != key and target[t].found and target[t].token_id != own)
 
+    pools: dict[tuple[str, str | None], tuple[str, list[str]]] = {}
     controls: list[list[Control]] = []
     for utt in utterances:
         row = []
         for w in utt.words:
             key = w.word.lower()
-            pool = candidates(key, by_category.get(w.category, ())) if w.category else []
-            rule = "category"
-            if not pool:
-                rule = "frequency"
-                pool = candidates(key, types)
-                pool = _nearest_in_frequency(key, pool, counts, content, n_nearest)
+            if (key, w.category) not in pools:
+                pool = candidates(key, by_category.get(w.category, ())) if w.category else []
+                rule = "category"
+                if not pool:
+                    rule = "frequency"
+                    pool = candidates(key, types)
+                    same = [t for t in pool if content[t] == content[key]]
+                    pool = same or pool
+                pools[key, w.category] = (rule, _nearest_in_frequency(key, pool, counts, n_nearest))
+            rule, pool = pools[key, w.category]
             if not pool:
                 row.append(Control(None, MISSING, "none"))
                 continue
             pick = pool[int(rng.integers(len(pool)))]
-            row.append(Control(spelling[pick], target[pick], rule))
+            members = tuple((spelling[t], target[t]) for t in pool)
+            row.append(Control(spelling[pick], target[pick], rule, members))
         controls.append(row)
     return controls
 
 
-def _nearest_in_frequency(key, pool, counts, content, n_nearest) -> list[str]:
-    same = [t for t in pool if content[t] == content[key]]
-    pool = same or pool
+def _nearest_in_frequency(key, pool, counts, n_nearest) -> list[str]:
     if not pool:
         return []
     dist = {t: abs(math.log(counts[t]) - math.log(counts[key])) for t in pool}

@@ -75,11 +75,14 @@ class Lens:
         query_tok: Int[Tensor, " q"],
         layout: TokenLayout,
         chunk_size: int = 8192,
+        **pooled,
     ) -> Scores:
-        """Memory-bounded scores of stream ``layer`` at ``resid``'s rows (:func:`score_hidden`)."""
+        """Memory-bounded scores of stream ``layer`` at ``resid``'s rows (:func:`score_hidden`;
+        ``pooled``: its max-pooled query arguments)."""
         return score_hidden(
-            self.hidden(layer, resid), self._unembed(), query_pos, query_tok, layout, chunk_size
-        )
+            self.hidden(layer, resid), self._unembed(), query_pos, query_tok, layout, chunk_size,
+            **pooled,
+        )  # fmt: skip
 
     def score_streams(
         self,
@@ -88,11 +91,16 @@ class Lens:
         query_tok: Int[Tensor, " q"],
         layout: TokenLayout,
         chunk_size: int = 8192,
+        *,
+        pool_of_pos: Int[Tensor, " pos"] | None = None,
+        pool_query: Int[Tensor, " pq"] | None = None,
+        pool_tok: Int[Tensor, " pq"] | None = None,
     ) -> list[Scores]:
         """:meth:`score` of every stream (``resid[l]`` is stream ``l``) in one vocabulary pass.
 
         The streams are stacked and scored together with ``chunk_size // n_streams`` vocabulary
-        rows per chunk, so memory stays O(pos x chunk_size), as for one stream.
+        rows per chunk, so memory stays O(pos x chunk_size), as for one stream. Max-pooled
+        queries (:func:`score_hidden`) pool within each stream.
         """
         n_streams, n_pos = resid.shape[0], resid.shape[1]
         if n_streams != self.n_layers + 1:
@@ -105,7 +113,19 @@ class Lens:
         stacked_pos = einops.rearrange(offsets[:, None] + query_pos[None], "s q -> (s q)")
         stacked_tok = einops.repeat(query_tok, "q -> (s q)", s=n_streams)
         chunk = max(1, chunk_size // n_streams)
-        scores = score_hidden(hidden, self._unembed(), stacked_pos, stacked_tok, layout, chunk)
+        pooled = {}
+        if pool_tok is not None and pool_tok.numel():
+            n_pools = int(pool_of_pos.max()) + 1
+            shift = torch.arange(n_streams, device=pool_of_pos.device)[:, None] * n_pools
+            stacked_pools = torch.where(pool_of_pos[None] >= 0, pool_of_pos[None] + shift, -1)
+            pooled = dict(
+                pool_of_pos=einops.rearrange(stacked_pools, "s p -> (s p)"),
+                pool_query=einops.rearrange(pool_query[None] + shift, "s q -> (s q)"),
+                pool_tok=einops.repeat(pool_tok, "q -> (s q)", s=n_streams),
+            )
+        scores = score_hidden(
+            hidden, self._unembed(), stacked_pos, stacked_tok, layout, chunk, **pooled
+        )
         return scores.split(n_streams)
 
 

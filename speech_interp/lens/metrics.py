@@ -1,15 +1,28 @@
-"""Lens metrics: from per-word ranks to the rates of ``lens.csv``, with bootstrap CIs.
+"""Lens metrics: from per-word ranks to the rates of ``lens.csv``, with clustered bootstrap CIs.
 
 **Rank / tie rule**: a target's rank is the number of *other* tokens with a strictly larger logit
 (over the text vocabulary, or over the full vocabulary); the target is in the top-k when its rank
 is < k, so tokens tied with the target count in its favour.
 
-**Metrics** (per layer 0..L; rates with a bootstrap 95% CI over words and n):
+**Position rules** (which of a spoken word's positions a hit may come from):
+
+- ``after_uniqueness``: the best rank over the word's positions at or after its uniqueness point
+  (:mod:`speech_interp.data.uniqueness`: the first unit that no other word shares as a prefix).
+  This is the rule of the transcription claim: before that point the units heard fit other words
+  too, so a hit there may be prediction from context.
+- ``pre_onset``: the rank at the last position *before* the word's first token (what the model
+  already predicts from context alone); the transcription claim must exceed it.
+- ``maxpool``: the rank in the word's logits max-pooled over all its positions (the seed paper's
+  rule).
+- ``any``: the best rank over all the word's positions; ``last``: the rank at its last position.
+
+**Metrics** (per layer 0..L; rates with a 95% CI from a bootstrap over word types, and n):
 
 - ``transcription`` @k: the spoken word's own target token (rule in
-  :mod:`speech_interp.data.targets`) is in the lens top-k at ``any`` of the word's unit
-  positions, or at its ``last`` one.
-- ``transcription_control`` @k: the same with the word's matched control word as target.
+  :mod:`speech_interp.data.targets`) is in the lens top-k, under each position rule.
+- ``transcription_control`` @k: the same with the word's drawn control word as target (matched
+  on category and frequency); ``transcription_control_expected`` @k: the hit averaged over every
+  member of the word's control pool (the draw's expectation).
 - ``next_word`` / ``next_word_control`` @k: the next word's (or its control's) target in top-k
   at the word's last position (``position_rule`` is always ``last``). Words without a next word
   (utterance-final) are out of n; ``words=content`` keeps words whose *next* word is content.
@@ -17,9 +30,14 @@ is < k, so tokens tied with the target count in its favour.
   the word's positions (``any``) or at its last position (``last``), then over words; ``k`` empty.
 
 ``vocab`` is ``text`` (rank among text-vocabulary tokens) or ``full`` (among all tokens);
-``words=content`` keeps content words (their own flag; the next word's flag for next_word).
-Controls are drawn by the rule in :mod:`speech_interp.data.targets`; the claim is always the excess
-over the control (:func:`excess_over_control`, paired bootstrap over the same words).
+``words=content`` keeps content words (their own flag; the next word's flag for next_word). A
+word is in a metric's n when its target (and for controls, its control) exists under every
+position rule of the metric.
+
+**CIs**: percentile bootstrap (2000 resamples) of word *types* (:mod:`speech_interp.stats`
+clusters): occurrences of one word are not independent. The type is the target word's (the next
+word's for next_word). The claim is always an excess (:func:`excess_over_control`: paired over
+the same words, over the drawn control or over ``pre_onset``).
 
 """
 
@@ -49,17 +67,20 @@ LENS_COLUMNS = [
     "n",
 ]
 VOCABS = ("text", "full")
-RULES = ("any", "last")
-# metric -> (rank-column prefix, position rules, column holding the content flag it filters on)
+POSITION_RULES = ("after_uniqueness", "any", "last", "pre_onset", "maxpool")
+MASS_RULES = ("any", "last")
+# metric -> (rank-column prefix, position rules, column holding the content flag it filters on,
+#            column naming the word type its CIs cluster on)
 METRICS = {
-    "transcription": ("rank", RULES, "content"),
-    "transcription_control": ("control_rank", RULES, "content"),
-    "next_word": ("next_rank", ("last",), "next_content"),
-    "next_word_control": ("next_control_rank", ("last",), "next_content"),
+    "transcription": ("rank", POSITION_RULES, "content", "word"),
+    "transcription_control": ("control_rank", POSITION_RULES, "content", "word"),
+    "next_word": ("next_rank", ("last",), "next_content", "next_word"),
+    "next_word_control": ("next_control_rank", ("last",), "next_content", "next_word"),
 }
 RANK_KINDS = ("rank", "control_rank", "next_rank", "next_control_rank")
+CI_RULE = "percentile bootstrap over word types (cluster bootstrap), 95%"
 RANK_COLUMNS = [
-    f"{prefix}_{vocab}_{rule}" for prefix, rules, _ in METRICS.values() for vocab in VOCABS
+    f"{prefix}_{vocab}_{rule}" for prefix, rules, *_ in METRICS.values() for vocab in VOCABS
     for rule in rules
 ]  # fmt: skip
 
@@ -68,7 +89,7 @@ def rank_column(metric: str, vocab: str, position_rule: str) -> str:
     """Per-word column holding ``metric``'s target rank for one vocabulary and position rule."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
-    prefix, rules, _ = METRICS[metric]
+    prefix, rules, *_ = METRICS[metric]
     if vocab not in VOCABS:
         raise ValueError(f"vocab must be one of {VOCABS}, got {vocab!r}")
     if position_rule not in rules:
@@ -91,8 +112,18 @@ def sorted_groups(words: pd.DataFrame):
         yield key, group, layers
 
 
+def first_layer(group: pd.DataFrame) -> pd.DataFrame:
+    """One row per word (its first layer) of a sorted per-word group."""
+    return group[group["layer"] == group["layer"].min()]
+
+
+def word_types(group: pd.DataFrame, column: str = "word") -> np.ndarray:
+    """Lower-case word type per word of a sorted group: the clusters of its bootstrap."""
+    return first_layer(group)[column].fillna("").str.lower().to_numpy()
+
+
 def _word_filter(group: pd.DataFrame, column: str, words: str) -> np.ndarray:
-    flags = group[group["layer"] == group["layer"].min()][column]
+    flags = first_layer(group)[column]
     if words == "all":
         return np.ones(len(flags), dtype=bool)
     if words == "content":
@@ -124,28 +155,33 @@ def _rows(key, layers, metric, cols, mean, lo, hi, n) -> list[dict]:
     return rows
 
 
-def _ci(values: np.ndarray, n_boot: int, seed: int, alpha: float):
+def _ci(values: np.ndarray, clusters: np.ndarray, n_boot: int, seed: int, alpha: float):
     if values.shape[0] == 0:
         return None, None, None
-    return bootstrap_ci(values, n_boot=n_boot, seed=seed, alpha=alpha)
+    return bootstrap_ci(values, n_boot=n_boot, seed=seed, alpha=alpha, clusters=clusters)
 
 
 def summarize(
     words: pd.DataFrame,
     ks: Sequence[int] = (1, 5, 10),
     *,
+    pool: pd.DataFrame | None = None,
     n_boot: int = 2000,
     seed: int = 0,
     alpha: float = 0.05,
 ) -> pd.DataFrame:
-    """The tidy ``lens.csv`` table from a per-word frame (one or several model / lens runs)."""
+    """The tidy ``lens.csv`` table from a per-word frame (one or several model / lens runs);
+    ``pool`` (:attr:`LensResult.pool`) adds ``transcription_control_expected``."""
     rows: list[dict] = []
     for key, group, layers in sorted_groups(words):
-        for metric, (_, rules, flag) in METRICS.items():
+        for metric, (_, rules, flag, cluster) in METRICS.items():
+            types = word_types(group, cluster)
             for word_set in ("all", "content"):
-                first_col = rank_column(metric, "text", rules[0])
                 keep = _word_filter(group, flag, word_set)
-                keep = keep & ~np.isnan(per_item(group, first_col)[:, 0])
+                for vocab in VOCABS:
+                    for rule in rules:
+                        col = per_item(group, rank_column(metric, vocab, rule))
+                        keep = keep & ~np.isnan(col[:, 0])
                 cols, blocks = [], []
                 for vocab in VOCABS:
                     for rule in rules:
@@ -153,15 +189,52 @@ def summarize(
                         for k in ks:
                             cols.append((k, vocab, rule, word_set))
                             blocks.append((ranks < k).astype(np.float64))
-                mean, lo, hi = _ci(np.concatenate(blocks, axis=1), n_boot, seed, alpha)
+                mean, lo, hi = _ci(np.concatenate(blocks, axis=1), types[keep], n_boot, seed, alpha)
                 rows += _rows(key, layers, metric, cols, mean, lo, hi, int(keep.sum()))
+        if pool is not None:
+            rows += _expected_rows(key, group, layers, pool, ks, n_boot, seed, alpha)
+        types = word_types(group)
         for word_set in ("all", "content"):
             keep = _word_filter(group, "content", word_set)
-            blocks = [per_item(group, f"speech_mass_{rule}")[keep] for rule in RULES]
-            cols = [(pd.NA, "full", rule, word_set) for rule in RULES]
-            mean, lo, hi = _ci(np.concatenate(blocks, axis=1), n_boot, seed, alpha)
+            blocks = [per_item(group, f"speech_mass_{rule}")[keep] for rule in MASS_RULES]
+            cols = [(pd.NA, "full", rule, word_set) for rule in MASS_RULES]
+            mean, lo, hi = _ci(np.concatenate(blocks, axis=1), types[keep], n_boot, seed, alpha)
             rows += _rows(key, layers, "speech_mass", cols, mean, lo, hi, int(keep.sum()))
     return _tidy(rows)
+
+
+def expected_control_hits(
+    group: pd.DataFrame, pool: pd.DataFrame, k: int, vocab: str, rule: str
+) -> np.ndarray:
+    """``[items, layers]``: per word and layer, the mean over its control pool of [member's
+    target in the top-k] (NaN for a word without a pool) for one run's sorted group."""
+    key = group.iloc[0][LENS_COLUMNS[:3]].tolist()
+    mine = pool[(pool[LENS_COLUMNS[:3]] == key).all(axis=1)]
+    col = f"rank_{vocab}_{rule}"
+    hits = (mine[col] < k).astype(float).where(mine[col].notna())
+    mean = hits.groupby([mine["item"], mine["layer"]]).mean()
+    index = pd.MultiIndex.from_frame(group[["item", "layer"]])
+    values = mean.reindex(index).to_numpy(dtype=np.float64)
+    return einops.rearrange(values, "(w l) -> w l", l=group["layer"].nunique())
+
+
+def _expected_rows(key, group, layers, pool, ks, n_boot, seed, alpha) -> list[dict]:
+    types = word_types(group)
+    rows: list[dict] = []
+    for word_set in ("all", "content"):
+        keep = _word_filter(group, "content", word_set)
+        tables = {
+            (k, vocab, rule): expected_control_hits(group, pool, k, vocab, rule)
+            for vocab in VOCABS for rule in POSITION_RULES for k in ks
+        }  # fmt: skip
+        for table in tables.values():
+            keep = keep & ~np.isnan(table[:, 0])
+        cols = [(k, vocab, rule, word_set) for k, vocab, rule in tables]
+        blocks = np.concatenate([t[keep] for t in tables.values()], axis=1)
+        mean, lo, hi = _ci(blocks, types[keep], n_boot, seed, alpha)
+        metric = "transcription_control_expected"
+        rows += _rows(key, layers, metric, cols, mean, lo, hi, int(keep.sum()))
+    return rows
 
 
 def _tidy(rows: list[dict]) -> pd.DataFrame:
@@ -169,6 +242,9 @@ def _tidy(rows: list[dict]) -> pd.DataFrame:
     frame["k"] = frame["k"].astype("Int64")
     frame["n"] = frame["n"].astype(int)
     return frame
+
+
+BASELINES = ("control", "pre_onset")
 
 
 def excess_over_control(
@@ -179,42 +255,61 @@ def excess_over_control(
     vocab: str = "text",
     position_rule: str | None = None,
     words: str = "content",
+    baseline: str = "control",
     n_boot: int = 2000,
     seed: int = 0,
     alpha: float = 0.05,
 ) -> pd.DataFrame:
-    """Per layer: mean(hit - control hit) with a paired bootstrap CI over words (same words).
+    """Per layer: mean(hit - baseline hit) with a paired bootstrap CI over word types.
 
-    ``metric`` is ``transcription`` or ``next_word``; words lacking either target are left out
-    (n counts the pairs). Rows use the ``lens.csv`` columns with metric ``{metric}_excess``.
+    ``metric`` is ``transcription`` (default rule ``after_uniqueness``) or ``next_word``
+    (``last``). ``baseline``: ``control`` (the same rule with the drawn control's target; metric
+    ``{metric}_excess``) or ``pre_onset`` (the word's own target at the position before it;
+    transcription only; metric ``{metric}_excess_pre_onset``). Words lacking either value are
+    left out (n counts the pairs). Rows use the ``lens.csv`` columns.
     """
     if metric not in ("transcription", "next_word"):
         raise ValueError(f"excess is defined for 'transcription' and 'next_word', not {metric!r}")
+    if baseline not in BASELINES:
+        raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
+    if baseline == "pre_onset" and metric != "transcription":
+        raise ValueError("the pre_onset baseline is defined for transcription only")
     rule = position_rule or METRICS[metric][1][0]
     own_col = rank_column(metric, vocab, rule)
-    ctrl_col = rank_column(f"{metric}_control", vocab, rule)
+    if baseline == "control":
+        base_col, name = rank_column(f"{metric}_control", vocab, rule), f"{metric}_excess"
+    else:
+        base_col, name = rank_column(metric, vocab, "pre_onset"), f"{metric}_excess_pre_onset"
     rows: list[dict] = []
     for key, group, layers in sorted_groups(per_word):
-        own, ctrl = per_item(group, own_col), per_item(group, ctrl_col)
+        own, base = per_item(group, own_col), per_item(group, base_col)
         keep = _word_filter(group, METRICS[metric][2], words)
-        keep = keep & ~np.isnan(own[:, 0]) & ~np.isnan(ctrl[:, 0])
+        keep = keep & ~np.isnan(own[:, 0]) & ~np.isnan(base[:, 0])
         n = int(keep.sum())
-        a, b = (own[keep] < k).astype(float), (ctrl[keep] < k).astype(float)
+        a, b = (own[keep] < k).astype(float), (base[keep] < k).astype(float)
+        types = word_types(group, METRICS[metric][3])[keep]
         mean, lo, hi = (None,) * 3
         if n:
-            mean, lo, hi = paired_excess(a, b, n_boot=n_boot, seed=seed, alpha=alpha)
+            mean, lo, hi = paired_excess(
+                a, b, n_boot=n_boot, seed=seed, alpha=alpha, clusters=types
+            )
         cols = [(k, vocab, rule, words)]
-        rows += _rows(key, layers, f"{metric}_excess", cols, mean, lo, hi, n)
+        rows += _rows(key, layers, name, cols, mean, lo, hi, n)
     return _tidy(rows)
 
 
 __all__ = [
+    "BASELINES",
+    "CI_RULE",
     "LENS_COLUMNS",
     "METRICS",
+    "POSITION_RULES",
+    "expected_control_hits",
     "RANK_COLUMNS",
     "excess_over_control",
     "per_item",
     "rank_column",
     "sorted_groups",
     "summarize",
+    "word_types",
 ]

@@ -32,8 +32,10 @@ def phase_bands(
 ) -> pd.DataFrame:
     """Layer bands of the three phases, by these rules (L = number of blocks):
 
-    - ``transcription``: layers 1..L-1 where the paired excess of transcription@k (any position)
-      over transcription_control@k, on ``words`` words (all | content), has a 95% CI low > 0.
+    - ``transcription``: layers 1..L-1 where transcription@k under ``after_uniqueness`` (a hit at
+      or after the word's uniqueness point) beats both its matched control and its own
+      ``pre_onset`` hit: both paired excesses, on ``words`` words (all | content), have a 95% CI
+      low > 0 (CIs resample word types).
     - ``next_word``: likewise for next_word@k over next_word_control@k (last position).
     - ``speech``: layers 0..L where mean speech_mass (all spoken words, averaged over each word's
       positions) exceeds ``speech_threshold``.
@@ -44,19 +46,27 @@ def phase_bands(
     """
     per_word = result if isinstance(result, pd.DataFrame) else result.words
     rows = []
-    excess = {
-        phase: excess_over_control(
-            per_word, metric=phase, k=k, vocab=vocab, words=words, n_boot=n_boot, seed=seed
-        )
-        for phase in ("transcription", "next_word")
+    opts = dict(k=k, vocab=vocab, words=words, n_boot=n_boot, seed=seed)
+    tests = {
+        "transcription": [
+            excess_over_control(per_word, metric="transcription", baseline=base, **opts)
+            for base in ("control", "pre_onset")
+        ],
+        "next_word": [excess_over_control(per_word, metric="next_word", **opts)],
+    }
+    rules = {
+        "transcription": f"transcription@{k} (after_uniqueness) over its control and over "
+        "pre_onset: both paired excesses CI low > 0, layers 1..L-1",
+        "next_word": f"paired excess of next_word@{k} over its control, CI low > 0, layers 1..L-1",
     }
     for key, group, layers in sorted_groups(per_word):
         last = int(layers.max())
-        for phase, frame in excess.items():
-            sel = frame[(frame[LENS_COLUMNS[:3]] == list(key)).all(axis=1)]
-            ok = sel[(sel["ci_low"] > 0) & (sel["layer"] > 0) & (sel["layer"] < last)]
-            rule = f"paired excess of {phase}@{k} over its control, CI low > 0, layers 1..L-1"
-            rows.append(_band(key, phase, ok["layer"].tolist(), rule))
+        for phase, frames in tests.items():
+            passing = set(range(1, last))
+            for frame in frames:
+                sel = frame[(frame[LENS_COLUMNS[:3]] == list(key)).all(axis=1)]
+                passing &= set(sel.loc[sel["ci_low"] > 0, "layer"].astype(int))
+            rows.append(_band(key, phase, sorted(passing), rules[phase]))
         mass = np.nanmean(per_item(group, "speech_mass_any"), axis=0)
         ok_layers = [int(la) for la, m in zip(layers, mass, strict=True) if m > speech_threshold]
         rows.append(_band(key, "speech", ok_layers, f"mean speech_mass > {speech_threshold}"))

@@ -31,83 +31,161 @@ from tqdm.auto import tqdm
 from speech_interp.core.residuals import residual_stack
 from speech_interp.data.prompt import Prompt
 from speech_interp.data.targets import MISSING, TargetResolver, draw_controls
+from speech_interp.data.uniqueness import uniqueness_points
 from speech_interp.data.utterances import Utterance
 from speech_interp.hooks import TokenLayout
 from speech_interp.lens.lenses import Lens, as_lens
-from speech_interp.lens.metrics import RANK_COLUMNS, RANK_KINDS, excess_over_control, summarize
+from speech_interp.lens.metrics import (
+    POSITION_RULES,
+    RANK_COLUMNS,
+    RANK_KINDS,
+    excess_over_control,
+    summarize,
+)
 from speech_interp.lens.unembed import Scores, causal_lm
 from speech_interp.models import backend_of, tokenizer_of
 
 _BIG = torch.iinfo(torch.long).max
 
 
+# query kinds: the word's own target, its drawn control, the next word's target and its control;
+# kinds from N_KINDS on are the members of the word's control pool (expected control)
+OWN, CONTROL, NEXT, NEXT_CONTROL = range(4)
+N_KINDS = 4
+
+
 @dataclass
 class _Plan:
-    """What to score in one prompt: word slots, positions and (position, token) queries."""
+    """What to score in one prompt: rows to read, (row, token) queries and pooled queries.
 
-    positions: Int[Tensor, " p"]  # prompt positions to read
-    slot_of_pos: Int[Tensor, " p"]  # word slot of each read position
-    last_of_slot: Int[Tensor, " s"]  # index (into positions) of each slot's last position
-    query_pos: Int[Tensor, " q"]  # index into positions
+    Rows are every scored word's positions (``slot_of_row``) then each word's pre-onset position
+    (the position before its first token). Each query carries the position rules it counts for.
+    """
+
+    rows: Int[Tensor, " r"]  # prompt positions to read
+    slot_of_row: Int[Tensor, " r"]  # word slot of a word row; -1 for a pre-onset row
+    last_of_slot: Int[Tensor, " s"]  # row index of each slot's last position
+    query_row: Int[Tensor, " q"]
     query_tok: Int[Tensor, " q"]
-    query_group: Int[Tensor, " q"]  # slot * 4 + kind
-    query_last: Tensor  # bool: query sits at its slot's last position
+    query_group: Int[Tensor, " q"]  # slot * n_kinds + kind
+    query_rules: dict[str, Tensor]  # position rule -> bool per query
+    pool_query: Int[Tensor, " pq"]  # slot of each max-pooled query
+    pool_tok: Int[Tensor, " pq"]
+    pool_group: Int[Tensor, " pq"]
     n_slots: int
+    n_kinds: int
 
 
-def _plan(prompt: Prompt, slots: list[int], tokens: list[list[int]]) -> _Plan:
-    """``slots``: spoken word indices; ``tokens[s]``: target ids per kind (-1 = none)."""
-    positions, slot_of_pos, last_of_slot = [], [], []
-    qp, qt, qg, ql = [], [], [], []
+def _unit_rows(prompt: Prompt, layout: TokenLayout, w: int, n_units: int) -> list[int]:
+    """Prompt positions of word ``w``'s unit tokens, one per unit (markers, pitch or style
+    tokens inside the word are not units)."""
+    pos = prompt.word_positions[w]
+    units = layout.tokens_to_units(prompt.input_ids[pos])
+    found = pos[units >= 0].tolist()
+    if len(found) != n_units:
+        raise ValueError(
+            f"word {w} ({prompt.words[w]!r}) has {n_units} units but {len(found)} unit tokens in "
+            "its prompt; the uniqueness point cannot be placed"
+        )
+    return found
+
+
+def _plan(
+    prompt: Prompt,
+    layout: TokenLayout,
+    slots: list[int],
+    tokens: list[list[int]],
+    unique_at: list[int],
+    n_units: list[int],
+) -> _Plan:
+    """``slots``: spoken word indices; ``tokens[s]``: target ids per kind (-1 = none);
+    ``unique_at[s]``: index of the word's uniqueness point among its ``n_units[s]`` units."""
+    n_kinds = max(len(t) for t in tokens)
+    rows, slot_of_row, last_of_slot = [], [], []
+    qr, qt, qg, pq, pt, pg = [], [], [], [], [], []
+    flags: dict[str, list[bool]] = {rule: [] for rule in POSITION_RULES if rule != "maxpool"}
+    starts = []
     for s, w in enumerate(slots):
         word_pos = prompt.word_positions[w].tolist()
-        first = len(positions)
-        positions += word_pos
-        slot_of_pos += [s] * len(word_pos)
-        last = first + len(word_pos) - 1
-        last_of_slot.append(last)
+        first = len(rows)
+        starts.append(first)
+        rows += word_pos
+        slot_of_row += [s] * len(word_pos)
+        last_of_slot.append(first + len(word_pos) - 1)
+    pre_rows = []
+    for s, w in enumerate(slots):
+        pre = int(prompt.word_positions[w][0]) - 1
+        pre_rows.append(len(rows) if pre >= 0 else -1)
+        if pre >= 0:
+            rows.append(pre)
+            slot_of_row.append(-1)
+    for s, w in enumerate(slots):
+        word_pos = prompt.word_positions[w].tolist()
+        first, last = starts[s], last_of_slot[s]
+        up_pos = _unit_rows(prompt, layout, w, n_units[s])[unique_at[s]]
         for kind, tok in enumerate(tokens[s]):
             if tok < 0:
                 continue
-            idx = range(first, last + 1) if kind < 2 else [last]
-            qp += list(idx)
-            qt += [tok] * len(idx)
-            qg += [s * 4 + kind] * len(idx)
-            ql += [i == last for i in idx]
+            group = s * n_kinds + kind
+            if kind in (NEXT, NEXT_CONTROL):
+                cells = [(last, {"last"})]
+            else:
+                cells = [
+                    (first + i, {"any"} | ({"last"} if first + i == last else set())
+                     | ({"after_uniqueness"} if p >= up_pos else set()))
+                    for i, p in enumerate(word_pos)
+                ]  # fmt: skip
+                if pre_rows[s] >= 0:
+                    cells.append((pre_rows[s], {"pre_onset"}))
+                pq.append(s)
+                pt.append(tok)
+                pg.append(group)
+            for row, rules in cells:
+                qr.append(row)
+                qt.append(tok)
+                qg.append(group)
+                for rule, col in flags.items():
+                    col.append(rule in rules)
     long = torch.long
     return _Plan(
-        torch.tensor(positions, dtype=long),
-        torch.tensor(slot_of_pos, dtype=long),
-        torch.tensor(last_of_slot, dtype=long),
-        torch.tensor(qp, dtype=long),
-        torch.tensor(qt, dtype=long),
-        torch.tensor(qg, dtype=long),
-        torch.tensor(ql, dtype=torch.bool),
-        len(slots),
+        rows=torch.tensor(rows, dtype=long),
+        slot_of_row=torch.tensor(slot_of_row, dtype=long),
+        last_of_slot=torch.tensor(last_of_slot, dtype=long),
+        query_row=torch.tensor(qr, dtype=long),
+        query_tok=torch.tensor(qt, dtype=long),
+        query_group=torch.tensor(qg, dtype=long),
+        query_rules={rule: torch.tensor(col, dtype=torch.bool) for rule, col in flags.items()},
+        pool_query=torch.tensor(pq, dtype=long),
+        pool_tok=torch.tensor(pt, dtype=long),
+        pool_group=torch.tensor(pg, dtype=long),
+        n_slots=len(slots),
+        n_kinds=n_kinds,
     )
 
 
 def _aggregate(scores: Scores, plan: _Plan) -> dict[str, np.ndarray]:
-    """Per-slot values of one layer: rank columns, speech mass and the top text token."""
+    """Per-slot values of one layer: ranks per kind ``[s, kinds]`` under every position rule and
+    vocabulary (``"{vocab}_{rule}"``), speech mass and the top text token at the last position."""
     dev = scores.rank_text.device
-    groups = plan.n_slots * 4
-    qg, ql = plan.query_group.to(dev), plan.query_last.to(dev)
+    groups = plan.n_slots * plan.n_kinds
+    qg = plan.query_group.to(dev)
     out: dict[str, np.ndarray] = {}
+    pooled = {"text": scores.pooled_rank_text, "full": scores.pooled_rank_full}
     for vocab, ranks in (("text", scores.rank_text), ("full", scores.rank_full)):
-        best = torch.full((groups,), _BIG, dtype=torch.long, device=dev)
-        best = best.scatter_reduce(0, qg, ranks, "amin")
-        last = torch.full((groups,), -1, dtype=torch.long, device=dev)
-        last[qg[ql]] = ranks[ql]
-        for rule, val in (("any", best), ("last", last)):
-            arr = einops.rearrange(val.cpu().double(), "(s k) -> s k", k=4).numpy()
-            arr[(arr < 0) | (arr == float(_BIG))] = np.nan
-            for kind, prefix in enumerate(RANK_KINDS):
-                name = f"{prefix}_{vocab}_{rule}"
-                if name in RANK_COLUMNS:
-                    out[name] = arr[:, kind]
+        for rule in POSITION_RULES:
+            best = torch.full((groups,), _BIG, dtype=torch.long, device=dev)
+            if rule == "maxpool":
+                best = best.scatter_reduce(0, plan.pool_group.to(dev), pooled[vocab], "amin")
+            else:
+                sel = plan.query_rules[rule].to(dev)
+                best = best.scatter_reduce(0, qg[sel], ranks[sel], "amin")
+            arr = einops.rearrange(best.cpu().double(), "(s k) -> s k", k=plan.n_kinds).numpy()
+            arr[arr == float(_BIG)] = np.nan
+            out[f"{vocab}_{rule}"] = arr
+    word_rows = plan.slot_of_row >= 0
     mass = scores.speech_mass.cpu().double()
-    slot = plan.slot_of_pos
-    sums = torch.zeros(plan.n_slots, dtype=torch.float64).index_add_(0, slot, mass)
+    slot = plan.slot_of_row[word_rows]
+    sums = torch.zeros(plan.n_slots, dtype=torch.float64).index_add_(0, slot, mass[word_rows])
     counts = torch.bincount(slot, minlength=plan.n_slots).double()
     out["speech_mass_any"] = (sums / counts).numpy()
     out["speech_mass_last"] = mass[plan.last_of_slot].numpy()
@@ -117,11 +195,13 @@ def _aggregate(scores: Scores, plan: _Plan) -> dict[str, np.ndarray]:
 
 @dataclass
 class LensResult:
-    """``summary``: tidy rows with the ``lens.csv`` columns; ``words``: one row per word x layer."""
+    """``summary``: tidy rows with the ``lens.csv`` columns; ``words``: one row per word x layer;
+    ``pool``: one row per word x layer x member of its control pool (the expected control)."""
 
     summary: pd.DataFrame
     words: pd.DataFrame
     missing: pd.DataFrame = field(default_factory=pd.DataFrame)
+    pool: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def n_missing(self) -> int:
@@ -190,9 +270,11 @@ def run_lens(
     model_id = model_id or str(causal_lm(model).config.name_or_path)
     resolver = TargetResolver(tok, layout)
     controls = draw_controls(utterances, resolver, seed=seed)
+    points = uniqueness_points(utterances)
 
     meta: list[dict] = []
     values: list[dict[str, np.ndarray]] = []
+    pool_rows: list[pd.DataFrame] = []
     for u, utt in enumerate(tqdm(utterances, desc="lens", disable=not progress)):
         prompt = utt.to_prompt(layout, tok)
         slots = [i for i, w in enumerate(utt.words) if w.modality == "speech"]
@@ -200,30 +282,70 @@ def run_lens(
             continue
         tokens, rows = [], []
         for w in slots:
-            row, kinds = _word_meta(utt, prompt, u, w, resolver, controls[u])
+            row, kinds = _word_meta(utt, prompt, u, w, resolver, controls[u], points[u][w])
             tokens.append(kinds)
             rows.append(row)
-        plan = _plan(prompt, slots, tokens)
+        unique_at = [points[u][w].index for w in slots]
+        n_units = [len(utt.words[w].units) for w in slots]
+        plan = _plan(prompt, layout, slots, tokens, unique_at, n_units)
         stack = residual_stack(model, prompt.input_ids[None], remote=remote)[:, 0]
         with torch.no_grad():
-            resid = stack[:, plan.positions.to(stack.device)]
+            resid = stack[:, plan.rows.to(stack.device)]
             streams = lens_obj.score_streams(
-                resid, plan.query_pos, plan.query_tok, layout, chunk_size
-            )
+                resid, plan.query_row, plan.query_tok, layout, chunk_size,
+                pool_of_pos=plan.slot_of_row, pool_query=plan.pool_query, pool_tok=plan.pool_tok,
+            )  # fmt: skip
         per_layer = [_aggregate(scores, plan) for scores in streams]
         for s, row in enumerate(rows):
+            row["item"] = len(meta)
             meta.append(row)
-            values.append({k: np.array([d[k][s] for d in per_layer]) for k in per_layer[0]})
+            values.append(_word_values(per_layer, s))
+            pool_rows.append(_pool_frame(per_layer, s, row, controls[u][row["word_index"]]))
     if not meta:
         raise ValueError("no spoken words to score: every word in the data is a text word")
     words = _words_frame(meta, values, model_id, actual, lens_obj.name, tok)
+    pool = pd.concat(pool_rows, ignore_index=True)
+    pool.insert(0, "lens", lens_obj.name)
+    pool.insert(0, "backend", actual)
+    pool.insert(0, "model", model_id)
     missing = _report_missing(words)
-    summary = summarize(words, ks, n_boot=n_boot, seed=seed)
-    return LensResult(summary, words, missing)
+    summary = summarize(words, ks, pool=pool, n_boot=n_boot, seed=seed)
+    return LensResult(summary, words, missing, pool)
+
+
+def _word_values(per_layer: list[dict[str, np.ndarray]], s: int) -> dict[str, np.ndarray]:
+    """Per-word columns (one value per layer) of slot ``s``: the rank columns and the rest."""
+    out = {}
+    for name, array in per_layer[0].items():
+        if array.ndim == 1:
+            out[name] = np.array([d[name][s] for d in per_layer])
+    for kind, prefix in enumerate(RANK_KINDS):
+        for vocab_rule in (f"{v}_{r}" for v in ("text", "full") for r in POSITION_RULES):
+            name = f"{prefix}_{vocab_rule}"
+            if name in RANK_COLUMNS:
+                out[name] = np.array([d[vocab_rule][s, kind] for d in per_layer])
+    return out
+
+
+def _pool_frame(per_layer, s: int, row: dict, control) -> pd.DataFrame:
+    """One row per layer x control-pool member of slot ``s`` with its rank columns."""
+    members = control.pool if row["target_id"] >= 0 else ()
+    frame = pd.DataFrame(
+        {
+            "item": row["item"],
+            "layer": np.repeat(np.arange(len(per_layer)), len(members)),
+            "pool_word": [m[0] for m in members] * len(per_layer),
+            "pool_id": [m[1].token_id for m in members] * len(per_layer),
+        }
+    )
+    for vocab_rule in (f"{v}_{r}" for v in ("text", "full") for r in POSITION_RULES):
+        ranks = [d[vocab_rule][s, N_KINDS : N_KINDS + len(members)] for d in per_layer]
+        frame[f"rank_{vocab_rule}"] = np.concatenate(ranks) if members else []
+    return frame
 
 
 def _word_meta(
-    utt: Utterance, prompt: Prompt, u: int, w: int, resolver, controls
+    utt: Utterance, prompt: Prompt, u: int, w: int, resolver, controls, point
 ) -> tuple[dict, list[int]]:
     word = utt.words[w]
     target = resolver(word.word)
@@ -241,6 +363,9 @@ def _word_meta(
         "category": word.category,
         "content": word.content,
         "n_positions": int(prompt.word_positions[w].numel()),
+        "n_units": len(word.units),
+        "uniqueness_point": point.index,
+        "unique": point.unique,
         "target_id": target.token_id,
         "target_token": target.token,
         "target_rule": target.rule,
@@ -260,13 +385,14 @@ def _word_meta(
         next_target.token_id,
         next_control_target.token_id if next_target.found else -1,
     ]
+    kinds += [m[1].token_id for m in control.pool] if target.found else []
     return row, kinds
 
 
 def _words_frame(meta, values, model_id, backend, lens_name, tok) -> pd.DataFrame:
     n_layers = len(next(iter(values[0].values())))
     base = pd.DataFrame(meta)
-    base.insert(0, "item", range(len(base)))
+    base.insert(0, "item", base.pop("item"))
     frame = base.loc[base.index.repeat(n_layers)].reset_index(drop=True)
     frame.insert(0, "lens", lens_name)
     frame.insert(0, "backend", backend)

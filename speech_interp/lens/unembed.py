@@ -5,7 +5,8 @@ vocab: per (position, token) query it counts the tokens with a strictly larger l
 count in the target's favour, the target itself is never counted; the target's logit is the one
 its own chunk computes, so ties are judged on equal terms), and per position it keeps a
 running log-sum-exp over the full vocabulary and over speech units (float32 within a chunk,
-accumulated across chunks in float64), and the best text token.
+accumulated across chunks in float64), and the best text token. Max-pooled queries (the rank of
+a token in the element-wise max of several positions' logits) are counted in the same pass.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import dataclasses
 from dataclasses import dataclass
 from itertools import chain
 
+import einops
 import torch
 import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
@@ -89,9 +91,12 @@ class Scores:
     lse_speech: Float[Tensor, " pos"]  # float64
     top_text_id: Int[Tensor, " pos"]
     top_text_logit: Float[Tensor, " pos"]
+    pooled_rank_text: Int[Tensor, " pq"]  # ranks of the max-pooled queries
+    pooled_rank_full: Int[Tensor, " pq"]
 
     def split(self, n: int) -> list[Scores]:
-        """Cut scores of ``n`` equal stacked blocks (queries and positions) into ``n`` Scores."""
+        """Cut scores of ``n`` equal stacked blocks (queries, pooled queries and positions) into
+        ``n`` Scores."""
         fields = [getattr(self, f.name) for f in dataclasses.fields(self)]
         parts = [torch.tensor_split(v, n) for v in fields]
         return [Scores(*(p[i] for p in parts)) for i in range(n)]
@@ -110,6 +115,61 @@ def _count(flags: Bool[Tensor, "q chunk"]) -> Int[Tensor, " q"]:
     return flags.view(torch.uint8).sum(-1, dtype=torch.int32)
 
 
+class _RankCounter:
+    """Ranks of (row, token) queries against rows of logits that arrive one vocabulary chunk at a
+    time. The target's own logit is read from its chunk's logits, so the ranks compare values
+    computed the same way (a separately computed dot product can differ in the last bits and break
+    ties). Before that chunk is reached, comparisons use an estimate: tokens clearly above it
+    count at once, tokens within the estimate's float32 error bound are kept and compared at the
+    end."""
+
+    def __init__(self, rows: Tensor, tok: Tensor, approx: Tensor, tol: Tensor):
+        self.rows, self.tok, self.approx, self.tol = rows, tok, approx, tol
+        self.target = approx.clone()
+        n = tok.numel()
+        self.rank_text = torch.zeros(n, dtype=torch.long, device=tok.device)
+        self.rank_full = torch.zeros(n, dtype=torch.long, device=tok.device)
+        self.index = torch.arange(n, device=tok.device)
+        self.near: list[tuple[Tensor, Tensor, Tensor]] = []  # (query, token id, logit)
+
+    def update(self, row_logits: Tensor, start: int, stop: int, t_mask: Tensor) -> None:
+        if not self.tok.numel():
+            return
+        picked = row_logits.index_select(0, self.rows)
+        own = (self.tok >= start) & (self.tok < stop)
+        at = (self.index[own], self.tok[own] - start)
+        self.target[own] = picked[at]
+        above = picked > (self.approx + self.tol)[:, None]
+        maybe = (picked >= (self.approx - self.tol)[:, None]) & ~above
+        above[at] = False  # never count the target itself
+        maybe[at] = False
+        self.rank_full += _count(above)
+        self.rank_text += _count(above & t_mask)
+        if maybe.any():
+            q, col = maybe.nonzero(as_tuple=True)
+            self.near.append((q, col + start, picked[q, col]))
+
+    def finish(self, text_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(target logit, rank among text tokens, rank among all tokens)."""
+        if self.near:
+            q, tok, value = (torch.cat(parts) for parts in zip(*self.near, strict=True))
+            counts = (value > self.target[q]).long()
+            self.rank_full.index_add_(0, q, counts)
+            self.rank_text.index_add_(0, q, counts * text_mask[tok].long())
+        return self.target, self.rank_text, self.rank_full
+
+
+def _estimate(h: Tensor, w: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Logit estimates ``h . w (+ bias)`` per row pair and their float32 error bounds."""
+    approx = (h * w).sum(-1)
+    if bias is not None:
+        approx = approx + bias
+    d = h.shape[-1]
+    gamma = d * 2.0**-24 / (1 - d * 2.0**-24)
+    tol = 2 * gamma * (h.abs() * w.abs()).sum(-1) + 2.0**-22 * approx.abs() + 1e-30
+    return approx, tol
+
+
 def score_hidden(
     hidden: Float[Tensor, "pos d"],
     unembed: Unembedding,
@@ -117,11 +177,19 @@ def score_hidden(
     query_tok: Int[Tensor, " q"],
     layout: TokenLayout,
     chunk_size: int = 8192,
+    *,
+    pool_of_pos: Int[Tensor, " pos"] | None = None,
+    pool_query: Int[Tensor, " pq"] | None = None,
+    pool_tok: Int[Tensor, " pq"] | None = None,
 ) -> Scores:
     """Walk the vocabulary in chunks: ranks of (position, token) queries and per-position sums.
 
     ``hidden`` are final-norm outputs; query ``j`` asks for token ``query_tok[j]`` at row
     ``query_pos[j]`` of ``hidden``. Memory is O(pos x chunk_size), never pos x vocab.
+
+    Max-pooled queries: ``pool_of_pos[p]`` puts row ``p`` in a pool (-1: none); the pool's logits
+    are the element-wise max over its rows' logits, and pooled query ``j`` asks for the rank of
+    ``pool_tok[j]`` in pool ``pool_query[j]`` (``Scores.pooled_rank_text`` / ``_full``).
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -130,33 +198,45 @@ def score_hidden(
         raise ValueError(f"token layout has {layout.vocab_size} ids, the unembedding {V} rows")
     dev = hidden.device
     query_pos, query_tok = query_pos.to(dev).long(), query_tok.to(dev).long()
-    if query_tok.numel() and (query_tok.min() < 0 or query_tok.max() >= V):
-        raise ValueError(f"query tokens must lie in 0..{V - 1}")
+    empty = torch.zeros(0, dtype=torch.long, device=dev)
+    pool_query = empty if pool_query is None else pool_query.to(dev).long()
+    pool_tok = empty if pool_tok is None else pool_tok.to(dev).long()
+    for toks in (query_tok, pool_tok):
+        if toks.numel() and (toks.min() < 0 or toks.max() >= V):
+            raise ValueError(f"query tokens must lie in 0..{V - 1}")
     text_mask = layout.text_mask.to(dev)
     not_text = torch.where(text_mask, 0.0, -torch.inf)
     speech_ids = layout.speech_mask.nonzero().squeeze(-1).to(dev)
-    n_pos, n_q = hidden.shape[0], query_tok.numel()
-    # The target's own logit is read from its chunk's logits, so the ranks compare values computed
-    # the same way (a separately computed dot product can differ in the last bits and break ties).
-    # Before that chunk is reached, comparisons use an estimate: tokens clearly above it count at
-    # once, tokens within the estimate's float32 error bound are kept and compared at the end.
-    h_q = hidden[query_pos]
-    w_q = unembed.weight[query_tok.to(unembed.weight.device)].to(dev).float()
-    approx = (h_q * w_q).sum(-1)
-    if unembed.bias is not None:
-        approx = approx + unembed.bias.to(dev)[query_tok].float()
-    d = hidden.shape[-1]
-    gamma = d * 2.0**-24 / (1 - d * 2.0**-24)
-    tol = 2 * gamma * (h_q.abs() * w_q.abs()).sum(-1) + 2.0**-22 * approx.abs() + 1e-30
-    target = approx.clone()
-    rank_text = torch.zeros(n_q, dtype=torch.long, device=dev)
-    rank_full = torch.zeros(n_q, dtype=torch.long, device=dev)
-    near: list[tuple[Tensor, Tensor, Tensor]] = []  # (query, token id, logit) within the bound
+    n_pos = hidden.shape[0]
+    wdev = unembed.weight.device
+    bias = None if unembed.bias is None else unembed.bias.to(dev)
+
+    def estimate(rows: Tensor, toks: Tensor) -> tuple[Tensor, Tensor]:
+        w = unembed.weight[toks.to(wdev)].to(dev).float()
+        return _estimate(hidden[rows], w, None if bias is None else bias[toks].float())
+
+    counter = _RankCounter(query_pos, query_tok, *estimate(query_pos, query_tok))
+    n_pools = 0
+    if pool_tok.numel():
+        if pool_of_pos is None:
+            raise ValueError("pooled queries need pool_of_pos")
+        pool_of_pos = pool_of_pos.to(dev).long()
+        n_pools = int(pool_of_pos.max()) + 1
+        pooled_rows = (pool_of_pos >= 0).nonzero().squeeze(-1)
+        # a pool's target logit is the max over its rows: estimate it the same way, bound by the
+        # largest error bound of those rows
+        rows_q = pool_of_pos[pooled_rows][None, :] == pool_query[:, None]  # [pq, pooled rows]
+        q_idx, r_idx = rows_q.nonzero(as_tuple=True)
+        est, tol = estimate(pooled_rows[r_idx], pool_tok[q_idx])
+        approx = torch.full((pool_tok.numel(),), -torch.inf, device=dev)
+        approx = approx.scatter_reduce(0, q_idx, est, "amax")
+        bound = torch.zeros(pool_tok.numel(), device=dev).scatter_reduce(0, q_idx, tol, "amax")
+        pooled = _RankCounter(pool_query, pool_tok, approx, bound)
+        pool_index = pool_of_pos[pooled_rows]
     lse_all = torch.full((n_pos,), -torch.inf, device=dev, dtype=torch.float64)
     lse_speech = torch.full((n_pos,), -torch.inf, device=dev, dtype=torch.float64)
     top_logit = torch.full((n_pos,), -torch.inf, device=dev)
     top_id = torch.full((n_pos,), -1, dtype=torch.long, device=dev)
-    q_index = torch.arange(n_q, device=dev)
     for start in range(0, V, chunk_size):
         stop = min(V, start + chunk_size)
         logits = unembed.logits(hidden, start, stop)
@@ -171,25 +251,21 @@ def score_hidden(
             better = best > top_logit
             top_logit = torch.where(better, best, top_logit)
             top_id = torch.where(better, idx + start, top_id)
-        if n_q:
-            picked = logits.index_select(0, query_pos)
-            own = (query_tok >= start) & (query_tok < stop)
-            target[own] = picked[q_index[own], query_tok[own] - start]
-            above = picked > (approx + tol)[:, None]
-            maybe = (picked >= (approx - tol)[:, None]) & ~above
-            above[q_index[own], query_tok[own] - start] = False  # never count the target itself
-            maybe[q_index[own], query_tok[own] - start] = False
-            rank_full += _count(above)
-            rank_text += _count(above & t_mask)
-            if maybe.any():
-                q, col = maybe.nonzero(as_tuple=True)
-                near.append((q, col + start, picked[q, col]))
-    if near:
-        q, tok, value = (torch.cat(parts) for parts in zip(*near, strict=True))
-        counts = (value > target[q]).long()
-        rank_full.index_add_(0, q, counts)
-        rank_text.index_add_(0, q, counts * text_mask[tok].long())
-    return Scores(target, rank_text, rank_full, lse_all, lse_speech, top_id, top_logit)
+        counter.update(logits, start, stop, t_mask)
+        if n_pools:
+            rows = logits.index_select(0, pooled_rows)
+            pool_logits = torch.full((n_pools, stop - start), -torch.inf, device=dev)
+            index = einops.repeat(pool_index, "r -> r c", c=stop - start)
+            pool_logits = pool_logits.scatter_reduce(0, index, rows, "amax")
+            pooled.update(pool_logits, start, stop, t_mask)
+    target, rank_text, rank_full = counter.finish(text_mask)
+    p_rank_text, p_rank_full = empty, empty
+    if n_pools:
+        _, p_rank_text, p_rank_full = pooled.finish(text_mask)
+    return Scores(
+        target, rank_text, rank_full, lse_all, lse_speech, top_id, top_logit,
+        p_rank_text, p_rank_full,
+    )  # fmt: skip
 
 
 __all__ = ["Scores", "Unembedding", "causal_lm", "score_hidden"]
