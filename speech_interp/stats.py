@@ -39,7 +39,9 @@ def _cluster_sums(arr: np.ndarray, clusters) -> tuple[np.ndarray, np.ndarray]:
         return flat, np.ones(arr.shape[0])
     labels = np.asarray(clusters)
     if labels.shape != (arr.shape[0],):
-        raise ValueError(f"clusters must hold one label per item ({arr.shape[0]}), got {labels.shape}")
+        raise ValueError(
+            f"clusters must hold one label per item ({arr.shape[0]}), got shape {labels.shape}"
+        )
     _, index = np.unique(labels, return_inverse=True)
     sums = np.zeros((int(index.max()) + 1, flat.shape[1]))
     np.add.at(sums, index, flat)

@@ -18,8 +18,9 @@ asks the hit to beat what the model predicted before the word began.
    metric is reported beside it): per word, the damage of projecting out its text direction
    (:func:`speech_interp.causal.ablation.ablate`) and the mean damage over the random directions.
    ``effect`` = mean over words of (text damage - mean random damage), with a bootstrap 95% CI
-   that resamples word types. The random control distribution is the mean damage over words of each random
-   direction (one value per direction); ``effect_size = (text damage - its mean) / its sd``.
+   that resamples word types. The random control distribution is the mean damage over words of
+   each random direction (one value per direction);
+   ``effect_size = (text damage - its mean) / its sd``.
    Causal = text damage > the 95th percentile of that distribution **and** effect CI low > 0.
 3. **Verdict**: ``load-bearing`` if decodable and causal; ``decodable-only`` if decodable and not
    causal; ``neither`` otherwise (a causal effect without decodability also reads ``neither``;
@@ -166,9 +167,7 @@ def decide(dec: dict, cau: dict) -> tuple[str, bool | None, bool | None]:
     """(verdict, decodable flag, causal flag) by rule 3."""
     if not dec.get("n") or not cau.get("n_words"):
         return "insufficient-data", None, None
-    is_dec = bool(
-        dec["ci_low"] is not None and dec["ci_low"] > 0 and dec["pre_onset_ci_low"] > 0
-    )
+    is_dec = bool(dec["ci_low"] is not None and dec["ci_low"] > 0 and dec["pre_onset_ci_low"] > 0)
     is_cau = bool(cau["text_damage"] > cau["control_p95"] and cau["ci_low"] > 0)
     if is_dec and is_cau:
         return "load-bearing", is_dec, is_cau

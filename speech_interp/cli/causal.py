@@ -32,6 +32,7 @@ from speech_interp.cli.common import (
     Model,
     Remote,
     Seed,
+    Sentences,
     Split,
     TextTokenizer,
     checked,
@@ -55,8 +56,8 @@ def _stream_bands(streams: str | None, n_layers: int) -> list[str]:
     return [band_label(checked(stream_band, b, n_layers, flag="--streams")) for b in spans(streams)]
 
 
-def _band_setup(model, data, split, backend, remote, streams, layers, text_tokenizer):
-    """(remote mode, utterances, model, layout, stream bands) of ``ablate`` / ``substitute``."""
+def _band_setup(model, data, split, backend, remote, streams, layers, text_tokenizer, sentences):
+    """(remote mode, command input, stream bands) of ``ablate`` / ``substitute``."""
     from speech_interp.core.residuals import n_layers
     from speech_interp.core.runs import parse_span
 
@@ -64,13 +65,15 @@ def _band_setup(model, data, split, backend, remote, streams, layers, text_token
     streams = renamed_option(streams, layers, "--streams")
     for span in spans(streams):  # the form, before the model loads; the range after
         checked(parse_span, span, flag="--streams")
-    utterances, loaded, layout = load_for_command(model, data, backend, split, text_tokenizer)
-    return rem, utterances, loaded, layout, _stream_bands(streams, n_layers(loaded))
+    given = load_for_command(model, data, backend, split, text_tokenizer, sentences)
+    return rem, given, _stream_bands(streams, n_layers(given.model))
 
 
-def _finish(out: Path, model: str, seed: int, data: Path, command: str, **extra) -> None:
-    """``run.json`` of a causal command: the shared fields, then the command's own."""
-    write_run_json(out, model, seed, data=data, extra={"command": command, **extra})
+def _finish(out: Path, model: str, seed: int, data_info: dict, command: str, **extra) -> None:
+    """``run.json`` of a causal command: the shared fields, the data selection, the command's."""
+    chosen = {k: v for k, v in data_info.items() if k != "data"}
+    extra = {"command": command, **chosen, **extra}
+    write_run_json(out, model, seed, data=data_info["data"], extra=extra)
 
 
 def _pairs_frame(pairs) -> pd.DataFrame:
@@ -90,8 +93,9 @@ def _pairs_frame(pairs) -> pd.DataFrame:
 
 def patch_command(
     model: Model,
-    data: Data,
+    data: Data = None,
     split: Split = None,
+    sentences: Sentences = "heldout",
     backend: Backend = "tl",
     remote: Remote = "off",
     out: Annotated[Path, typer.Option(help="output directory (also the resume checkpoint)")] = Path(
@@ -124,7 +128,9 @@ def patch_command(
     )
     if span is not None:
         checked(parse_span, span, flag="--blocks")
-    utterances, loaded, layout = load_for_command(model, data, backend, split, text_tokenizer)
+    utterances, loaded, layout, data_info = load_for_command(
+        model, data, backend, split, text_tokenizer, sentences
+    )
     blocks = None if span is None else checked(block_list, span, n_layers(loaded), flag="--blocks")
     pairs = make_pairs(utterances, seed=seed, max_pairs=max_pairs)
     kw = dict(kinds=kinds, layers=blocks, remote=rem, model_id=model)
@@ -141,7 +147,7 @@ def patch_command(
     write_csv(summarize_patching(table), out / "patch_summary.csv")
     for kind in sorted(set(exact.table["metric"])):
         plot_patching_heatmap(exact.table, out / f"patch_heatmap_{kind}.png", metric=kind)
-    _finish(out, model, seed, data, "patch", backend=backend, remote=remote, split=split,
+    _finish(out, model, seed, data_info, "patch", backend=backend, remote=remote,
             blocks=blocks, metrics=kinds, n_pairs=len(pairs), batch_size=batch_size,
             skipped=exact.skipped.to_dict(orient="records"))  # fmt: skip
     typer.echo(f"patch: {len(pairs)} pairs, {len(exact.table)} exact cells -> {out}")
@@ -150,8 +156,9 @@ def patch_command(
 
 def ablate_command(
     model: Model,
-    data: Data,
+    data: Data = None,
     split: Split = None,
+    sentences: Sentences = "heldout",
     backend: Backend = "tl",
     remote: Remote = "off",
     out: Annotated[Path, typer.Option(help="output directory")] = Path("out/ablate"),
@@ -170,9 +177,10 @@ def ablate_command(
     from speech_interp.lens import run_lens
     from speech_interp.plotting import plot_ablation_control
 
-    rem, utterances, loaded, layout, bands = _band_setup(
-        model, data, split, backend, remote, streams, layers, text_tokenizer
+    rem, given, bands = _band_setup(
+        model, data, split, backend, remote, streams, layers, text_tokenizer, sentences
     )
+    utterances, loaded, layout, data_info = given
     kw = dict(n_random=n_random, probe=probe, seed=seed, max_words=max_pairs, remote=rem)
     tables = [ablate(loaded, layout, utterances, band=b, model_id=model, **kw) for b in bands]
     table = pd.concat(tables, ignore_index=True)
@@ -191,7 +199,7 @@ def ablate_command(
     from speech_interp.causal.readouts import word_items
 
     _, skipped = word_items(utterances, layout, loaded.tokenizer)  # words no metric could read
-    _finish(out, model, seed, data, "ablate", backend=backend, remote=remote, split=split,
+    _finish(out, model, seed, data_info, "ablate", backend=backend, remote=remote,
             bands=bands, n_random=n_random, probe=probe, k=k, max_words=max_pairs,
             skipped=skipped.to_dict(orient="records"))  # fmt: skip
     summary = ", ".join(f"{e['band']}: {e['verdict']}" for e in content["bands"])
@@ -201,8 +209,9 @@ def ablate_command(
 
 def substitute_command(
     model: Model,
-    data: Data,
+    data: Data = None,
     split: Split = None,
+    sentences: Sentences = "heldout",
     backend: Backend = "tl",
     remote: Remote = "off",
     out: Annotated[Path, typer.Option(help="output directory")] = Path("out/substitute"),
@@ -219,9 +228,10 @@ def substitute_command(
     from speech_interp.causal.substitution import summarize_substitution
     from speech_interp.data import make_pairs
 
-    rem, utterances, loaded, layout, bands = _band_setup(
-        model, data, split, backend, remote, streams, layers, text_tokenizer
+    rem, given, bands = _band_setup(
+        model, data, split, backend, remote, streams, layers, text_tokenizer, sentences
     )
+    utterances, loaded, layout, data_info = given
     alphas = [float(a) for a in alpha.split(",") if a.strip()]
     pairs = make_pairs(utterances, seed=seed, max_pairs=max_pairs)
     kw = dict(alphas=alphas, n_random=n_random, seed=seed, remote=rem)
@@ -233,7 +243,7 @@ def substitute_command(
     write_csv(table, out / "substitution.csv")
     write_csv(summarize_substitution(table), out / "substitution_summary.csv")
     write_csv(_pairs_frame(pairs), out / "pairs.csv")
-    _finish(out, model, seed, data, "substitute", backend=backend, remote=remote, split=split,
+    _finish(out, model, seed, data_info, "substitute", backend=backend, remote=remote,
             bands=bands, alphas=alphas, n_random=n_random, n_pairs=len(pairs),
             n_pairs_used=len(pairs) - len(skipped), skipped_pairs=skipped)  # fmt: skip
     typer.echo(

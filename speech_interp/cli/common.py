@@ -1,24 +1,35 @@
 """What every command shares: its options, the one model + data loader, the remote flag.
 
 Options: ``--model`` (HF id, local dir or ``organism[:v]``), ``--data`` (utterance file,
-:mod:`speech_interp.data`), ``--split``, ``--backend tl|nnsight``, ``--remote off|local|ndif``
-(nnsight only: ``local`` is nnsight's simulation of the NDIF server, ``ndif`` needs
-``NDIF_API_KEY``), ``--seed``, ``--out``.
+:mod:`speech_interp.data`; for an organism model the shipped evaluation set and its ``eval``
+split when omitted), ``--split``, ``--sentences`` (held-out sentences by default),
+``--backend tl|nnsight``, ``--remote off|local|ndif`` (nnsight only: ``local`` is nnsight's
+simulation of the NDIF server, ``ndif`` needs ``NDIF_API_KEY``), ``--seed``, ``--out``.
 """
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 import typer
 
 REMOTE = {"off": False, "local": "local", "ndif": True}
 
 Model = Annotated[str, typer.Option(help="HF id, local save_pretrained dir or organism[:v]")]
-Data = Annotated[Path, typer.Option(help="utterance file (JSON Lines, speech_interp.data)")]
+Data = Annotated[
+    Path | None,
+    typer.Option(
+        help="utterance file (JSON Lines, speech_interp.data); organism models default to the "
+        "shipped evaluation set, split eval"
+    ),
+]
 Split = Annotated[str | None, typer.Option(help="use only utterances of this split (e.g. eval)")]
+Sentences = Annotated[
+    str,
+    typer.Option(help="heldout (not seen_in_training) | seen | all"),
+]
 Backend = Annotated[str, typer.Option(help="tl | nnsight")]
 Remote = Annotated[str, typer.Option(help="off | local (simulated NDIF) | ndif (NDIF_API_KEY)")]
 Seed = Annotated[int, typer.Option(help="seed of controls, pairs, directions and bootstrap")]
@@ -42,27 +53,65 @@ def remote_mode(remote: str, backend: str) -> bool | str:
     return resolve_remote(REMOTE[remote], backend)  # key and host checked before the model loads
 
 
+class CommandInput(NamedTuple):
+    """What a command reads: the selected utterances, the model, its layout, and where the
+    utterances came from (``data_info``, recorded in run.json)."""
+
+    utterances: list
+    model: object
+    layout: object
+    data_info: dict
+
+
 def load_for_command(
-    model: str, data: Path, backend: str, split: str | None, text_tokenizer: str | None = None
-):
-    """(utterances, model, layout) of a command: read ``data`` (only ``split`` if given) and
-    load ``model``. An unknown ``--split`` is a usage error; a data file whose header names
-    another family than the model's is an error."""
-    from speech_interp.data import UnknownSplit, read_utterances, select_split
+    model: str,
+    data: Path | None,
+    backend: str,
+    split: str | None,
+    text_tokenizer: str | None = None,
+    sentences: str = "heldout",
+) -> CommandInput:
+    """Read ``data`` (only ``split`` if given, only ``sentences``) and load ``model``.
+
+    An organism model without ``--data`` reads the shipped evaluation set, split ``eval`` unless
+    ``--split`` says otherwise. An unknown ``--split`` or an empty selection is a usage error;
+    a data file whose header names another family than the model's is an error."""
+    from speech_interp.data import UnknownSplit, read_utterances, select_sentences, select_split
     from speech_interp.models import load
 
+    if data is None:
+        if not model.startswith("organism"):
+            raise typer.BadParameter(
+                "--data is required (only organism models have a shipped default)",
+                param_hint="--data",
+            )
+        from speech_interp.organism import SHIPPED_DATA
+
+        data, split = SHIPPED_DATA, split or "eval"
     header, utterances = read_utterances(data)
     try:
         utterances = select_split(utterances, split)
     except UnknownSplit as err:
         raise typer.BadParameter(str(err), param_hint="--split") from None
+    n_split = len(utterances)
+    try:
+        utterances = select_sentences(utterances, sentences)
+    except (UnknownSplit, ValueError) as err:
+        raise typer.BadParameter(str(err), param_hint="--sentences") from None
     loaded, layout = load(model, backend=backend, text_tokenizer=text_tokenizer)
     family = header.get("family")
     if family is not None and family != layout.spec.name:
         raise ValueError(
             f"{data} holds units of family {family!r} but the model is {layout.spec.name!r}"
         )
-    return utterances, loaded, layout
+    info = {
+        "data": str(data),
+        "split": split,
+        "sentences": sentences,
+        "n_utterances": len(utterances),
+        "n_left_out_by_sentences": n_split - len(utterances),
+    }
+    return CommandInput(utterances, loaded, layout, info)
 
 
 def renamed_option(new: str | None, old: str | None, new_flag: str) -> str | None:
@@ -91,6 +140,7 @@ def checked(fn, *args, flag: str):
 
 
 __all__ = [
+    "CommandInput",
     "REMOTE",
     "checked",
     "load_for_command",

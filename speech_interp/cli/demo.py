@@ -1,11 +1,12 @@
 """``speech-interp demo``: the main job on the shipped organism and its ablations.
 
-Runs the logit lens on the shipped evaluation set (held-out sentences in training voices) for
-every shipped variant and writes ``lens.csv`` (all variants), ``phases.json``, a phase-curve
-figure comparing the variants, a token heatmap of one utterance, ``report.md`` and ``run.json``;
-then the causal test: text-direction ablation against 20 random directions in three layer bands
-(:func:`demo_bands`), the verdict per variant and band (``verdict.json``, rule in
-:mod:`speech_interp.causal.verdict`) and one ablation-vs-control figure per variant.
+Runs the logit lens on the shipped evaluation set (held-out sentences in training voices; the
+fact sentences, which are training sentences, are scored apart) for every shipped variant and
+writes ``lens.csv`` (all variants), ``phases.json``, a phase-curve figure comparing the variants,
+a token heatmap of one utterance, ``report.md`` and ``run.json``; then the causal test:
+text-direction ablation against 20 random directions in three layer bands (:func:`demo_bands`),
+the verdict per variant and band (``verdict.json``, rule in :mod:`speech_interp.causal.verdict`)
+and one ablation-vs-control figure per variant.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def best_intermediate(excess: pd.DataFrame) -> pd.Series:
     return inner.loc[inner["value"].idxmax()]
 
 
-def _rate(summary: pd.DataFrame, metric: str, layer: int, rule: str = "any") -> pd.Series:
+def _rate(summary: pd.DataFrame, metric: str, layer: int, rule: str) -> pd.Series:
     sel = summary[
         (summary["metric"] == metric)
         & (summary["k"] == 5)
@@ -73,24 +74,40 @@ def _rate(summary: pd.DataFrame, metric: str, layer: int, rule: str = "any") -> 
     return sel.iloc[0]
 
 
+def _triple(row: pd.Series) -> list:
+    return [row["value"], row["ci_low"], row["ci_high"]]
+
+
 def report_rows(variant: str, result, seed: int) -> dict:
-    """Best-layer content-word transcription@5 (and next_word@5) with controls and CIs."""
+    """Best-layer content-word transcription@5 (``after_uniqueness``) and next_word@5 (``last``)
+    with the drawn and expected controls, pre-onset and the excesses with CIs. The best layer is
+    the intermediate layer of largest excess over the control."""
     from speech_interp.lens import excess_over_control
 
     row: dict = {"variant": variant}
-    for metric, rule in (("transcription", "any"), ("next_word", "last")):
+    for metric, rule in (("transcription", "after_uniqueness"), ("next_word", "last")):
         ex = excess_over_control(result.words, metric=metric, k=5, seed=seed)
         best = best_intermediate(ex)
         layer = int(best["layer"])
-        own = _rate(result.summary, metric, layer, rule)
-        ctrl = _rate(result.summary, f"{metric}_control", layer, rule)
-        row[metric] = {
+        entry = {
             "layer": layer,
-            "rate": [own["value"], own["ci_low"], own["ci_high"]],
-            "control": [ctrl["value"], ctrl["ci_low"], ctrl["ci_high"]],
-            "excess": [best["value"], best["ci_low"], best["ci_high"]],
+            "position_rule": rule,
+            "rate": _triple(_rate(result.summary, metric, layer, rule)),
+            "control": _triple(_rate(result.summary, f"{metric}_control", layer, rule)),
+            "excess": _triple(best),
             "n": int(best["n"]),
         }
+        if metric == "transcription":
+            summary = result.summary
+            entry["expected_control"] = _triple(
+                _rate(summary, "transcription_control_expected", layer, rule)
+            )
+            entry["pre_onset"] = _triple(_rate(summary, metric, layer, "pre_onset"))
+            pre = excess_over_control(result.words, k=5, baseline="pre_onset", seed=seed)
+            entry["excess_pre_onset"] = _triple(pre[pre["layer"] == layer].iloc[0])
+            entry["any"] = _triple(_rate(summary, metric, layer, "any"))
+            entry["maxpool"] = _triple(_rate(summary, metric, layer, "maxpool"))
+        row[metric] = entry
     return row
 
 
@@ -103,9 +120,9 @@ def verdict_markdown(all_verdicts: dict) -> list[str]:
         "",
         "## Causal verdict (text-direction ablation vs 20 random directions, speech metric)",
         "",
-        "| variant | band | verdict | decodable excess [CI] | damage: text | random mean | "
-        "text - random [CI] | effect size |",
-        "|---|---|---|---|---|---|---|---|",
+        "| variant | band | verdict | decodable: excess over control [CI] | over pre-onset [CI] "
+        "| damage: text | random mean | text - random [CI] | effect size |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for variant, content in all_verdicts.items():
         for b in content["bands"]:
@@ -116,38 +133,80 @@ def verdict_markdown(all_verdicts: dict) -> list[str]:
 
             lines.append(
                 f"| {variant} | {b['band']} | **{b['verdict']}** | {f(d.get('excess'))} "
-                f"[{f(d.get('ci_low'))}, {f(d.get('ci_high'))}] | {f(c.get('text_damage'))} | "
+                f"[{f(d.get('ci_low'))}, {f(d.get('ci_high'))}] | {f(d.get('excess_pre_onset'))} "
+                f"[{f(d.get('pre_onset_ci_low'))}, {f(d.get('pre_onset_ci_high'))}] | "
+                f"{f(c.get('text_damage'))} | "
                 f"{f(c.get('control_mean'))} | {f(c.get('effect'))} [{f(c.get('ci_low'))}, "
                 f"{f(c.get('ci_high'))}] | {f(c.get('effect_size'))} |"
             )
     lines += [
         "",
-        "One training seed per variant (the shipped weights). Over training seeds the controls'",
-        "verdicts replicate and full's load-bearing reading at 3-4 does not (seeds 1 and 2:",
-        'neither in every band); see docs/causal.md, "Robustness over training seeds".',
+        "One training seed per variant (the shipped weights); verdicts over training seeds are",
+        'in docs/causal.md, "Robustness over training seeds".',
     ]
     return lines
 
 
 def write_report(
-    out: Path, rows: list[dict], bands: pd.DataFrame, split: str, all_verdicts: dict
+    out: Path,
+    rows: list[dict],
+    bands: pd.DataFrame,
+    split: str,
+    all_verdicts: dict,
+    seen_rows: list[dict] | None = None,
 ) -> Path:
     lines = [
         "# speech-interp demo: the shipped organism",
         "",
-        f"Logit lens on the shipped evaluation set ({split}), spoken content words, top-5 over",
-        "the text vocabulary. The claim is always the excess over a same-category control word;",
-        "the best layer is chosen among intermediate layers (not the input, not the output).",
+        f"Logit lens on the shipped evaluation set ({split} split, held-out sentences), spoken",
+        "content words, top-5 over the text vocabulary, 95% CIs resampling word types.",
+        "Transcription reads a word's positions at or after its uniqueness point",
+        "(`after_uniqueness`) and must beat both its control word (matched on category and",
+        "frequency) and what the model predicted before the word began (`pre_onset`). The best",
+        "layer is the intermediate layer (not the input, not the output) of largest excess over",
+        "the control.",
         "",
-        "| variant | phase | best layer | rate | control | excess | n |",
-        "|---|---|---|---|---|---|---|",
+        "| variant | layer | transcription | control | expected control | pre-onset | "
+        "excess over control | excess over pre-onset | n |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        for metric in ("transcription", "next_word"):
-            r = row[metric]
+        r = row["transcription"]
+        lines.append(
+            f"| {row['variant']} | {r['layer']} | {_fmt(r['rate'])} | {_fmt(r['control'])} | "
+            f"{_fmt(r['expected_control'])} | {_fmt(r['pre_onset'])} | {_fmt(r['excess'])} | "
+            f"{_fmt(r['excess_pre_onset'])} | {r['n']} |"
+        )
+    lines += [
+        "",
+        "The same words and layer under the other position rules (`any`: a hit at any of the",
+        "word's positions, including before its uniqueness point; `maxpool`: logits max-pooled",
+        "over the word's positions), and the next word (at the word's last position):",
+        "",
+        "| variant | transcription, any | transcription, maxpool | next-word layer | next word | "
+        "control | excess | n |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        r, n = row["transcription"], row["next_word"]
+        lines.append(
+            f"| {row['variant']} | {_fmt(r['any'])} | {_fmt(r['maxpool'])} | {n['layer']} | "
+            f"{_fmt(n['rate'])} | {_fmt(n['control'])} | {_fmt(n['excess'])} | {n['n']} |"
+        )
+    if seen_rows:
+        lines += [
+            "",
+            "Reported apart: the sentences marked `seen_in_training` (the 40 fact sentences,",
+            "which training also contains), same rules:",
+            "",
+            "| variant | layer | transcription | control | pre-onset | excess over control | n |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for row in seen_rows:
+            r = row["transcription"]
             lines.append(
-                f"| {row['variant']} | {metric} | {r['layer']} | {_fmt(r['rate'])} | "
-                f"{_fmt(r['control'])} | {_fmt(r['excess'])} | {r['n']} |"
+                f"| {row['variant']} | {r['layer']} | {_fmt(r['rate'])} | {_fmt(r['control'])} | "
+                f"{_fmt(r['pre_onset'])} | {_fmt(r['excess'])} | {r['n']} |"
             )
     lines += ["", "Phase bands (rules in phases.json):", ""]
     for _, b in bands.iterrows():
@@ -173,21 +232,27 @@ def run_demo(
     max_words: int = 80,
 ) -> Path:
     """Lens (and, with ``causal``, the ablation verdict) on every variant; returns the report."""
-    from speech_interp.data import read_utterances, select_split
+    from speech_interp.data import is_seen, read_utterances, select_sentences, select_split
     from speech_interp.lens import phase_bands, run_lens
+    from speech_interp.lens.metrics import CI_RULE
     from speech_interp.models import load
     from speech_interp.plotting import plot_phase_curves, plot_token_heatmap
 
     _, utterances = read_utterances(data)
-    utterances = select_split(utterances, split)[:limit]
+    in_split = select_split(utterances, split)
+    utterances = select_sentences(in_split, "heldout")[:limit]
+    seen = [u for u in in_split if is_seen(u)][:limit]
     out.mkdir(parents=True, exist_ok=True)
-    summaries, words, rows, all_verdicts = [], [], [], {}
+    summaries, words, rows, seen_rows, all_verdicts = [], [], [], [], {}
     for variant in tqdm(variants, desc="variants"):
         model, layout = load(f"organism:{variant}", backend=backend)
         result = run_lens(model, layout, utterances, seed=seed, model_id=variant, progress=False)
         summaries.append(result.summary)
         words.append(result.words)
         rows.append(report_rows(variant, result, seed))
+        if seen:
+            seen_result = run_lens(model, layout, seen, seed=seed, model_id=variant, progress=False)
+            seen_rows.append(report_rows(variant, seen_result, seed))
         if causal:
             all_verdicts[variant] = causal_verdict(
                 model, layout, utterances, result, variant, seed, max_words, out
@@ -199,7 +264,8 @@ def run_demo(
     write_csv(summary, out / "lens.csv")
     bands = phase_bands(pd.concat(words, ignore_index=True), seed=seed)
     write_phases(out, bands)
-    write_text(out / "best_layers.json", json.dumps(rows, indent=2) + "\n")
+    best = {"heldout": rows, "seen_in_training": seen_rows}
+    write_text(out / "best_layers.json", json.dumps(best, indent=2) + "\n")
     plot_phase_curves(summary, out / "phase_curves.png", title="organism variants")
     if causal:
         write_verdicts(out, all_verdicts)
@@ -207,7 +273,10 @@ def run_demo(
         "command": "demo",
         "variants": list(variants),
         "split": split,
+        "sentences": "heldout (seen_in_training reported apart)",
         "n_utterances": len(utterances),
+        "n_seen_in_training": len(seen),
+        "ci": CI_RULE,
         "backend": backend,
         "causal": causal,
         "max_words": max_words,
@@ -215,7 +284,7 @@ def run_demo(
     write_run_json(
         out, "organism", seed, weights_dir=ORGANISM_DIR / variants[0], data=data, extra=extra
     )
-    return write_report(out, rows, bands, split, all_verdicts)
+    return write_report(out, rows, bands, split, all_verdicts, seen_rows)
 
 
 def demo_command(

@@ -1,7 +1,8 @@
 """``speech-interp lens``: run the lens on a data file and write tables, phases, plots, run.json.
 
 Outputs in ``--out``: ``lens.csv`` (tidy summary, the columns in :data:`LENS_COLUMNS`),
-``lens_words.csv`` (one row per spoken word x layer), ``phases.json`` (layer bands and their
+``lens_words.csv`` (one row per spoken word x layer), ``lens_pool.csv`` (one row per word x
+layer x member of its control pool), ``phases.json`` (layer bands and their
 rules), ``phase_curves.png``, ``token_heatmap.png`` (first utterance with spoken words) and
 ``run.json``.
 """
@@ -19,6 +20,7 @@ from speech_interp.cli.common import (
     Data,
     Model,
     Seed,
+    Sentences,
     Split,
     TextTokenizer,
     load_for_command,
@@ -41,8 +43,9 @@ def _tuned_lens(tuned_path: Path | None, model, utterances, layout, seed: int, s
 
 def lens_command(
     model: Model,
-    data: Data,
+    data: Data = None,
     split: Split = None,
+    sentences: Sentences = "heldout",
     backend: Backend = "tl",
     lens: Annotated[str, typer.Option(help="a registered lens: logit | tuned")] = "logit",
     tuned_path: Annotated[
@@ -57,13 +60,16 @@ def lens_command(
 ) -> object:
     """Logit / tuned lens per word and layer: transcription, next word, speech mass, phases."""
     from speech_interp.lens import LENSES, phase_bands, run_lens
+    from speech_interp.lens.metrics import CI_RULE, POSITION_RULES
     from speech_interp.plotting import plot_phase_curves, plot_token_heatmap
 
     if lens not in LENSES:
         raise typer.BadParameter(f"--lens must be one of {', '.join(LENSES)}, got {lens!r}")
     if lens == "logit" and tuned_path is not None:
         raise typer.BadParameter("--tuned-path is only used with --lens tuned")
-    utterances, loaded, layout = load_for_command(model, data, backend, split, text_tokenizer)
+    utterances, loaded, layout, data_info = load_for_command(
+        model, data, backend, split, text_tokenizer, sentences
+    )
     lens_obj, lens_note = "logit", None
     if lens == "tuned":
         lens_obj, lens_note = _tuned_lens(tuned_path, loaded, utterances, layout, seed, tuned_steps)
@@ -73,26 +79,31 @@ def lens_command(
     out.mkdir(parents=True, exist_ok=True)
     write_csv(result.summary, out / "lens.csv")
     write_csv(result.words, out / "lens_words.csv")
+    write_csv(result.pool, out / "lens_pool.csv")
     write_phases(out, phase_bands(result, seed=seed))
     plot_phase_curves(result.summary, out / "phase_curves.png", title=model)
     spoken = next(u for u in utterances if any(w.modality == "speech" for w in u.words))
     prompt = spoken.to_prompt(layout, loaded.tokenizer)
     plot_token_heatmap(loaded, layout, prompt, lens_obj, out / "token_heatmap.png")
     n_words = int(result.words["item"].nunique())
+    data_info = dict(data_info)
     extra = {
         "command": "lens",
-        "split": split,
+        **{k: v for k, v in data_info.items() if k != "data"},
         "backend": backend,
         "lens": lens,
         "tuned_path": str(tuned_path) if tuned_path else None,
         "tuned_lens": lens_note,
         "chunk_size": chunk_size,
-        "n_utterances": len(utterances),
         "n_spoken_words": n_words,
+        "position_rules": list(POSITION_RULES),
+        "controls": "matched on category and frequency (speech_interp.data.targets); expected "
+        "control over each word's pool in transcription_control_expected",
+        "ci": CI_RULE,
         "words_target_missing": result.n_missing,
         "missing_words": result.missing.to_dict(orient="records"),
     }
-    write_run_json(out, model, seed, data=data, extra=extra)
+    write_run_json(out, model, seed, data=data_info["data"], extra=extra)
     typer.echo(f"lens: {n_words} spoken words, {result.n_missing} without a target -> {out}")
     return result
 

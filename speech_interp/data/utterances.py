@@ -7,6 +7,10 @@ JSON Lines. The first line is a header, every further line one utterance::
      "words": [{"word": "the", "units": [3, 17, 9], "modality": "speech",
                 "category": "det", "content": false}, ...]}
 
+Optional per utterance: ``"seen_in_training": true`` marks a sentence the model was trained on
+(the organism's fact probes): analyses use held-out sentences by default and report seen ones
+apart (:func:`select_sentences`).
+
 Per word: ``word`` (text, non-empty), ``modality`` ("speech" needs ``units``, a non-empty list of
 deduplicated unit ids; "text" needs none), optional ``category`` (used to pick matched controls)
 and ``content`` (content word or function word; default true). ``family`` and ``n_units`` in the
@@ -25,6 +29,8 @@ from speech_interp.hooks import TokenLayout
 
 FORMAT = "speech-interp-utterances"
 VERSION = 1
+SEEN = "seen_in_training"
+SENTENCES = ("heldout", "seen", "all")
 
 
 class DataFormatError(ValueError):
@@ -133,6 +139,8 @@ def read_utterances(path: str | Path) -> tuple[dict, list[Utterance]]:
         for key in ("voice", "split"):
             if not isinstance(raw.get(key), (str, type(None))):
                 raise DataFormatError(f"{where}: '{key}' must be a string")
+        if not isinstance(raw.get(SEEN, False), bool):
+            raise DataFormatError(f"{where}: '{SEEN}' must be true or false")
         uid = str(raw["id"])
         if uid in seen:
             raise DataFormatError(f"{where}: utterance id {uid!r} already used on line {seen[uid]}")
@@ -198,4 +206,24 @@ def select_split(utterances: Sequence[Utterance], split: str | None) -> list[Utt
     if not chosen:
         have = sorted({str(u.split) for u in utterances})
         raise UnknownSplit(f"no utterance has split {split!r}; the data has splits {have}")
+    return chosen
+
+
+def is_seen(utterance: Utterance) -> bool:
+    """Whether the data marks this sentence as one the model was trained on."""
+    return utterance.meta.get(SEEN) is True
+
+
+def select_sentences(utterances: Sequence[Utterance], which: str = "heldout") -> list[Utterance]:
+    """``heldout``: sentences not marked ``seen_in_training``; ``seen``: the marked ones;
+    ``all``: both. An empty selection is an error that says how many of each the data holds."""
+    if which not in SENTENCES:
+        raise ValueError(f"sentences must be one of {', '.join(SENTENCES)}, got {which!r}")
+    chosen = [u for u in utterances if which == "all" or is_seen(u) == (which == "seen")]
+    if not chosen:
+        n_seen = sum(is_seen(u) for u in utterances)
+        raise UnknownSplit(
+            f"no {which} sentence: the data holds {len(utterances) - n_seen} held-out and "
+            f"{n_seen} seen_in_training sentences"
+        )
     return chosen

@@ -113,7 +113,7 @@ def _plan(
         slot_of_row += [s] * len(word_pos)
         last_of_slot.append(first + len(word_pos) - 1)
     pre_rows = []
-    for s, w in enumerate(slots):
+    for w in slots:
         pre = int(prompt.word_positions[w][0]) - 1
         pre_rows.append(len(rows) if pre >= 0 else -1)
         if pre >= 0:

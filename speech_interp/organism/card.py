@@ -2,8 +2,9 @@
 
 Tables (markdown) per variant: parameters and training time, held-out loss per modality,
 behavioural probes (copy, fact recall, transfer) with CIs, and the logit lens per layer:
-content-word transcription@5 (text vocab, any position) against its matched control, the paired
-excess with its CI, and next_word@5 against its control, in training and held-out voices.
+content-word transcription@5 (text vocab, at or after the word's uniqueness point) against its
+matched control and its own pre-onset rate, the paired excesses with CIs, and next_word@5
+against its control, in training and held-out voices, on held-out sentences only.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 import speech_interp as si
-from speech_interp.data import read_utterances
+from speech_interp.data import read_utterances, select_sentences
 from speech_interp.lens import excess_over_control, phase_bands, run_lens
 
 SPLITS = {"eval": "training voices, held-out sentences", "heldout_voice": "held-out voices"}
@@ -24,6 +25,7 @@ def lens_tables(vdir: Path, data: Path, seed: int) -> dict[str, pd.DataFrame]:
     """Per split: one row per layer with transcription / next-word rates, controls, excess."""
     model, layout = si.load(str(vdir), backend="tl")
     _, utts = read_utterances(data)
+    utts = select_sentences(utts, "heldout")
     out = {}
     for split in SPLITS:
         result = run_lens(
@@ -34,16 +36,21 @@ def lens_tables(vdir: Path, data: Path, seed: int) -> dict[str, pd.DataFrame]:
         sel = (s["k"] == 5) & (s["vocab"] == "text") & (s["words"] == "content")
         table = {}
         for metric, rule in (
-            ("transcription", "any"),
-            ("transcription_control", "any"),
+            ("transcription", "after_uniqueness"),
+            ("transcription_control", "after_uniqueness"),
             ("next_word", "last"),
             ("next_word_control", "last"),
         ):
             rows = s[sel & (s["metric"] == metric) & (s["position_rule"] == rule)]
             table[metric] = rows.set_index("layer")[["value", "ci_low", "ci_high", "n"]]
+        cols = ["value", "ci_low", "ci_high", "n"]
+        pre = s[sel & (s["metric"] == "transcription") & (s["position_rule"] == "pre_onset")]
+        table["transcription_pre_onset"] = pre.set_index("layer")[cols]
         for metric in ("transcription", "next_word"):
             ex = excess_over_control(result.words, metric=metric, k=5, seed=seed)
-            table[f"{metric}_excess"] = ex.set_index("layer")[["value", "ci_low", "ci_high", "n"]]
+            table[f"{metric}_excess"] = ex.set_index("layer")[cols]
+        ex = excess_over_control(result.words, k=5, baseline="pre_onset", seed=seed)
+        table["transcription_excess_pre_onset"] = ex.set_index("layer")[cols]
         frame = pd.concat(table, axis=1)
         frame.attrs["phases"] = phase_bands(result, seed=seed).to_dict("records")
         out[split] = frame
@@ -57,8 +64,9 @@ def _fmt(row, metric: str) -> str:
 
 def lens_markdown(frame: pd.DataFrame) -> str:
     lines = [
-        "| layer | transcription@5 | control | excess | next_word@5 | control | excess |",
-        "|---|---|---|---|---|---|---|",
+        "| layer | transcription@5 | control | pre-onset | excess over control | "
+        "excess over pre-onset | next_word@5 | control | excess |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for layer, row in frame.iterrows():
         cells = [
@@ -66,7 +74,9 @@ def lens_markdown(frame: pd.DataFrame) -> str:
             for m in (
                 "transcription",
                 "transcription_control",
+                "transcription_pre_onset",
                 "transcription_excess",
+                "transcription_excess_pre_onset",
                 "next_word",
                 "next_word_control",
                 "next_word_excess",

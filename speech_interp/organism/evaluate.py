@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from speech_interp.data.prompt import MARKER, Prompt, build_prompt
-from speech_interp.data.utterances import Utterance, Word
+from speech_interp.data.utterances import SEEN, Utterance, Word
 from speech_interp.stats import bootstrap_ci
 
 from .corpus import collate
@@ -183,5 +183,6 @@ def eval_utterances(units, seed: int, n_eval: int) -> list[Utterance]:
                 Word(w, "speech", tuple(units[voice][w]), _CATEGORY[w], _CATEGORY[w] != "function")
                 for w in words
             )
-            out.append(Utterance(f"{split}-{i:04d}", ws, voice, split, {"kind": kind}))
+            meta = {"kind": kind} | ({SEEN: True} if kind == "fact" else {})
+            out.append(Utterance(f"{split}-{i:04d}", ws, voice, split, meta))
     return out

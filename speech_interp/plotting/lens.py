@@ -25,7 +25,9 @@ DEFAULT_PAIRS = (
     ("transcription", "transcription_control"),
     ("next_word", "next_word_control"),
 )
-_RULE = {"transcription": "any", "transcription_control": "any"}  # next_word*: "last"
+# transcription against its control and its own pre-onset prediction, read at or after the
+# uniqueness point; next_word*: "last"
+TRANSCRIPTION_RULE = "after_uniqueness"
 
 
 def _label(variant: tuple, varying: list[int]) -> str:
@@ -64,7 +66,8 @@ def plot_phase_curves(
     """One panel per (metric, control) pair plus speech_mass; rates vs layer with 95% CI bands.
 
     Each model / backend / lens variant in ``summary`` gets one colour: the metric solid, its
-    control dashed. Transcription uses position_rule ``any``, next_word ``last``.
+    control dashed. Transcription uses position_rule ``after_uniqueness`` and also draws its
+    ``pre_onset`` rate dotted (what the model predicted before the word); next_word ``last``.
     """
     variants = list(dict.fromkeys(map(tuple, summary[["model", "backend", "lens"]].to_numpy())))
     if not variants:
@@ -77,9 +80,14 @@ def plot_phase_curves(
     for ax, panel in zip(axes[0], panels, strict=True):
         for c, variant in enumerate(variants):
             rows = summary[(summary[["model", "backend", "lens"]] == list(variant)).all(axis=1)]
-            for metric, style in zip(panel, ("-", "--"), strict=False):
+            lines = list(zip(panel, ("-", "--"), strict=False))
+            rules = [TRANSCRIPTION_RULE if m.startswith("transcription") else None for m in panel]
+            if panel[0] == "transcription":
+                lines.append(("transcription", ":"))
+                rules.append("pre_onset")
+            for (metric, style), rule in zip(lines, rules, strict=True):
                 is_mass = metric == "speech_mass"
-                rule = "any" if is_mass else _RULE.get(metric, "last")
+                rule = "any" if is_mass else (rule or "last")
                 sel = _select(
                     rows,
                     metric,
@@ -97,7 +105,8 @@ def plot_phase_curves(
                     marker="o",
                     ms=3,
                     color=color,
-                    label=f"{_label(variant, varying)}: {metric}",
+                    label=f"{_label(variant, varying)}: {metric}"
+                    + (" (pre-onset)" if rule == "pre_onset" else ""),
                 )
                 ax.fill_between(
                     sel["layer"],

@@ -72,3 +72,26 @@ def test_bad_parameters_are_errors():
         bootstrap_ci(np.zeros(3), alpha=1.5)
     with pytest.raises(ValueError, match="n_boot"):
         bootstrap_ci(np.zeros(3), n_boot=0)
+
+
+def test_cluster_bootstrap_resamples_whole_clusters():
+    rng = np.random.default_rng(0)
+    # 10 clusters of 20 identical occurrences: the occurrence bootstrap treats 200 values as
+    # independent and is far too narrow; the cluster bootstrap sees 10 values
+    cluster_means = rng.normal(size=10)
+    values = np.repeat(cluster_means, 20)
+    labels = np.repeat([f"w{i}" for i in range(10)], 20)
+    mean, lo, hi = bootstrap_ci(values, n_boot=2000, seed=1, clusters=labels)
+    _, lo_items, hi_items = bootstrap_ci(values, n_boot=2000, seed=1)
+    _, lo_means, hi_means = bootstrap_ci(cluster_means, n_boot=2000, seed=1)
+    assert mean == pytest.approx(values.mean())
+    assert (hi - lo) > 3 * (hi_items - lo_items)
+    assert (hi - lo) == pytest.approx(hi_means - lo_means, rel=0.15)
+    # one item per cluster is the item bootstrap, draw for draw
+    singletons = bootstrap_ci(cluster_means, n_boot=500, seed=2, clusters=np.arange(10))
+    assert singletons == bootstrap_ci(cluster_means, n_boot=500, seed=2)
+    # unequal clusters: a resample's statistic is the mean over the drawn clusters' items
+    a, b, c = paired_excess(values, np.zeros(200), n_boot=300, seed=1, clusters=labels)
+    assert (a, b, c) == bootstrap_ci(values, n_boot=300, seed=1, clusters=labels)
+    with pytest.raises(ValueError, match="one label per item"):
+        bootstrap_ci(values, clusters=labels[:5])

@@ -121,3 +121,24 @@ def test_unknown_split_is_a_usage_error(app, setup, tmp_path):
     res = CliRunner().invoke(app, ["ablate", "--model", model, "--data", str(data), "--out",
                                    str(tmp_path), "--split", "nope"])  # fmt: skip
     assert res.exit_code == 2 and "no utterance has split 'nope'" in res.output
+
+
+def test_data_defaults_and_sentence_selection(app, setup, tmp_path):
+    from speech_interp.cli.common import load_for_command
+    from speech_interp.organism import SHIPPED_DATA
+
+    model, data = setup
+    res = CliRunner().invoke(app, ["ablate", "--model", model, "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "--data is required" in res.output
+    # an organism without --data: the shipped evaluation set, its eval split, held-out sentences
+    utts, _, layout, info = load_for_command("organism:full", None, "tl", None)
+    assert layout.spec.name == "organism"
+    assert info == {"data": str(SHIPPED_DATA), "split": "eval", "sentences": "heldout",
+                    "n_utterances": 300, "n_left_out_by_sentences": 40}  # fmt: skip
+    assert {u.split for u in utts} == {"eval"}
+    assert not any(u.meta.get("seen_in_training") for u in utts)
+    seen, *_ = load_for_command("organism:full", None, "tl", None, sentences="seen")
+    assert len(seen) == 40 and {u.meta["kind"] for u in seen} == {"fact"}
+    res = CliRunner().invoke(app, ["ablate", "--model", model, "--data", str(data), "--out",
+                                   str(tmp_path), "--sentences", "seen"])  # fmt: skip
+    assert res.exit_code == 2 and "no seen sentence" in res.output

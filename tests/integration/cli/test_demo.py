@@ -28,4 +28,12 @@ def test_demo_writes_lens_plots_and_report(tmp_path):
         assert all(b["verdict"] in VERDICTS for b in content["bands"])
     report = (out / "report.md").read_text()
     for variant in ("full", "no-interleave", "random-init", "planted", "decodable-only"):
-        assert f"| {variant} | transcription |" in report
+        assert f"| {variant} | " in report
+    assert "after_uniqueness" in report and "pre_onset" in report
+    best = json.loads((out / "best_layers.json").read_text())
+    assert len(best["heldout"]) == 5 and len(best["seen_in_training"]) == 5  # facts apart
+    t = best["heldout"][0]["transcription"]
+    assert t["position_rule"] == "after_uniqueness"
+    assert t["excess"][0] == pytest.approx(t["rate"][0] - t["control"][0])
+    assert t["excess_pre_onset"][0] == pytest.approx(t["rate"][0] - t["pre_onset"][0])
+    assert run["n_seen_in_training"] == 6 and run["n_utterances"] == 6

@@ -92,11 +92,24 @@ def test_lens_matches_hand_computation(models, data, tl_result):
             assert [row.target_id] == tok.encode(" " + row.word, add_special_tokens=False)
             pos = prompt.word_positions[row.word_index].tolist()
             lg = logits[row.layer]
-            for prefix, token in (("rank", row.target_id), ("control_rank", row.control_id)):
+            pool = tl_result.pool
+            pool = pool[(pool["item"] == row.item) & (pool["layer"] == row.layer)]
+            assert len(pool) >= 1 and row.control_word.lower() in set(pool.pool_word.str.lower())
+            cells = [("rank", row.target_id, row), ("control_rank", row.control_id, row)]
+            cells += [("rank", p.pool_id, p) for p in pool.itertuples()]
+            up = row.uniqueness_point  # units and positions are one to one here
+            for prefix, token, where in cells:
                 for vocab, mask in (("text", text), ("full", full)):
                     ranks = [_rank(lg[p], token, mask) for p in pos]
-                    assert getattr(row, f"{prefix}_{vocab}_any") == min(ranks)
-                    assert getattr(row, f"{prefix}_{vocab}_last") == ranks[-1]
+                    expected = {
+                        "any": min(ranks),
+                        "last": ranks[-1],
+                        "after_uniqueness": min(ranks[up:]),
+                        "pre_onset": _rank(lg[pos[0] - 1], token, mask),
+                        "maxpool": _rank(lg[pos].max(0).values, token, mask),
+                    }
+                    for rule, value in expected.items():
+                        assert getattr(where, f"{prefix}_{vocab}_{rule}") == value, (rule, prefix)
             if row.next_id >= 0:
                 assert row.next_rank_text_last == _rank(lg[pos[-1]], row.next_id, text)
                 assert row.next_rank_full_last == _rank(lg[pos[-1]], row.next_id, full)
@@ -128,11 +141,15 @@ def test_summary_shape_and_columns(tl_result, models):
     assert set(s.metric) == {
         "transcription",
         "transcription_control",
+        "transcription_control_expected",
         "next_word",
         "next_word_control",
         "speech_mass",
     }
     assert set(s[s.metric == "next_word"].position_rule) == {"last"}
+    rules = {"after_uniqueness", "any", "last", "pre_onset", "maxpool"}
+    assert set(s[s.metric == "transcription"].position_rule) == rules
+    assert set(s[s.metric == "transcription_control_expected"].position_rule) == rules
     assert s[s.metric == "speech_mass"]["k"].isna().all()
     assert set(s.k.dropna()) == {1, 5, 10} and set(s.words) == {"all", "content"}
     n_next = s[(s.metric == "next_word") & (s.words == "all")]["n"].iloc[0]
@@ -177,15 +194,22 @@ def test_excess_and_phase_bands(tl_result):
     assert list(ex.columns) == LENS_COLUMNS and set(ex.metric) == {"transcription_excess"}
     w = tl_result.words
     at1 = w[(w.layer == 1) & w.content & (w.control_id >= 0)]
-    expected = (at1.rank_text_any < 10).mean() - (at1.control_rank_text_any < 10).mean()
+    au, ctrl = at1.rank_text_after_uniqueness, at1.control_rank_text_after_uniqueness
+    expected = (au < 10).mean() - (ctrl < 10).mean()
     assert ex[ex.layer == 1]["value"].item() == pytest.approx(expected)
+    assert set(ex.position_rule) == {"after_uniqueness"}
+    pre = excess_over_control(w, k=10, baseline="pre_onset", n_boot=N_BOOT)
+    assert set(pre.metric) == {"transcription_excess_pre_onset"}
+    expected = (au < 10).mean() - (at1.rank_text_pre_onset < 10).mean()
+    assert pre[pre.layer == 1]["value"].item() == pytest.approx(expected)
     bands = phase_bands(tl_result, n_boot=N_BOOT)
     assert list(bands.phase) == ["transcription", "next_word", "speech"]
     # a planted per-word frame: transcription at every layer (only 1..L-1 may qualify), no
     # next-word excess, speech mass above the threshold at the last layer only
     planted = w.copy()
-    planted["rank_text_any"] = 0
-    planted["control_rank_text_any"] = 500
+    planted["rank_text_after_uniqueness"] = 0
+    planted["control_rank_text_after_uniqueness"] = 500
+    planted["rank_text_pre_onset"] = 500
     planted["next_rank_text_last"] = 500
     planted["speech_mass_any"] = np.where(planted.layer == 2, 0.9, 0.1)
     bands = phase_bands(planted, n_boot=N_BOOT).set_index("phase")
@@ -193,6 +217,10 @@ def test_excess_and_phase_bands(tl_result):
     assert (band["first_layer"], band["last_layer"], band["qualifying"]) == (1, 1, [1])
     nxt = bands.loc["next_word"]
     assert pd.isna(nxt["first_layer"]) and nxt["qualifying"] == []
+    # the same hits, already predicted before the word began: no transcription band
+    planted["rank_text_pre_onset"] = 0
+    predicted = phase_bands(planted, n_boot=N_BOOT).set_index("phase")
+    assert predicted.loc["transcription", "qualifying"] == []
     assert bands.loc["speech", "qualifying"] == [2] and bands.loc["speech", "first_layer"] == 2
 
 

@@ -19,14 +19,16 @@ def _ablation(text_damage: float, n_words=12, n_random=20, seed=0):
     return pd.DataFrame(rows)
 
 
-def _lens_words(own_hit: float, n=30, seed=0):
+def _lens_words(own_hit: float, n=30, seed=0, pre_hit=0.1):
     rng = np.random.default_rng(seed)
     rows = []
     for item in range(n):
         for layer in (0, 1, 2):
             rows.append(dict(model="m", backend="tl", item=item, layer=layer, content=True,
-                             rank_text_any=0 if rng.random() < own_hit else 50,
-                             control_rank_text_any=0 if rng.random() < 0.1 else 50))  # fmt: skip
+                             word=f"w{item % 10}",
+                             rank_text_after_uniqueness=0 if rng.random() < own_hit else 50,
+                             control_rank_text_after_uniqueness=0 if rng.random() < 0.1 else 50,
+                             rank_text_pre_onset=0 if rng.random() < pre_hit else 50))  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -44,3 +46,9 @@ def test_verdict_rule():
     assert decide(dec_no, cau_yes)[0] == "neither"
     assert decide(dec_no, cau_no)[0] == "neither"
     assert decide(decodable(_lens_words(0.9), "5-6"), cau_yes)[0] == "insufficient-data"
+    # predicted before the word began (pre-onset hit as high as after the uniqueness point):
+    # not transcription, so not decodable, whatever the control says
+    predicted = decodable(_lens_words(0.9, pre_hit=0.9), "1-2", n_boot=300)
+    assert predicted["ci_low"] > 0 and predicted["pre_onset_ci_low"] <= 0
+    assert decide(predicted, cau_yes)[0] == "neither"
+    assert dec_yes["n_types"] == 10 and dec_yes["position_rule"] == "after_uniqueness"

@@ -48,6 +48,23 @@ def test_controls_same_category_and_seeded(resolver):
                 assert ctrl.rule == "frequency"
 
 
+def test_controls_match_frequency_within_category(resolver):
+    # "cat" occurs 4 times, "dog" 4, "bird" 1, "fish" 1: with n_nearest=1 each noun's pool is
+    # the noun nearest its own count
+    counts = {"cat": 4, "dog": 4, "bird": 1, "fish": 1}
+    utts = [_utt(f"{w}{i}", (w, "noun", True)) for w, n in counts.items() for i in range(n)]
+    controls = draw_controls(utts, resolver, seed=3, n_nearest=1)
+    partner = {"cat": "dog", "dog": "cat", "bird": "fish", "fish": "bird"}
+    for utt, (ctrl,) in zip(utts, controls, strict=True):
+        word = utt.words[0].word
+        assert ctrl.rule == "category" and ctrl.word == partner[word]
+        assert [m[0] for m in ctrl.pool] == [partner[word]]
+        assert ctrl.pool[0][1] == resolver(partner[word])
+    wide = draw_controls(utts, resolver, seed=3)  # n_nearest=5: the whole category
+    assert {m[0] for m in wide[0][0].pool} == {"dog", "bird", "fish"}
+    assert wide[0][0].word in {"dog", "bird", "fish"}
+
+
 def test_control_fallbacks(resolver):
     single = [_utt("a", ("cat", "noun", True), ("cat", "noun", True))]
     assert {c.rule for c in draw_controls(single, resolver)[0]} == {"none"}

@@ -42,6 +42,29 @@ def test_scores_match_brute_force(chunk_size):
     assert s.top_text_id.tolist() == text_logits.argmax(-1).tolist()
 
 
+@pytest.mark.parametrize("chunk_size", [1, 5, 100])
+def test_max_pooled_ranks_match_brute_force(chunk_size):
+    unembed, layout, hidden = _setup(seed=1)
+    pools = torch.tensor([0, 0, 1])  # rows 0 and 1 pool together, row 2 alone
+    pq, pt = torch.tensor([0, 0, 1, 0]), torch.tensor([4, 5, 3, 16])
+    s = score_hidden(
+        hidden, unembed, torch.tensor([0]), torch.tensor([2]), layout, chunk_size,
+        pool_of_pos=pools, pool_query=pq, pool_tok=pt,
+    )  # fmt: skip
+    logits = hidden @ unembed.weight.T
+    pooled = torch.stack([logits[:2].max(0).values, logits[2]])
+    for j, (g, t) in enumerate(zip(pq.tolist(), pt.tolist(), strict=True)):
+        others = torch.ones(layout.vocab_size, dtype=torch.bool)
+        others[t] = False
+        above = (pooled[g] > pooled[g, t]) & others
+        assert int(s.pooled_rank_full[j]) == int(above.sum())
+        assert int(s.pooled_rank_text[j]) == int((above & layout.text_mask).sum())
+    assert s.pooled_rank_full[0] == s.pooled_rank_full[1]  # the tie survives pooling
+    with pytest.raises(ValueError, match="pool_of_pos"):
+        score_hidden(hidden, unembed, torch.tensor([0]), torch.tensor([2]), layout,
+                     pool_query=pq, pool_tok=pt)  # fmt: skip
+
+
 def test_tied_tokens_count_in_the_targets_favour():
     unembed, layout, hidden = _setup()
     logits = hidden @ unembed.weight.T
