@@ -12,7 +12,13 @@ A new intervention goes here, expressed as :class:`~speech_interp.core.edits.Edi
 :func:`~speech_interp.causal.tables.make_table`.
 """
 
-from speech_interp.causal.ablation import ablate, fit_probe, random_directions, text_directions
+from speech_interp.causal.ablation import (
+    ablate,
+    fit_probe,
+    fit_probes,
+    random_directions,
+    text_directions,
+)
 from speech_interp.causal.attribution import attribution_sweep, rank_agreement
 from speech_interp.causal.patching import PatchResult, patch_sweep
 from speech_interp.causal.readouts import KINDS
@@ -36,6 +42,7 @@ __all__ = [
     "ablate",
     "attribution_sweep",
     "fit_probe",
+    "fit_probes",
     "patch_sweep",
     "random_directions",
     "rank_agreement",

@@ -154,6 +154,30 @@ def probe_data(
     return {s: torch.cat(v) for s, v in feats.items()}, labels
 
 
+def fit_probes(
+    model,
+    layout: TokenLayout,
+    utterances: Sequence[Utterance],
+    streams: Sequence[int],
+    *,
+    seed: int = 0,
+    steps: int = 200,
+    remote: bool | str = False,
+    tokenizer=None,
+) -> dict[int, Probe]:
+    """One word-identity probe per stream (:func:`fit_probe`), from one pass over the data.
+
+    Fit once and pass to :func:`ablate` (``probes=``) to test several bands of one model without
+    reading the residuals again."""
+    ctx = run_context(model, remote, tokenizer)
+    streams = sorted(set(int(s) for s in streams))
+    bad = [s for s in streams if not 0 <= s <= ctx.n_layers]
+    if bad or not streams:
+        raise ValueError(f"probe streams must lie in 0..{ctx.n_layers}, got {bad or 'none'}")
+    feats, labels = probe_data(model, layout, utterances, streams, ctx.tokenizer, ctx.remote)
+    return {s: fit_probe(feats[s], labels, s, seed=seed, steps=steps) for s in streams}
+
+
 # --------------------------------------------------------------------------- ablation
 
 
@@ -165,6 +189,7 @@ def ablate(
     band: str | Sequence[int],
     n_random: int = 20,
     probe: bool = True,
+    probes: dict[int, Probe] | None = None,
     kinds: Sequence[str] = KINDS,
     seed: int = 0,
     probe_steps: int = 200,
@@ -183,6 +208,8 @@ def ablate(
         band: residual streams ``"a-b"`` in the lens numbering (:mod:`speech_interp.core.runs`).
         n_random: random control directions (>= 1; the verdict rule expects >= 20).
         probe: also ablate a word-identity probe direction (fit per stream on all the data).
+        probes: probes already fit (:func:`fit_probes`) for every stream of the band; used
+            instead of fitting them again (``probe`` must be True).
         kinds: metric kinds to read out (:data:`speech_interp.causal.readouts.KINDS`).
         seed: seed of the random directions and the probe.
         probe_steps: optimisation steps of each probe.
@@ -205,10 +232,20 @@ def ablate(
         raise ValueError("no spoken content word with a readable next word in the data")
     resolver = TargetResolver(tok, layout)
     randoms = random_directions(n_random, Unembedding.from_model(model).d_model, seed)
-    probes = {}
-    if probe:
-        feats, labels = probe_data(model, layout, utterances, streams, tok, remote)
-        probes = {s: fit_probe(feats[s], labels, s, seed=seed, steps=probe_steps) for s in streams}
+    if probes is not None:
+        if not probe:
+            raise ValueError("probes given but probe=False: pass one or the other")
+        missing = [s for s in streams if s not in probes]
+        if missing:
+            raise ValueError(f"probes lack stream(s) {missing} of band {band_label((lo, hi))}")
+        probes = {s: probes[s] for s in streams}
+    elif probe:
+        probes = fit_probes(
+            model, layout, utterances, streams, seed=seed, steps=probe_steps, remote=remote,
+            tokenizer=tok,
+        )  # fmt: skip
+    else:
+        probes = {}
     rows = []
     for item in tqdm(items, desc="ablate", disable=not progress):
         target = resolver(item.word)
@@ -278,6 +315,7 @@ __all__ = [
     "ablate",
     "effective_gain",
     "fit_probe",
+    "fit_probes",
     "probe_data",
     "random_directions",
     "summarize_ablation",

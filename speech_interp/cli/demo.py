@@ -3,15 +3,18 @@
 Runs the logit lens on the shipped evaluation set (held-out sentences in training voices; the
 fact sentences, which are training sentences, are scored apart) for every shipped variant and
 writes ``lens.csv`` (all variants), ``phases.json``, a phase-curve figure comparing the variants,
-a token heatmap of one utterance, ``report.md`` and ``run.json``; then the causal test:
-text-direction ablation against 20 random directions in three layer bands (:func:`demo_bands`),
-the verdict per variant and band (``verdict.json``, rule in :mod:`speech_interp.causal.verdict`)
-and one ablation-vs-control figure per variant.
+a token heatmap of one utterance, ``report.md`` and ``run.json`` (with the seconds spent per
+stage); then the causal test: text-direction ablation against 20 random directions in three
+layer bands (:func:`demo_bands`; word-identity probe directions too with ``--probe``), the
+verdict per variant and band (``verdict.json``, rule in :mod:`speech_interp.causal.verdict`) and
+one ablation-vs-control figure per variant.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -37,22 +40,57 @@ def demo_bands(n_layers: int) -> list[str]:
     return [f"{int(p[0])}-{int(p[-1])}" for p in parts if len(p)]
 
 
-def causal_verdict(model, layout, utterances, result, variant, seed, max_words, out) -> dict:
-    """Ablation in every demo band, then the verdict (decodable x causal) per band."""
-    from speech_interp.causal import ablate, verdicts
+class Stopwatch:
+    """Seconds spent per named stage, summed over calls (``with clock("lens"): ...``)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            spent = time.perf_counter() - start
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + spent
+
+    def report(self) -> dict:
+        total = sum(self.seconds.values())
+        return {k: {"seconds": round(v, 2), "share": round(v / total, 3) if total else None}
+                for k, v in self.seconds.items()}  # fmt: skip
+
+
+def causal_verdict(
+    model, layout, utterances, result, variant, seed, max_words, out, clock=None, probe=False
+) -> dict:
+    """Ablation in every demo band, then the verdict (decodable x causal) per band. With
+    ``probe``, word-identity probe directions are ablated too (fit once for all the bands'
+    streams); the verdict rule does not read them."""
+    from speech_interp.causal import ablate, fit_probes, verdicts
     from speech_interp.core.residuals import n_layers
+    from speech_interp.core.runs import parse_span
     from speech_interp.plotting import plot_ablation_control
 
+    clock = clock or Stopwatch()
     bands = demo_bands(n_layers(model))
-    tables = [
-        ablate(model, layout, utterances, band=b, n_random=20, seed=seed, max_words=max_words,
-               model_id=variant, progress=False)
-        for b in bands
-    ]  # fmt: skip
+    streams = [s for b in bands for s in range(parse_span(b)[0], parse_span(b)[1] + 1)]
+    probes = None
+    if probe:
+        with clock("probes"):
+            probes = fit_probes(model, layout, utterances, streams, seed=seed)
+    with clock("ablation"):
+        tables = [
+            ablate(model, layout, utterances, band=b, n_random=20, seed=seed, probe=probe,
+                   probes=probes, max_words=max_words, model_id=variant, progress=False)
+            for b in bands
+        ]  # fmt: skip
     ablation = pd.concat(tables, ignore_index=True)
-    write_csv(ablation, out / f"ablation_{variant}.csv")
-    plot_ablation_control(ablation, out / f"ablation_{variant}.png")
-    return verdicts(result.words, ablation, bands=bands, seed=seed)
+    with clock("outputs"):
+        write_csv(ablation, out / f"ablation_{variant}.csv")
+        plot_ablation_control(ablation, out / f"ablation_{variant}.png")
+    with clock("verdict"):
+        return verdicts(result.words, ablation, bands=bands, seed=seed)
 
 
 def best_intermediate(excess: pd.DataFrame) -> pd.Series:
@@ -230,6 +268,7 @@ def run_demo(
     seed: int = 0,
     causal: bool = True,
     max_words: int = 80,
+    probe: bool = False,
 ) -> Path:
     """Lens (and, with ``causal``, the ablation verdict) on every variant; returns the report."""
     from speech_interp.data import is_seen, read_utterances, select_sentences, select_split
@@ -244,31 +283,42 @@ def run_demo(
     seen = [u for u in in_split if is_seen(u)][:limit]
     out.mkdir(parents=True, exist_ok=True)
     summaries, words, rows, seen_rows, all_verdicts = [], [], [], [], {}
+    clock = Stopwatch()
     for variant in tqdm(variants, desc="variants"):
-        model, layout = load(f"organism:{variant}", backend=backend)
-        result = run_lens(model, layout, utterances, seed=seed, model_id=variant, progress=False)
+        with clock("load"):
+            model, layout = load(f"organism:{variant}", backend=backend)
+        with clock("lens"):
+            result = run_lens(
+                model, layout, utterances, seed=seed, model_id=variant, progress=False
+            )
+            rows.append(report_rows(variant, result, seed))
         summaries.append(result.summary)
         words.append(result.words)
-        rows.append(report_rows(variant, result, seed))
         if seen:
-            seen_result = run_lens(model, layout, seen, seed=seed, model_id=variant, progress=False)
-            seen_rows.append(report_rows(variant, seen_result, seed))
+            with clock("lens_seen"):
+                seen_result = run_lens(
+                    model, layout, seen, seed=seed, model_id=variant, progress=False
+                )
+                seen_rows.append(report_rows(variant, seen_result, seed))
         if causal:
             all_verdicts[variant] = causal_verdict(
-                model, layout, utterances, result, variant, seed, max_words, out
+                model, layout, utterances, result, variant, seed, max_words, out, clock, probe
             )
         if variant == variants[0]:
-            prompt = utterances[0].to_prompt(layout, model.tokenizer)
-            plot_token_heatmap(model, layout, prompt, "logit", out / "token_heatmap.png")
-    summary = pd.concat(summaries, ignore_index=True)
-    write_csv(summary, out / "lens.csv")
-    bands = phase_bands(pd.concat(words, ignore_index=True), seed=seed)
-    write_phases(out, bands)
-    best = {"heldout": rows, "seen_in_training": seen_rows}
-    write_text(out / "best_layers.json", json.dumps(best, indent=2) + "\n")
-    plot_phase_curves(summary, out / "phase_curves.png", title="organism variants")
-    if causal:
-        write_verdicts(out, all_verdicts)
+            with clock("outputs"):
+                prompt = utterances[0].to_prompt(layout, model.tokenizer)
+                plot_token_heatmap(model, layout, prompt, "logit", out / "token_heatmap.png")
+    with clock("phases"):
+        bands = phase_bands(pd.concat(words, ignore_index=True), seed=seed)
+    with clock("outputs"):
+        summary = pd.concat(summaries, ignore_index=True)
+        write_csv(summary, out / "lens.csv")
+        write_phases(out, bands)
+        best = {"heldout": rows, "seen_in_training": seen_rows}
+        write_text(out / "best_layers.json", json.dumps(best, indent=2) + "\n")
+        plot_phase_curves(summary, out / "phase_curves.png", title="organism variants")
+        if causal:
+            write_verdicts(out, all_verdicts)
     extra = {
         "command": "demo",
         "variants": list(variants),
@@ -280,6 +330,8 @@ def run_demo(
         "backend": backend,
         "causal": causal,
         "max_words": max_words,
+        "probe": probe,
+        "timings": clock.report(),
     }
     write_run_json(
         out, "organism", seed, weights_dir=ORGANISM_DIR / variants[0], data=data, extra=extra
@@ -294,12 +346,21 @@ def demo_command(
     seed: int = typer.Option(0, help="seed of the control draw and bootstrap"),
     causal: bool = typer.Option(True, help="also run the ablation verdict per layer band"),
     max_words: int = typer.Option(80, help="spoken words per band in the causal test"),
+    probe: bool = typer.Option(
+        False, help="also ablate word-identity probe directions (not read by the verdict)"
+    ),
 ) -> None:
     """The main job: lens + causal verdict on the shipped organism and its ablations."""
     from rich.console import Console
 
     report = run_demo(
-        out, backend=backend, limit=limit or None, seed=seed, causal=causal, max_words=max_words
+        out,
+        backend=backend,
+        limit=limit or None,
+        seed=seed,
+        causal=causal,
+        max_words=max_words,
+        probe=probe,
     )
     console = Console()
     console.print(report.read_text())

@@ -208,25 +208,36 @@ def expected_control_hits(
 ) -> np.ndarray:
     """``[items, layers]``: per word and layer, the mean over its control pool of [member's
     target in the top-k] (NaN for a word without a pool) for one run's sorted group."""
+    return _expected_tables(group, pool, [k], [(vocab, rule)])[k, vocab, rule]
+
+
+def _expected_tables(group, pool, ks, vocab_rules) -> dict[tuple, np.ndarray]:
+    """:func:`expected_control_hits` for every (k, vocab, rule), from one pass over ``pool``."""
     key = group.iloc[0][LENS_COLUMNS[:3]].tolist()
     mine = pool[(pool[LENS_COLUMNS[:3]] == key).all(axis=1)]
-    col = f"rank_{vocab}_{rule}"
-    hits = (mine[col] < k).astype(float).where(mine[col].notna())
-    mean = hits.groupby([mine["item"], mine["layer"]]).mean()
-    index = pd.MultiIndex.from_frame(group[["item", "layer"]])
-    values = mean.reindex(index).to_numpy(dtype=np.float64)
-    return einops.rearrange(values, "(w l) -> w l", l=group["layer"].nunique())
+    n_layers = group["layer"].nunique()
+    items = group["item"].to_numpy()[::n_layers]  # sorted by item, then layer
+    row = np.searchsorted(items, mine["item"].to_numpy())
+    cell = row * n_layers + np.searchsorted(np.sort(group["layer"].unique()), mine["layer"])
+    out = {}
+    for vocab, rule in vocab_rules:
+        ranks = mine[f"rank_{vocab}_{rule}"].to_numpy(dtype=np.float64)
+        size = np.bincount(cell, weights=~np.isnan(ranks), minlength=len(items) * n_layers)
+        size[size == 0] = np.nan  # a word without a pool (or without this position)
+        for k in ks:
+            hits = np.bincount(cell, weights=ranks < k, minlength=len(size)) / size
+            out[k, vocab, rule] = einops.rearrange(hits, "(w l) -> w l", l=n_layers)
+    return out
 
 
 def _expected_rows(key, group, layers, pool, ks, n_boot, seed, alpha) -> list[dict]:
     types = word_types(group)
     rows: list[dict] = []
+    vocab_rules = [(vocab, rule) for vocab in VOCABS for rule in POSITION_RULES]
+    every = _expected_tables(group, pool, ks, vocab_rules)
     for word_set in ("all", "content"):
         keep = _word_filter(group, "content", word_set)
-        tables = {
-            (k, vocab, rule): expected_control_hits(group, pool, k, vocab, rule)
-            for vocab in VOCABS for rule in POSITION_RULES for k in ks
-        }  # fmt: skip
+        tables = {(k, v, r): every[k, v, r] for v, r in vocab_rules for k in ks}
         for table in tables.values():
             keep = keep & ~np.isnan(table[:, 0])
         cols = [(k, vocab, rule, word_set) for k, vocab, rule in tables]

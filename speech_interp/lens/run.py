@@ -300,11 +300,11 @@ def run_lens(
             row["item"] = len(meta)
             meta.append(row)
             values.append(_word_values(per_layer, s))
-            pool_rows.append(_pool_frame(per_layer, s, row, controls[u][row["word_index"]]))
+            pool_rows.append(_pool_values(per_layer, s, row, controls[u][row["word_index"]]))
     if not meta:
         raise ValueError("no spoken words to score: every word in the data is a text word")
     words = _words_frame(meta, values, model_id, actual, lens_obj.name, tok)
-    pool = pd.concat(pool_rows, ignore_index=True)
+    pool = _pool_frame(pool_rows)
     pool.insert(0, "lens", lens_obj.name)
     pool.insert(0, "backend", actual)
     pool.insert(0, "model", model_id)
@@ -327,21 +327,25 @@ def _word_values(per_layer: list[dict[str, np.ndarray]], s: int) -> dict[str, np
     return out
 
 
-def _pool_frame(per_layer, s: int, row: dict, control) -> pd.DataFrame:
-    """One row per layer x control-pool member of slot ``s`` with its rank columns."""
+def _pool_values(per_layer, s: int, row: dict, control) -> dict[str, np.ndarray]:
+    """Columns of slot ``s``'s control-pool rows: one per layer x pool member."""
     members = control.pool if row["target_id"] >= 0 else ()
-    frame = pd.DataFrame(
-        {
-            "item": row["item"],
-            "layer": np.repeat(np.arange(len(per_layer)), len(members)),
-            "pool_word": [m[0] for m in members] * len(per_layer),
-            "pool_id": [m[1].token_id for m in members] * len(per_layer),
-        }
-    )
+    n_layers, m = len(per_layer), len(members)
+    out = {
+        "item": np.full(n_layers * m, row["item"]),
+        "layer": np.repeat(np.arange(n_layers), m),
+        "pool_word": np.array([w for w, _ in members] * n_layers, dtype=object),
+        "pool_id": np.array([t.token_id for _, t in members] * n_layers, dtype=np.int64),
+    }
     for vocab_rule in (f"{v}_{r}" for v in ("text", "full") for r in POSITION_RULES):
-        ranks = [d[vocab_rule][s, N_KINDS : N_KINDS + len(members)] for d in per_layer]
-        frame[f"rank_{vocab_rule}"] = np.concatenate(ranks) if members else []
-    return frame
+        ranks = [d[vocab_rule][s, N_KINDS : N_KINDS + m] for d in per_layer]
+        out[f"rank_{vocab_rule}"] = np.concatenate(ranks) if m else np.zeros(0)
+    return out
+
+
+def _pool_frame(parts: list[dict[str, np.ndarray]]) -> pd.DataFrame:
+    """One frame from every slot's :func:`_pool_values`."""
+    return pd.DataFrame({key: np.concatenate([p[key] for p in parts]) for key in parts[0]})
 
 
 def _word_meta(

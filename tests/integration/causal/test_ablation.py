@@ -100,3 +100,20 @@ def test_ablation_max_words_and_no_probe(models, data):
                max_words=2, progress=False)  # fmt: skip
     assert len(t[["utterance", "word_index"]].drop_duplicates()) == 2
     assert "probe" not in set(t.direction)
+
+
+def test_probes_fit_once_give_the_same_table(models, data, tl_ablation):
+    from speech_interp.causal import fit_probes
+
+    probes = fit_probes(models["tl"], models["layout"], data, [2, 1])
+    assert sorted(probes) == [1, 2] and all(p.stream == s for s, p in probes.items())
+    again = ablate(models["tl"], models["layout"], data, band="1-2", n_random=20, probes=probes,
+                   progress=False)  # fmt: skip
+    pd.testing.assert_frame_equal(again, tl_ablation)  # probes fit on all streams at once
+    with pytest.raises(ValueError, match=r"lack stream\(s\) \[0\]"):
+        ablate(models["tl"], models["layout"], data, band="0-1", probes=probes, progress=False)
+    with pytest.raises(ValueError, match="must lie in 0..2"):
+        fit_probes(models["tl"], models["layout"], data, [1, 7])
+    with pytest.raises(ValueError, match="probe=False"):
+        ablate(models["tl"], models["layout"], data, band="1", probes=probes, probe=False,
+               progress=False)  # fmt: skip

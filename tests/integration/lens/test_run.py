@@ -150,6 +150,15 @@ def test_summary_shape_and_columns(tl_result, models):
     rules = {"after_uniqueness", "any", "last", "pre_onset", "maxpool"}
     assert set(s[s.metric == "transcription"].position_rule) == rules
     assert set(s[s.metric == "transcription_control_expected"].position_rule) == rules
+    # the expected control: per word, the mean hit over its pool, then the mean over words
+    pool, w = tl_result.pool, tl_result.words
+    at1 = pool[pool.layer == 1]
+    per_word = (at1.rank_text_any < 5).groupby(at1.item).mean()
+    content = w[(w.layer == 1) & w.content].item
+    expected = per_word[per_word.index.isin(content)].mean()
+    sel = s[(s.metric == "transcription_control_expected") & (s.layer == 1) & (s.k == 5)]
+    sel = sel[(sel.vocab == "text") & (sel.position_rule == "any") & (sel.words == "content")]
+    assert sel["value"].item() == pytest.approx(expected)
     assert s[s.metric == "speech_mass"]["k"].isna().all()
     assert set(s.k.dropna()) == {1, 5, 10} and set(s.words) == {"all", "content"}
     n_next = s[(s.metric == "next_word") & (s.words == "all")]["n"].iloc[0]
