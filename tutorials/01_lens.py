@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 import speech_interp as si
-from speech_interp.data import select_split
+from speech_interp.data import select_sentences, select_split
 from speech_interp.organism import SHIPPED_DATA
 
 QUICK = os.environ.get("TUTORIAL_QUICK") == "1"
@@ -36,7 +36,8 @@ print(
 
 # %%
 header, utterances = si.read_utterances(SHIPPED_DATA)
-utterances = select_split(utterances, "eval")
+# the eval split's held-out sentences (the fact sentences are marked seen_in_training)
+utterances = select_sentences(select_split(utterances, "eval"), "heldout")
 utt = utterances[0]
 prompt = utt.to_prompt(layout, model.tokenizer)
 print(utt.text)
@@ -63,7 +64,9 @@ print("spoken word:", prompt.words[word])
 # %% [markdown]
 # ## The lens over the evaluation set, with controls and CIs
 # `run_lens` never materialises layers x positions x vocab; every rate comes with a bootstrap CI
-# over words and a same-category control word. The claim is the excess over the control.
+# over word types and a control word matched on category and frequency. Transcription is read
+# at or after each word's uniqueness point (`after_uniqueness`); the claim is the excess over the
+# control and over what the model predicted before the word began (`pre_onset`).
 
 # %%
 subset = utterances[: 8 if QUICK else 300]
@@ -71,6 +74,8 @@ result = si.run_lens(model, layout, subset, progress=not QUICK, n_boot=200 if QU
 result.summary.to_csv(OUT / "lens.csv", index=False)
 excess = si.excess_over_control(result.words, metric="transcription", k=5)
 print(excess[["layer", "value", "ci_low", "ci_high", "n"]])
+over_pre = si.excess_over_control(result.words, k=5, baseline="pre_onset")
+print(over_pre[["layer", "value", "ci_low", "ci_high", "n"]])
 print(si.phase_bands(result)[["phase", "first_layer", "last_layer"]])
 
 # %%

@@ -18,14 +18,14 @@ import pandas as pd
 
 import speech_interp as si
 from speech_interp.artifacts import write_verdicts
-from speech_interp.data import select_split
+from speech_interp.data import select_sentences, select_split
 from speech_interp.organism import SHIPPED_DATA
 
 QUICK = os.environ.get("TUTORIAL_QUICK") == "1"
 OUT = Path(os.environ.get("TUTORIAL_OUT", "out/tutorial_02"))
 OUT.mkdir(parents=True, exist_ok=True)
 _, utterances = si.read_utterances(SHIPPED_DATA)
-utterances = select_split(utterances, "eval")[: 12 if QUICK else 200]
+utterances = select_sentences(select_split(utterances, "eval"), "heldout")[: 12 if QUICK else 200]
 MAX_WORDS = 10 if QUICK else 150
 BANDS = ["1-2", "3-4", "5-5"]  # the intermediate streams in three bands, fixed in advance
 

@@ -12,6 +12,9 @@ direction ablation ``keep=1, u=unit direction, v=0``, steering ``keep=1, u=0, v=
 
 **Readout**: the metric of row ``b`` is ``sum_q weight[b, q] * log p(target[b, q] | logits at
 position[b, q])``, a log-softmax over the full vocabulary of the model's own logits, in float32.
+The model computes its logits at the readout's positions only (HF ``logits_to_keep`` with the
+positions, :func:`kept_logits`): at a 150k-token vocabulary the unembedding of every position
+would cost more than the transformer itself.
 
 The site accessor, the edit rule and the readout are written once, in
 :mod:`speech_interp.core.trace_ops`, and serve both backends; inside nnsight traces they are the
@@ -22,6 +25,7 @@ simulation of it (``remote="local"``).
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -154,15 +158,32 @@ def apply_to_copy(x: Tensor, edit: tuple[Tensor, ...]) -> Tensor:
     return x
 
 
+def kept_logits(model, readout: Readout) -> tuple[dict, Readout]:
+    """Forward kwargs that compute the model's logits at the readout's positions only, and the
+    readout re-indexed into those logits (no kwargs, same readout, for a model that cannot)."""
+    if "logits_to_keep" not in inspect.signature(hf_model(model).forward).parameters:
+        return {}, readout
+    keep = torch.unique(readout.positions)  # sorted
+    positions = torch.searchsorted(keep, readout.positions)
+    return {"logits_to_keep": keep}, Readout(positions, readout.targets, readout.weights)
+
+
 def _prepare(model, input_ids, readout: Readout, remote, edits=(), sites=()):
-    """Checked (backend, remote, readout rows, distinct sites in forward order) of one pass."""
+    """Checked (backend, remote, readout rows re-indexed into the kept logits, distinct sites in
+    forward order, forward kwargs) of one pass."""
     backend = backend_of(model)
     for layer, comp in [(e.layer, e.component) for e in edits] + list(sites):
         check_site(model, layer, comp)
     if input_ids.ndim != 2:
         raise ValueError(f"input_ids must be [batch, pos], got shape {tuple(input_ids.shape)}")
     rows = readout.rows(input_ids.shape[0])
-    return backend, resolve_remote(remote, backend), rows, sorted(set(sites), key=_order)
+    if rows.positions.numel() and (
+        rows.positions.min() < 0 or rows.positions.max() >= input_ids.shape[1]
+    ):
+        raise ValueError(f"readout positions must lie in 0..{input_ids.shape[1] - 1}")
+    kwargs, rows = kept_logits(model, rows)
+    sites = sorted(set(sites), key=_order)
+    return backend, resolve_remote(remote, backend), rows, sites, kwargs
 
 
 def run_edited(
@@ -174,15 +195,15 @@ def run_edited(
     remote: bool | str = False,
 ) -> Float[Tensor, " batch"]:
     """One forward pass with ``edits`` applied; the readout metric of every row."""
-    backend, remote, r, _ = _prepare(model, input_ids, readout, remote, edits=edits)
+    backend, remote, r, _, kw = _prepare(model, input_ids, readout, remote, edits=edits)
     merged = merge_edits(edits)
     if backend == "tl":
         hooks = [(hook_name(*site), _tl_hook(e)) for site, e in merged.items()]
         with torch.no_grad():
-            logits = model.run_with_hooks(input_ids, fwd_hooks=hooks)
+            logits = model.run_with_hooks(input_ids, fwd_hooks=hooks, **kw)
         return metric_from_logits(logits, r).detach().cpu()
     with torch.no_grad():
-        return _nn_edited(model, input_ids, merged, r, remote).detach().cpu()
+        return _nn_edited(model, input_ids, merged, r, remote, kw).detach().cpu()
 
 
 def _tl_hook(edit):
@@ -198,11 +219,11 @@ def _trace_parts(model):
     return submodule(model, "blocks"), paths.attn, paths.mlp
 
 
-def _nn_edited(model, input_ids, merged, r, remote) -> Tensor:
+def _nn_edited(model, input_ids, merged, r, remote, kw) -> Tensor:
     blocks, attn, mlp = _trace_parts(model)
     r_pos, r_tgt, r_w = r.positions, r.targets, r.weights
     out = {}
-    with model.trace(input_ids, remote=remote):
+    with model.trace(input_ids, remote=remote, **kw):
         for (layer, comp), edit in merged.items():
             apply_edit(site_value(blocks[layer], comp, attn, mlp), *edit)
         out["metric"] = log_prob_readout(model.output.logits, r_pos, r_tgt, r_w).save()
@@ -218,24 +239,24 @@ def capture(
     remote: bool | str = False,
 ) -> tuple[dict[Site, Float[Tensor, "batch pos d_model"]], Float[Tensor, " batch"]]:
     """Activations at ``sites`` and the readout metric of one plain forward pass."""
-    backend, remote, r, sites = _prepare(model, input_ids, readout, remote, sites=sites)
+    backend, remote, r, sites, kw = _prepare(model, input_ids, readout, remote, sites=sites)
     if backend == "tl":
         names = {hook_name(*s) for s in sites}
         with torch.no_grad():
-            logits, cache = model.run_with_cache(input_ids, names_filter=lambda n: n in names)
+            logits, cache = model.run_with_cache(input_ids, names_filter=lambda n: n in names, **kw)
         acts = {s: cache[hook_name(*s)].detach() for s in sites}
         return acts, metric_from_logits(logits, r).detach().cpu()
     with torch.no_grad():
-        acts, metric = _nn_capture(model, input_ids, sites, r, remote, grads=False)
+        acts, metric = _nn_capture(model, input_ids, sites, r, remote, kw, grads=False)
     return acts, metric
 
 
-def _nn_capture(model, input_ids, sites, r, remote, grads: bool):
+def _nn_capture(model, input_ids, sites, r, remote, kw, grads: bool):
     blocks, attn, mlp = _trace_parts(model)
     r_pos, r_tgt, r_w = r.positions, r.targets, r.weights
     saved: dict = {}
     grad_saved: dict = {}
-    with model.trace(input_ids, remote=remote):
+    with model.trace(input_ids, remote=remote, **kw):
         live = {}
         if grads:
             blocks[0].input.requires_grad_(True)
@@ -281,17 +302,17 @@ def gradients(
     block l - 1, so ask for one of them. Model parameters get no gradients (frozen for the call;
     on NDIF the server's model is used as it is).
     """
-    backend, remote, r, sites = _prepare(model, input_ids, readout, remote, sites=sites)
+    backend, remote, r, sites, kw = _prepare(model, input_ids, readout, remote, sites=sites)
     hf = hf_model(model)
     if backend == "tl":
-        return _tl_gradients(model, hf, input_ids, sites, r)
+        return _tl_gradients(model, hf, input_ids, sites, r, kw)
     ctx = _frozen(hf) if remote is not True else contextlib.nullcontext()
     with ctx, torch.enable_grad():
-        acts, metric, grads = _nn_capture(model, input_ids, sites, r, remote, grads=True)
+        acts, metric, grads = _nn_capture(model, input_ids, sites, r, remote, kw, grads=True)
     return acts, {s: grads[s].detach() for s in sites}, metric.detach()
 
 
-def _tl_gradients(model, hf, input_ids, sites, r):
+def _tl_gradients(model, hf, input_ids, sites, r, kw):
     live: dict[str, Tensor] = {}
     root_name = hook_name(0, "resid_pre")
 
@@ -308,7 +329,8 @@ def _tl_gradients(model, hf, input_ids, sites, r):
 
     names = sorted({hook_name(*s) for s in sites} | {root_name})
     with _frozen(hf), torch.enable_grad():
-        logits = model.run_with_hooks(input_ids, fwd_hooks=[(n, keeper(n)) for n in names])
+        hooks = [(n, keeper(n)) for n in names]
+        logits = model.run_with_hooks(input_ids, fwd_hooks=hooks, **kw)
         metric = metric_from_logits(logits, r)
         torch.autograd.backward(metric.sum())
     acts = {s: live[hook_name(*s)].detach() for s in sites}
@@ -325,6 +347,7 @@ __all__ = [
     "check_site",
     "gradients",
     "hook_name",
+    "kept_logits",
     "metric_from_logits",
     "merge_edits",
     "run_edited",
