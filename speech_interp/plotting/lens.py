@@ -105,8 +105,6 @@ def plot_phase_curves(
                     marker="o",
                     ms=3,
                     color=color,
-                    label=f"{_label(variant, varying)}: {metric}"
-                    + (" (pre-onset)" if rule == "pre_onset" else ""),
                 )
                 ax.fill_between(
                     sel["layer"],
@@ -117,17 +115,35 @@ def plot_phase_curves(
                     linewidth=0,
                 )
         name = panel[0] if panel[0] == "speech_mass" else f"{panel[0]}@{k} ({vocab} vocab)"
+        if panel[0] == "transcription":
+            name = f"transcription@{k} ({vocab} vocab, after the uniqueness point)"
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("layer (residual stream)")
         ax.set_ylabel("rate" if panel[0] != "speech_mass" else "probability on speech units")
         ax.set_ylim(-0.02, 1.02)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    _legends(fig, [_label(v, varying) for v in variants], colors, pairs)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     return save_figure(fig, out_png)
+
+
+def _legends(fig, names: list[str], colors: list[str], pairs) -> None:
+    """Below the panels: one colour per model / lens variant, one line style per role."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colors[i % len(colors)], marker="o", ms=3)
+               for i in range(len(names))]  # fmt: skip
+    styles = [Line2D([], [], color="0.3", ls=ls) for ls in ("-", "--", ":")]
+    roles = ["metric", "its control", "transcription before the word (pre-onset)"]
+    if not any(p[0] == "transcription" for p in pairs):
+        styles, roles = styles[:2], roles[:2]
+    fig.legend(handles, names, loc="lower left", ncol=min(len(names), 6), fontsize=8,
+               frameon=False, bbox_to_anchor=(0.01, 0.0))  # fmt: skip
+    fig.legend(styles, roles, loc="lower right", ncol=len(roles), fontsize=8, frameon=False,
+               bbox_to_anchor=(0.99, 0.0))  # fmt: skip
 
 
 def _cell_text(token: str, width: int = 8) -> str:

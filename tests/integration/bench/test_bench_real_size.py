@@ -1,0 +1,25 @@
+"""The real-size / GPU benchmark script runs end to end at a tiny size on CPU (bench/gpu.sh runs
+the same code at 7B / 9B shapes on a GPU)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+SCRIPT = Path(__file__).resolve().parents[3] / "bench" / "bench_real_size.py"
+
+
+def test_bench_real_size_tiny(capsys):
+    spec = importlib.util.spec_from_file_location("bench_real_size", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench.main(["--shape", "tiny", "--units", "24", "--words", "4", "--tl-cells", "12",
+                         "--lens-tokens", "30"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert result["max_diff"] == 0.0  # ours and TransformerLens's own loop agree exactly
+    assert result["per_cell_ratio"] > 0 and result["cells"] > 0
+    assert -1 <= result["spearman"] <= 1
+    assert set(result["lens"]) == {"ours", "plain", "tl_naive"}
+    assert "exact resid_pre patching, 2 x" in out and "12 shared cells" in out
+    assert (SCRIPT.parent / "gpu.sh").read_text().count("bench_real_size.py") == 1
