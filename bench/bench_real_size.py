@@ -3,7 +3,8 @@
 A randomly initialised model with a published checkpoint's shapes (``--shape``; the vocabulary
 is the text model's plus 502 speech tokens, ``--layers`` truncates the depth on small machines),
 and one clean / corrupted pair of spoken prompts of ``--units`` unit tokens over ``--words``
-words (the middle word swapped for one of equal length, so the two prompts align token by token):
+words (the second-to-last word swapped for one of equal length, so the two prompts align token by
+token; the patched prompt runs up to the last word, whose units are read out):
 
 1. **exact patching**, resid_pre over every layer x every position of the prompt: ours (batched,
    logits at the readout positions only) against TransformerLens's own
@@ -77,7 +78,8 @@ def build_model(out: Path, shape: str, n_layers: int | None, dtype: torch.dtype)
 
 
 def make_pair(n_units: int, n_words: int, n_unit_ids: int, seed: int = 0):
-    """An all-spoken pair of ``n_units`` unit tokens; the middle word swapped, same length."""
+    """An all-spoken pair of ``n_units`` unit tokens; the second-to-last word swapped for one of
+    the same length (the patched prompt runs up to the last word: about ``n_units`` tokens)."""
     from speech_interp.data import Utterance, Word
     from speech_interp.data.pairs import Pair
 
@@ -85,7 +87,7 @@ def make_pair(n_units: int, n_words: int, n_unit_ids: int, seed: int = 0):
     sizes = [n_units // n_words + (i < n_units % n_words) for i in range(n_words)]
     units = [tuple(rng.randrange(n_unit_ids) for _ in range(s)) for s in sizes]
     words = tuple(Word(f"w{i}", "speech", u, "x") for i, u in enumerate(units))
-    i = n_words // 2
+    i = max(0, n_words - 2)
     swapped = Word("fish", "speech", tuple(rng.randrange(n_unit_ids) for _ in units[i]), "x")
     return Pair("bench", Utterance("clean", words), Utterance("corrupt", (*words[:i], swapped,
                 *words[i + 1 :])), i)  # fmt: skip

@@ -1,8 +1,9 @@
 """Model-side knowledge (installed as ``speech_interp.hooks``): layouts, module paths, adapters.
 
 - ``spec``: :class:`FamilySpec` (a family's token layout as data) and :class:`TokenLayout` (bound
-  to one tokenizer); one small module per family (``sims``, ``spiritlm``, ``organism``,
-  ``generic``), registered in :data:`FAMILIES`, which ``detect_family`` searches.
+  to one tokenizer); one small module per family (``sims``, ``spiritlm``, ``speechgpt``,
+  ``llama_mimi``, ``glm4voice``, ``organism``, ``generic``), registered in :data:`FAMILIES`,
+  which ``detect_family`` searches.
 - ``paths``: where blocks, attention, MLP, final norm, unembedding and embedding live per
   architecture, and :func:`submodule`, the one accessor.
 - ``helium``: TransformerLens adapters for architectures TL lacks (entry point).
@@ -11,14 +12,27 @@
 from __future__ import annotations
 
 from .generic import GENERIC, generic_spec
+from .glm4voice import GLM4_VOICE
+from .llama_mimi import LLAMA_MIMI
 from .organism import ORGANISM
 from .paths import ModulePaths, get_submodule, module_paths, submodule
 from .sims import SIMS
 from .spec import FamilySpec, SpecError, TokenLayout
+from .speechgpt import SPEECHGPT
 from .spiritlm import SPIRITLM, SPIRITLM_EXPRESSIVE
 
 FAMILIES: dict[str, FamilySpec] = {
-    spec.name: spec for spec in (SIMS, SPIRITLM, SPIRITLM_EXPRESSIVE, ORGANISM, GENERIC)
+    spec.name: spec
+    for spec in (
+        SIMS,
+        SPIRITLM,
+        SPIRITLM_EXPRESSIVE,
+        SPEECHGPT,
+        LLAMA_MIMI,
+        GLM4_VOICE,
+        ORGANISM,
+        GENERIC,
+    )
 }
 
 
@@ -55,9 +69,12 @@ __all__ = [
     "FAMILIES",
     "FamilySpec",
     "GENERIC",
+    "GLM4_VOICE",
+    "LLAMA_MIMI",
     "ModulePaths",
     "ORGANISM",
     "SIMS",
+    "SPEECHGPT",
     "SPIRITLM",
     "SPIRITLM_EXPRESSIVE",
     "SpecError",

@@ -44,8 +44,19 @@ GPT2_LIKE = replace(
 BY_MODEL_TYPE: dict[str, ModulePaths] = {"gpt2": GPT2_LIKE}
 
 
+# model_type -> why its modules are not mapped (an error, instead of a wrong guess)
+UNMAPPED: dict[str, str] = {
+    "chatglm": "ChatGLM (GLM-4-Voice) runs remote code whose module layout could not be checked "
+    "here (ChatGLM2/3 keep activations sequence-first); its layers are not mapped yet",
+}
+
+
 def module_paths(model_type: str) -> ModulePaths:
     """Paths for an HF ``config.model_type``."""
+    if model_type in UNMAPPED:
+        from .spec import SpecError
+
+        raise SpecError(f"model_type {model_type!r}: {UNMAPPED[model_type]}")
     return BY_MODEL_TYPE.get(model_type, LLAMA_LIKE)
 
 

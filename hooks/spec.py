@@ -8,7 +8,11 @@ Definitions (also in the README):
 
 - *speech tokens*: tokens matching the family's unit pattern (the units) or one of its extra speech
   patterns (e.g. SpiritLM's pitch and style tokens).
-- *markers*: the tokens that switch modality (e.g. ``<speech>`` / ``<text>``).
+- *markers*: the tokens that switch modality (e.g. ``<speech>`` / ``<text>``), or that begin and
+  end a speech span (``speech_begin`` / ``speech_end``, e.g. ``<sosp>`` / ``<eosp>``).
+- *multi-level codes*: families whose codec emits ``levels`` codes per frame (Mimi) have unit
+  tokens with two indices, code and level; unit id = ``code * levels + level`` and a word's unit
+  list holds every token of its frames, frame by frame, levels 0..levels-1 within a frame.
 - *text vocab*: every token id of the model that is neither a speech token, a marker, a special
   token of the tokenizer, nor a padding row past the tokenizer's vocabulary.
 """
@@ -32,7 +36,8 @@ class SpecError(ValueError):
 class FamilySpec:
     """How one family of speech-text LMs lays out its vocabulary.
 
-    ``unit_pattern`` is a regex over token strings whose single group is the unit id.
+    ``unit_pattern`` is a regex over token strings whose single group is the unit id (two
+    groups, code then level, when ``levels`` > 1).
     """
 
     name: str
@@ -55,6 +60,32 @@ class FamilySpec:
     emitted_units: int | None = None
     # Which word a unit belongs to (speech_interp.speech.word_unit_spans): "midpoint" | "end".
     unit_word_rule: str = "midpoint"
+    # Tokens that begin / end every speech span (instead of, or beside, switch markers).
+    speech_begin: str | None = None
+    speech_end: str | None = None
+    # Codes per frame (multi-codebook codecs); unit_rate_hz counts frames.
+    levels: int = 1
+    # Whether the family's units are deduplicated (consecutive repeats removed).
+    dedup: bool = True
+    # The checkpoint's config names code outside transformers (auto_map): loading it needs the
+    # user's opt-in (speech_interp.load(..., trust_remote_code=True)).
+    remote_code: bool = False
+
+    @property
+    def wraps_speech(self) -> bool:
+        """Whether speech spans are wrapped in begin / end tokens."""
+        return self.speech_begin is not None
+
+    @property
+    def marker_tokens(self) -> dict[str, str]:
+        """Role -> token string of every marker the family defines."""
+        roles = {
+            "speech": self.speech_marker,
+            "text": self.text_marker,
+            "speech_begin": self.speech_begin,
+            "speech_end": self.speech_end,
+        }
+        return {role: tok for role, tok in roles.items() if tok is not None}
 
     def matches(self, vocab: Mapping[str, int]) -> int:
         """Score how well a vocabulary fits this family (0 = not at all)."""
@@ -62,8 +93,8 @@ class FamilySpec:
         n_units = sum(1 for tok in vocab if rx.fullmatch(tok))
         if n_units < self.min_units_to_detect:
             return 0
-        for marker in (self.speech_marker, self.text_marker):
-            if marker is not None and marker not in vocab:
+        for marker in self.marker_tokens.values():
+            if marker not in vocab:
                 return 0
         extras = 0
         for pattern in self.extra_speech_patterns.values():
@@ -73,7 +104,7 @@ class FamilySpec:
                 return 0
             extras += n
         # Specs that explain more of the vocabulary (markers, extra streams) win ties.
-        return n_units + extras + 10 * len(self.extra_speech_patterns)
+        return n_units + extras + 10 * len(self.extra_speech_patterns) + len(self.marker_tokens)
 
     def bind(self, tokenizer, model_vocab_size: int | None = None) -> TokenLayout:
         """Bind the spec to a tokenizer (and the model's vocabulary size)."""
@@ -112,6 +143,32 @@ class TokenLayout:
     @property
     def text_marker_id(self) -> int | None:
         return self.markers.get("text")
+
+    @property
+    def speech_begin_id(self) -> int | None:
+        return self.markers.get("speech_begin")
+
+    @property
+    def speech_end_id(self) -> int | None:
+        return self.markers.get("speech_end")
+
+    def check_frames(self, units: Sequence[int]) -> None:
+        """A multi-level family's word holds whole frames, levels 0..levels-1 in order."""
+        q = self.spec.levels
+        if q == 1:
+            return
+        if len(units) % q:
+            raise SpecError(
+                f"{self.spec.name} has {q} codes per frame: a word's units must be whole frames "
+                f"(a multiple of {q}), got {len(units)}"
+            )
+        for i, u in enumerate(units):
+            if int(u) % q != i % q:
+                raise SpecError(
+                    f"{self.spec.name}: unit {i} of the word is level {int(u) % q}, expected "
+                    f"level {i % q} (frame by frame, levels 0..{q - 1}; unit id = code * {q} + "
+                    "level)"
+                )
 
     def units_to_tokens(self, units: Sequence[int] | Tensor) -> Int[Tensor, " n"]:
         """Map unit ids to token ids; a unit outside the model's range is an error."""
@@ -156,7 +213,15 @@ class TokenLayout:
         for tok, idx in vocab.items():
             m = rx.fullmatch(tok)
             if m:
-                by_unit[int(m.group(1))] = idx
+                unit = int(m.group(1))
+                if spec.levels > 1:
+                    level = int(m.group(2))
+                    if level >= spec.levels:
+                        raise SpecError(
+                            f"token {tok!r}: level {level} but {spec.name} has {spec.levels}"
+                        )
+                    unit = unit * spec.levels + level
+                by_unit[unit] = idx
         if not by_unit:
             raise SpecError(
                 f"the tokenizer has no speech tokens matching {spec.unit_pattern!r} "
@@ -189,9 +254,7 @@ class TokenLayout:
             speech[ids] = True
         markers: dict[str, int] = {}
         marker_mask = torch.zeros(vocab_size, dtype=torch.bool)
-        for role, tok in (("speech", spec.speech_marker), ("text", spec.text_marker)):
-            if tok is None:
-                continue
+        for role, tok in spec.marker_tokens.items():
             if tok not in vocab:
                 raise SpecError(f"the tokenizer lacks the {role} marker {tok!r} of {spec.name!r}")
             markers[role] = vocab[tok]

@@ -103,6 +103,7 @@ def load(
     dtype: torch.dtype = torch.float32,
     tokenizer=None,
     text_tokenizer=None,
+    trust_remote_code: bool = False,
 ) -> Loaded:
     """Load a hub id, a local directory or ``"organism[:variant]"`` into the chosen toolkit.
 
@@ -119,6 +120,9 @@ def load(
         text_tokenizer: slamkit checkpoints only: the base text tokenizer (hub id, local dir or
             tokenizer) the units and markers are added to; default the config's
             ``base_model_name``.
+        trust_remote_code: allow a checkpoint whose config names its own model code
+            (``auto_map``, e.g. GLM-4-Voice) to run that code; never on by default. Such models
+            load on nnsight only (TransformerLens has no adapter for them).
 
     The tokenizer must fit the model: ids beyond the model's vocabulary are an error.
     """
@@ -130,9 +134,12 @@ def load(
     check_hub_source(source)
     hf = None
     try:
-        slamkit = is_slamkit(read_config(source))
+        config = read_config(source)
     except Exception:  # unreadable here: the loaders below raise the informative error
-        slamkit = False
+        config = {}
+    slamkit = is_slamkit(config)
+    check_remote_code(source, config, backend, trust_remote_code)
+    remote = {"trust_remote_code": True} if trust_remote_code else {}
     if slamkit:
         hf, rebuilt = load_slamkit(source, text_tokenizer=text_tokenizer, dtype=dtype)
         tok = tokenizer if tokenizer is not None else rebuilt
@@ -143,9 +150,14 @@ def load(
                 f"text_tokenizer= is for slamkit UnitLM checkpoints; {source} is a plain "
                 "checkpoint with its own tokenizer (pass tokenizer= to replace it)"
             )
-        tok = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(source)
-        vocab_size = AutoConfig.from_pretrained(source).vocab_size
+        if tokenizer is None:
+            tokenizer = AutoTokenizer.from_pretrained(source, **remote)
+        tok = tokenizer
+        hf_config = AutoConfig.from_pretrained(source, **remote)
+        vocab_size = getattr(hf_config, "vocab_size", None) or hf_config.padded_vocab_size
     layout = _as_spec(family, tok).bind(tok, model_vocab_size=vocab_size)
+    if layout.spec.remote_code and not trust_remote_code:
+        raise SpecError(_remote_code_message(source, layout.spec.name))
     if backend == "tl":
         from transformer_lens.model_bridge import TransformerBridge
 
@@ -160,6 +172,7 @@ def load(
 
         # Eager attention, as TransformerLens's bridge forces, so both backends run the same ops.
         kwargs = dict(device_map=device, dispatch=True, dtype=dtype, attn_implementation="eager")
+        kwargs.update(remote)
         model = nnsight.TransformersModel(
             hf.to(device) if hf is not None else source,
             task="text-generation",
@@ -168,6 +181,29 @@ def load(
         )
     hf_model(model).eval()
     return Loaded(model, layout)
+
+
+def _remote_code_message(source: str, what: str) -> str:
+    return (
+        f"{source} ({what}) runs model code shipped with the checkpoint, not code from "
+        "transformers; load it only if you trust that code: speech_interp.load(..., "
+        "trust_remote_code=True, backend='nnsight') or --trust-remote-code --backend nnsight"
+    )
+
+
+def check_remote_code(source: str, config: dict, backend: str, trust: bool) -> None:
+    """Refuse a checkpoint with its own model code (config ``auto_map``) unless the user opted
+    in, and on TransformerLens, which has no adapter for such architectures."""
+    if "auto_map" not in config:
+        return
+    what = f"model_type {config.get('model_type')!r}, auto_map"
+    if not trust:
+        raise SpecError(_remote_code_message(source, what))
+    if backend == "tl":
+        raise SpecError(
+            f"{source} ({what}) is an architecture TransformerLens does not support; use "
+            "backend='nnsight' (--backend nnsight)"
+        )
 
 
 def backend_of(model) -> Backend:

@@ -39,6 +39,16 @@ FAMILY_TOKENS = {
         ["[Text]", "[Speech]"],
     ),
     "organism": ([f"<unit{i}>" for i in range(64)], ["<speech>", "<text>"]),
+    # the token strings and order of each project's own tokenizer code (sources in hooks/)
+    "speechgpt": ([f"<{i}>" for i in range(1000)], ["<sosp>", "<eosp>"]),
+    "llama-mimi": (
+        [f"<{code}_{level}>" for code in range(2048) for level in range(4)],
+        ["<audio>", "</audio>"],
+    ),
+    "glm-4-voice": (
+        [f"<|audio_{i}|>" for i in range(16384)],
+        ["<|begin_of_audio|>", "<|end_of_audio|>"],
+    ),
     "text-only": ([], []),
 }
 

@@ -18,6 +18,8 @@ TINY_MODELS = {
     "spiritlm-llama": ("spiritlm", "llama"),
     "spiritlm-expressive-llama": ("spiritlm-expressive", "llama"),
     "sims-helium": ("sims", "helium"),
+    "speechgpt-llama": ("speechgpt", "llama"),
+    "mimi-llama": ("llama-mimi", "llama"),
 }
 
 

@@ -35,6 +35,7 @@ from speech_interp.cli.common import (
     Sentences,
     Split,
     TextTokenizer,
+    TrustRemoteCode,
     checked,
     load_for_command,
     remote_mode,
@@ -56,7 +57,9 @@ def _stream_bands(streams: str | None, n_layers: int) -> list[str]:
     return [band_label(checked(stream_band, b, n_layers, flag="--streams")) for b in spans(streams)]
 
 
-def _band_setup(model, data, split, backend, remote, streams, layers, text_tokenizer, sentences):
+def _band_setup(
+    model, data, split, backend, remote, streams, layers, text_tokenizer, sentences, trust
+):
     """(remote mode, command input, stream bands) of ``ablate`` / ``substitute``."""
     from speech_interp.core.residuals import n_layers
     from speech_interp.core.runs import parse_span
@@ -65,7 +68,7 @@ def _band_setup(model, data, split, backend, remote, streams, layers, text_token
     streams = renamed_option(streams, layers, "--streams")
     for span in spans(streams):  # the form, before the model loads; the range after
         checked(parse_span, span, flag="--streams")
-    given = load_for_command(model, data, backend, split, text_tokenizer, sentences)
+    given = load_for_command(model, data, backend, split, text_tokenizer, sentences, trust)
     return rem, given, _stream_bands(streams, n_layers(given.model))
 
 
@@ -111,6 +114,7 @@ def patch_command(
     attribution: Annotated[bool, typer.Option(help="also run attribution patching")] = True,
     layers: Layers = None,
     text_tokenizer: TextTokenizer = None,
+    trust_remote_code: TrustRemoteCode = False,
 ) -> pd.DataFrame:
     """Exact (and attribution) activation patching over layers x aligned word positions."""
     from speech_interp.causal import attribution_sweep, patch_sweep, rank_agreement
@@ -129,7 +133,7 @@ def patch_command(
     if span is not None:
         checked(parse_span, span, flag="--blocks")
     utterances, loaded, layout, data_info = load_for_command(
-        model, data, backend, split, text_tokenizer, sentences
+        model, data, backend, split, text_tokenizer, sentences, trust_remote_code
     )
     blocks = None if span is None else checked(block_list, span, n_layers(loaded), flag="--blocks")
     pairs = make_pairs(utterances, seed=seed, max_pairs=max_pairs)
@@ -170,6 +174,7 @@ def ablate_command(
     k: Annotated[int, typer.Option(help="lens top-k for decodability")] = 5,
     layers: Layers = None,
     text_tokenizer: TextTokenizer = None,
+    trust_remote_code: TrustRemoteCode = False,
 ) -> dict:
     """Text-direction (and probe) ablation vs random directions, then the verdict per band."""
     from speech_interp.causal import ablate, verdicts
@@ -178,8 +183,9 @@ def ablate_command(
     from speech_interp.plotting import plot_ablation_control
 
     rem, given, bands = _band_setup(
-        model, data, split, backend, remote, streams, layers, text_tokenizer, sentences
-    )
+        model, data, split, backend, remote, streams, layers, text_tokenizer, sentences,
+        trust_remote_code,
+    )  # fmt: skip
     utterances, loaded, layout, data_info = given
     kw = dict(n_random=n_random, probe=probe, seed=seed, max_words=max_pairs, remote=rem)
     tables = [ablate(loaded, layout, utterances, band=b, model_id=model, **kw) for b in bands]
@@ -222,6 +228,7 @@ def substitute_command(
     n_random: Annotated[int, typer.Option(help="random deltas of equal norm (control)")] = 5,
     layers: Layers = None,
     text_tokenizer: TextTokenizer = None,
+    trust_remote_code: TrustRemoteCode = False,
 ) -> pd.DataFrame:
     """Move a spoken word's state toward another word's text state; does speech follow?"""
     from speech_interp.causal import substitute
@@ -229,8 +236,9 @@ def substitute_command(
     from speech_interp.data import make_pairs
 
     rem, given, bands = _band_setup(
-        model, data, split, backend, remote, streams, layers, text_tokenizer, sentences
-    )
+        model, data, split, backend, remote, streams, layers, text_tokenizer, sentences,
+        trust_remote_code,
+    )  # fmt: skip
     utterances, loaded, layout, data_info = given
     alphas = [float(a) for a in alpha.split(",") if a.strip()]
     pairs = make_pairs(utterances, seed=seed, max_pairs=max_pairs)

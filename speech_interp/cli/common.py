@@ -37,6 +37,10 @@ TextTokenizer = Annotated[
     str | None,
     typer.Option(help="slamkit (SIMS) checkpoints: the base text tokenizer (hub id or dir)"),
 ]
+TrustRemoteCode = Annotated[
+    bool,
+    typer.Option(help="allow a checkpoint's own model code (GLM-4-Voice); only if you trust it"),
+]
 Layers = Annotated[
     str | None, typer.Option(hidden=True, help="deprecated: --blocks (patch) / --streams")
 ]
@@ -70,6 +74,7 @@ def load_for_command(
     split: str | None,
     text_tokenizer: str | None = None,
     sentences: str = "heldout",
+    trust_remote_code: bool = False,
 ) -> CommandInput:
     """Read ``data`` (only ``split`` if given, only ``sentences``) and load ``model``.
 
@@ -98,7 +103,9 @@ def load_for_command(
         utterances = select_sentences(utterances, sentences)
     except (UnknownSplit, ValueError) as err:
         raise typer.BadParameter(str(err), param_hint="--sentences") from None
-    loaded, layout = load(model, backend=backend, text_tokenizer=text_tokenizer)
+    loaded, layout = load(
+        model, backend=backend, text_tokenizer=text_tokenizer, trust_remote_code=trust_remote_code
+    )
     family = header.get("family")
     if family is not None and family != layout.spec.name:
         raise ValueError(

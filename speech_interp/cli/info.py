@@ -22,7 +22,18 @@ def models_command() -> None:
             table.add_row(f"{stream} tokens", pattern)
         markers = " / ".join(m for m in (spec.speech_marker, spec.text_marker) if m)
         table.add_row("markers (speech / text)", markers or "none")
-        table.add_row("unit rate", f"{spec.unit_rate_hz:g} Hz" if spec.unit_rate_hz else "any")
+        if spec.wraps_speech:
+            table.add_row("speech span", f"{spec.speech_begin} ... {spec.speech_end}")
+        if spec.levels > 1:
+            ids = f"unit id = code * {spec.levels} + level"
+            table.add_row("codes per frame", f"{spec.levels} ({ids})")
+        rate = f"{spec.unit_rate_hz:g} Hz" if spec.unit_rate_hz else "any"
+        dedup = "deduplicated" if spec.dedup else "not deduplicated"
+        table.add_row("unit rate", f"{rate} ({'frames' if spec.levels > 1 else 'units'}, {dedup})")
+        backends = "tl, nnsight"
+        if spec.remote_code:
+            backends = "nnsight only (remote code); analyses need its module map (not yet)"
+        table.add_row("backends", backends)
         table.add_row("architectures", ", ".join(spec.architectures))
         table.add_row("checkpoints", ", ".join(spec.checkpoints) or "yours")
         table.add_row("unit extractor", spec.unit_extractor)

@@ -23,6 +23,7 @@ from speech_interp.cli.common import (
     Sentences,
     Split,
     TextTokenizer,
+    TrustRemoteCode,
     load_for_command,
 )
 
@@ -57,6 +58,7 @@ def lens_command(
     chunk_size: Annotated[int, typer.Option(help="vocabulary rows per scoring chunk")] = 8192,
     tuned_steps: Annotated[int, typer.Option(help="steps when fitting a tuned lens")] = 500,
     text_tokenizer: TextTokenizer = None,
+    trust_remote_code: TrustRemoteCode = False,
 ) -> object:
     """Logit / tuned lens per word and layer: transcription, next word, speech mass, phases."""
     from speech_interp.lens import LENSES, phase_bands, run_lens
@@ -68,7 +70,7 @@ def lens_command(
     if lens == "logit" and tuned_path is not None:
         raise typer.BadParameter("--tuned-path is only used with --lens tuned")
     utterances, loaded, layout, data_info = load_for_command(
-        model, data, backend, split, text_tokenizer, sentences
+        model, data, backend, split, text_tokenizer, sentences, trust_remote_code
     )
     lens_obj, lens_note = "logit", None
     if lens == "tuned":

@@ -303,7 +303,9 @@ def build_prompt(
         for i, gap in enumerate(gaps):
             if len(gap) and (mods[min(i, len(words) - 1)] != "speech"):
                 raise ValueError(f"gap units next to text word {words[min(i, len(words) - 1)]!r}")
-    if markers and (layout.speech_marker_id is None or layout.text_marker_id is None):
+    switch = layout.speech_marker_id is not None and layout.text_marker_id is not None
+    wrap = layout.spec.wraps_speech
+    if markers and not (switch or wrap):
         raise SpecError(f"family {layout.spec.name!r} has no modality markers; use markers=False")
 
     ids: list[int] = []
@@ -333,14 +335,17 @@ def build_prompt(
         kinds.extend([kind] * len(token_ids))
         owner.extend(word_index if isinstance(word_index, list) else [word_index] * len(token_ids))
 
-    for modality, members in _segments(mods):
-        if markers:
+    segments = _segments(mods)
+    for s, (modality, members) in enumerate(segments):
+        if markers and switch:
             marker = layout.speech_marker_id if modality == "speech" else layout.text_marker_id
             push([marker], MARKER, -1)
         if modality == "text":
             tok_ids, local = _text_tokens(tokenizer, [words[i] for i in members], lead_space)
             push(tok_ids, TEXT, [members[j] for j in local])
             continue
+        if markers and wrap:
+            push([layout.speech_begin_id], MARKER, -1)
         for i in members:
             if gaps is not None and len(gaps[i]):
                 push(layout.units_to_tokens(gaps[i]).tolist(), SPEECH, -1)
@@ -350,12 +355,15 @@ def build_prompt(
             if len(word_units) == 0:
                 raise ValueError(f"spoken word {i} ({words[i]!r}) has no units")
             try:
+                layout.check_frames(word_units)
                 push(layout.units_to_tokens(word_units).tolist(), SPEECH, i)
             except SpecError as err:
                 raise SpecError(f"word {i} ({words[i]!r}): {err}") from None
-
-    if gaps is not None and len(gaps[-1]):
-        push(layout.units_to_tokens(gaps[-1]).tolist(), SPEECH, -1)
+        # trailing gap units (only ever after a spoken last word): inside the speech span
+        if s == len(segments) - 1 and gaps is not None and len(gaps[-1]):
+            push(layout.units_to_tokens(gaps[-1]).tolist(), SPEECH, -1)
+        if markers and wrap:
+            push([layout.speech_end_id], MARKER, -1)
     return _prompt(ids, kinds, owner, words, mods)
 
 
