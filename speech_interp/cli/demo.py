@@ -3,11 +3,12 @@
 Runs the logit lens on the shipped evaluation set (held-out sentences in training voices; the
 fact sentences, which are training sentences, are scored apart) for every shipped variant and
 writes ``lens.csv`` (all variants), ``phases.json``, a phase-curve figure comparing the variants,
-a token heatmap of one utterance, ``report.md`` and ``run.json`` (with the seconds spent per
-stage); then the causal test: text-direction ablation against 20 random directions in three
-layer bands (:func:`demo_bands`; word-identity probe directions too with ``--probe``), the
-verdict per variant and band (``verdict.json``, rule in :mod:`speech_interp.causal.verdict`) and
-one ablation-vs-control figure per variant.
+a token heatmap of one utterance, ``viewer.html`` (the lens viewer over the first 20 utterances,
+every variant), ``report.md`` and ``run.json`` (with the seconds spent per stage); then the
+causal test: text-direction ablation against 20 random directions in three layer bands
+(:func:`demo_bands`; word-identity probe directions too with ``--probe``), the verdict per
+variant and band (``verdict.json``, rule in :mod:`speech_interp.causal.verdict`) and one
+ablation-vs-control figure per variant.
 """
 
 from __future__ import annotations
@@ -269,6 +270,7 @@ def run_demo(
     causal: bool = True,
     max_words: int = 80,
     probe: bool = False,
+    viewer_utterances: int = 20,
 ) -> Path:
     """Lens (and, with ``causal``, the ablation verdict) on every variant; returns the report."""
     from speech_interp.data import is_seen, read_utterances, select_sentences, select_split
@@ -276,6 +278,7 @@ def run_demo(
     from speech_interp.lens.metrics import CI_RULE
     from speech_interp.models import load
     from speech_interp.plotting import plot_phase_curves, plot_token_heatmap
+    from speech_interp.plotting.viewer import viewer_data, write_viewer
 
     _, utterances = read_utterances(data)
     in_split = select_split(utterances, split)
@@ -283,10 +286,12 @@ def run_demo(
     seen = [u for u in in_split if is_seen(u)][:limit]
     out.mkdir(parents=True, exist_ok=True)
     summaries, words, rows, seen_rows, all_verdicts = [], [], [], [], {}
+    loaded: dict = {}
     clock = Stopwatch()
     for variant in tqdm(variants, desc="variants"):
         with clock("load"):
             model, layout = load(f"organism:{variant}", backend=backend)
+            loaded[variant] = (model, layout)
         with clock("lens"):
             result = run_lens(
                 model, layout, utterances, seed=seed, model_id=variant, progress=False
@@ -319,6 +324,13 @@ def run_demo(
         plot_phase_curves(summary, out / "phase_curves.png", title="organism variants")
         if causal:
             write_verdicts(out, all_verdicts)
+    with clock("viewer"):
+        viewer = viewer_data(
+            loaded, utterances[:viewer_utterances],
+            summaries={v: s for v, s in zip(variants, summaries, strict=True)},
+            bands={v: bands[bands["model"] == v] for v in variants}, verdicts=all_verdicts,
+        )  # fmt: skip
+        write_viewer(out / "viewer.html", viewer)
     extra = {
         "command": "demo",
         "variants": list(variants),
@@ -331,6 +343,7 @@ def run_demo(
         "causal": causal,
         "max_words": max_words,
         "probe": probe,
+        "viewer_utterances": min(viewer_utterances, len(utterances)),
         "timings": clock.report(),
     }
     write_run_json(

@@ -76,7 +76,7 @@ class _Plan:
     n_kinds: int
 
 
-def _unit_rows(prompt: Prompt, layout: TokenLayout, w: int, n_units: int) -> list[int]:
+def word_unit_positions(prompt: Prompt, layout: TokenLayout, w: int, n_units: int) -> list[int]:
     """Prompt positions of word ``w``'s unit tokens, one per unit (markers, pitch or style
     tokens inside the word are not units)."""
     pos = prompt.word_positions[w]
@@ -122,7 +122,7 @@ def _plan(
     for s, w in enumerate(slots):
         word_pos = prompt.word_positions[w].tolist()
         first, last = starts[s], last_of_slot[s]
-        up_pos = _unit_rows(prompt, layout, w, n_units[s])[unique_at[s]]
+        up_pos = word_unit_positions(prompt, layout, w, n_units[s])[unique_at[s]]
         for kind, tok in enumerate(tokens[s]):
             if tok < 0:
                 continue
@@ -454,4 +454,4 @@ def lens_top_tokens(
     return ids, probs
 
 
-__all__ = ["LensResult", "lens_top_tokens", "run_lens"]
+__all__ = ["LensResult", "lens_top_tokens", "run_lens", "word_unit_positions"]

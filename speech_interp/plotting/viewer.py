@@ -1,0 +1,168 @@
+"""The lens viewer: one self-contained HTML page (no request leaves it) per set of models.
+
+Per utterance: the tokens with their words, modality and markers, each spoken word's uniqueness
+point; the layer x token grid coloured by the probability of the spoken word's own text token
+(or, toggled, of the top-1 text token), each cell's hover listing the top-k text tokens with
+probabilities and ranks; the phase bands beside the layers. A summary panel draws the phase
+curves with CIs (transcription at or after the uniqueness point, its control, its pre-onset
+rate) and lists the verdicts when given. The page is ``viewer_template.html`` with the data
+inlined as JSON; its script is plain JavaScript written for it (no library).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from speech_interp.artifacts import write_text
+from speech_interp.data.prompt import MODALITY_NAMES
+from speech_interp.data.targets import TargetResolver
+from speech_interp.data.uniqueness import uniqueness_points
+from speech_interp.data.utterances import Utterance
+from speech_interp.lens.grid import lens_grid
+from speech_interp.lens.run import word_unit_positions
+from speech_interp.models import tokenizer_of
+
+TEMPLATE = "viewer_template.html"
+CURVES = (
+    ("transcription", "after_uniqueness", "transcription"),
+    ("transcription_control", "after_uniqueness", "control"),
+    ("transcription", "pre_onset", "pre-onset"),
+)
+
+
+def _round(x: float, digits: int = 3):
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(x, digits)
+
+
+def _utterance_frame(utt: Utterance, layout, tok, points, resolver) -> tuple[dict, torch.Tensor]:
+    """Tokens and words of one utterance, and each position's own target (-1: none)."""
+    prompt = utt.to_prompt(layout, tok)
+    ids = prompt.input_ids.tolist()
+    words, own = [], torch.full((len(ids),), -1, dtype=torch.long)
+    for w, word in enumerate(utt.words):
+        pos = prompt.word_positions[w].tolist()
+        entry = {"word": word.word, "modality": word.modality, "positions": pos, "up": None}
+        if word.modality == "speech":
+            unit_pos = word_unit_positions(prompt, layout, w, len(word.units))
+            entry["up"] = unit_pos[points[w].index]
+            entry["unique"] = points[w].unique
+            target = resolver(word.word)
+            entry["target"] = target.token_id
+            if target.found:
+                own[pos] = target.token_id
+        words.append(entry)
+    modality = [MODALITY_NAMES[m] for m in prompt.token_modality.tolist()]
+    frame = {
+        "id": utt.id,
+        "text": utt.text,
+        "voice": utt.voice,
+        "tokens": ids,
+        "modality": modality,
+        "word_of": prompt.token_word.tolist(),
+        "words": words,
+    }
+    return frame, own
+
+
+def _summary(summary: pd.DataFrame | None, bands: pd.DataFrame | None, verdicts) -> dict:
+    out: dict = {"curves": {}, "bands": {}, "verdicts": []}
+    if summary is not None:
+        sel = summary[(summary["k"] == 5) & (summary["vocab"] == "text")]
+        sel = sel[sel["words"] == "content"]
+        for metric, rule, label in CURVES:
+            rows = sel[(sel["metric"] == metric) & (sel["position_rule"] == rule)]
+            rows = rows.sort_values("layer")
+            out["curves"][label] = [
+                [int(r.layer), _round(r.value), _round(r.ci_low), _round(r.ci_high)]
+                for r in rows.itertuples()
+            ]
+    if bands is not None:
+        for b in bands.itertuples():
+            span = None if pd.isna(b.first_layer) else [int(b.first_layer), int(b.last_layer)]
+            out["bands"][b.phase] = span
+    for entry in (verdicts or {}).get("bands", []):
+        dec = entry["decodable_rate"]
+        cau = entry["causal_effect"]
+        out["verdicts"].append(
+            {
+                "band": entry["band"],
+                "verdict": entry["verdict"],
+                "excess": _round(dec.get("excess")),
+                "excess_pre_onset": _round(dec.get("excess_pre_onset")),
+                "effect": _round(cau.get("effect")),
+                "effect_ci": [_round(cau.get("ci_low")), _round(cau.get("ci_high"))],
+            }
+        )
+    return out
+
+
+def viewer_data(
+    models: Mapping[str, tuple],
+    utterances: Sequence[Utterance],
+    *,
+    lens: str = "logit",
+    k: int = 5,
+    summaries: Mapping[str, pd.DataFrame] | None = None,
+    bands: Mapping[str, pd.DataFrame] | None = None,
+    verdicts: Mapping[str, dict] | None = None,
+) -> dict:
+    """JSON-ready data of the viewer: ``models`` maps a name to ``(model, layout)``; all models
+    must share one tokenizer layout (e.g. the organism's variants)."""
+    if not models:
+        raise ValueError("the viewer needs at least one model")
+    utterances = list(utterances)
+    if not utterances:
+        raise ValueError("the viewer needs at least one utterance")
+    first_model, layout = next(iter(models.values()))
+    tok = tokenizer_of(first_model)
+    resolver = TargetResolver(tok, layout)
+    points = uniqueness_points(utterances)
+    frames, owns = zip(*(_utterance_frame(u, layout, tok, points[i], resolver)
+                         for i, u in enumerate(utterances)), strict=True)  # fmt: skip
+    seen: set[int] = set()
+    variants: dict = {}
+    for name, (model, mlayout) in models.items():
+        if mlayout.vocab_size != layout.vocab_size:
+            raise ValueError(f"model {name!r} has another vocabulary than {next(iter(models))!r}")
+        grids = []
+        for own, utt in zip(owns, utterances, strict=True):
+            prompt = utt.to_prompt(mlayout, tok)
+            g = lens_grid(model, mlayout, prompt, own, lens, k=k)
+            seen.update(g.top_ids.flatten().tolist())
+            grids.append({
+                "top": g.top_ids.tolist(),
+                "p": [[[_round(x) for x in cell] for cell in row] for row in g.top_probs.tolist()],
+                "own_p": [[_round(x, 4) for x in row] for row in g.own_prob.tolist()],
+                "own_r": [[None if math.isnan(x) else int(x) for x in row]
+                          for row in g.own_rank.tolist()],
+            })  # fmt: skip
+        variants[name] = {
+            "grids": grids,
+            "summary": _summary(
+                (summaries or {}).get(name), (bands or {}).get(name), (verdicts or {}).get(name)
+            ),
+        }
+    for frame in frames:
+        seen.update(frame["tokens"])
+        seen.update(w["target"] for w in frame["words"] if w.get("target", -1) >= 0)
+    ids = sorted(i for i in seen if i >= 0)
+    vocab = dict(zip(map(str, ids), tok.batch_decode([[i] for i in ids]), strict=True))
+    return {"lens": lens, "k": k, "family": layout.spec.name, "vocab": vocab,
+            "utterances": list(frames), "variants": variants}  # fmt: skip
+
+
+def write_viewer(path: str | Path, data: dict) -> Path:
+    """The self-contained page: the template with ``data`` inlined (``</`` escaped)."""
+    template = resources.files("speech_interp.plotting").joinpath(TEMPLATE).read_text()
+    payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    return write_text(Path(path), template.replace("__VIEWER_DATA__", payload))
+
+
+__all__ = ["viewer_data", "write_viewer"]
