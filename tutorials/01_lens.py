@@ -1,3 +1,15 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: -all
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+# ---
+
 # %% [markdown]
 # # 01 · The lens on a speech-text LM, from TransformerLens
 #
@@ -84,3 +96,27 @@ from speech_interp.plotting import plot_phase_curves, plot_token_heatmap  # noqa
 plot_phase_curves(result.summary, OUT / "phase_curves.png", title="organism (full)")
 plot_token_heatmap(model, layout, prompt, "logit", OUT / "token_heatmap.png")
 print("wrote", OUT)
+
+# %% [markdown]
+# ## The lens viewer
+# One self-contained HTML page: per utterance, the layer x token grid coloured by the spoken
+# word's own text token (hover a cell for its top-5 text tokens), the uniqueness points and the
+# phase bands. In Jupyter it shows inline below; elsewhere open `viewer.html` in a browser.
+
+# %%
+from speech_interp.lens import phase_bands  # noqa: E402
+from speech_interp.plotting.viewer import viewer_data, write_viewer  # noqa: E402
+
+viewer = write_viewer(
+    OUT / "viewer.html",
+    viewer_data(
+        {"full": (model, layout)}, subset[:5],
+        summaries={"full": result.summary}, bands={"full": phase_bands(result)},
+    ),
+)  # fmt: skip
+try:
+    from IPython.display import IFrame
+
+    display(IFrame(os.path.relpath(viewer), width="100%", height=420))  # noqa: F821
+except NameError:  # a plain script: no notebook display
+    print("viewer:", viewer)
