@@ -26,11 +26,18 @@ asks the hit to beat what the model predicted before the word began.
    causal; ``neither`` otherwise (a causal effect without decodability also reads ``neither``;
    the ``decodable`` and ``causal`` flags are written beside the verdict, nothing is hidden);
    ``insufficient-data`` when a band has no scored word on either side.
+4. **Power note** (does not change a verdict): a test is *inconclusive* when one of its 95% CIs
+   contains 0 and its half-width is at least the smallest effect it should detect (0.05 of rate
+   for either decodable excess; the random directions' own margin, 95th percentile minus mean
+   damage, for the causal effect), or when its words are of a single type (no CI over types).
+   Such bands list the test in ``inconclusive`` and raise a warning: the data are too few to
+   tell, not evidence of absence.
 """
 
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -124,6 +131,7 @@ def causal(
         "ci_high": None,
         "effect_size": None,
         "n_words": 0,
+        "n_types": 0,
         "n_random": 0,
         "probe_damage": None,
     }
@@ -151,6 +159,7 @@ def causal(
         ci_high=hi,
         effect_size=(text_mean - float(per_draw.mean())) / sd if sd and sd > 0 else None,
         n_words=int(len(common)),
+        n_types=int(types.nunique()),
         n_random=int(len(per_draw)),
         probe_damage=float(probe.mean()) if len(probe) else None,
     )
@@ -176,6 +185,29 @@ def decide(dec: dict, cau: dict) -> tuple[str, bool | None, bool | None]:
     return "neither", is_dec, is_cau
 
 
+MIN_DECODABLE_EXCESS = 0.05
+
+
+def inconclusive(dec: dict, cau: dict) -> list[str]:
+    """The tests of one band whose CI is too wide to decide (rule 4)."""
+    out = []
+
+    def wide(lo, hi, smallest) -> bool:
+        return lo is not None and lo <= 0 <= hi and (hi - lo) / 2 >= smallest
+
+    if dec.get("n") and (
+        dec["n_types"] < 2
+        or wide(dec["ci_low"], dec["ci_high"], MIN_DECODABLE_EXCESS)
+        or wide(dec["pre_onset_ci_low"], dec["pre_onset_ci_high"], MIN_DECODABLE_EXCESS)
+    ):
+        out.append("decodable")
+    if cau.get("n_words"):
+        margin = cau["control_p95"] - cau["control_mean"]
+        if cau["n_types"] < 2 or wide(cau["ci_low"], cau["ci_high"], max(margin, 1e-12)):
+            out.append("causal")
+    return out
+
+
 def verdicts(
     lens_words: pd.DataFrame,
     ablation: pd.DataFrame,
@@ -194,12 +226,20 @@ def verdicts(
         dec = decodable(lens_words, band, k=k, n_boot=n_boot, seed=seed)
         cau = causal(ablation, band, metric, n_boot=n_boot, seed=seed)
         verdict, is_dec, is_cau = decide(dec, cau)
+        weak = inconclusive(dec, cau)
+        if weak:
+            warnings.warn(
+                f"band {band}: the {' and '.join(weak)} test's 95% CI is too wide to decide "
+                f"(n = {dec.get('n')} words); '{verdict}' may reflect too little data",
+                stacklevel=2,
+            )
         entries.append(
             {
                 "band": band,
                 "verdict": verdict,
                 "decodable": is_dec,
                 "causal": is_cau,
+                "inconclusive": weak,
                 "decodable_rate": dec,
                 "causal_effect": cau,
                 "control_effect": {
@@ -221,4 +261,4 @@ def verdicts(
     }
 
 
-__all__ = ["VERDICTS", "causal", "decide", "decodable", "verdicts"]
+__all__ = ["VERDICTS", "causal", "decide", "decodable", "inconclusive", "verdicts"]

@@ -42,13 +42,18 @@ def demo_bands(n_layers: int) -> list[str]:
 
 
 class Stopwatch:
-    """Seconds spent per named stage, summed over calls (``with clock("lens"): ...``)."""
+    """Seconds spent per named stage, summed over calls (``with clock("lens"): ...``); the
+    current stage is shown on ``bar`` (a tqdm bar) when one is attached."""
 
-    def __init__(self):
+    def __init__(self, bar=None):
         self.seconds: dict[str, float] = {}
+        self.bar = bar
+        self.prefix = ""
 
     @contextlib.contextmanager
     def __call__(self, stage: str):
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{self.prefix}{stage}")
         start = time.perf_counter()
         try:
             yield
@@ -71,7 +76,7 @@ def causal_verdict(
     from speech_interp.causal import ablate, fit_probes, verdicts
     from speech_interp.core.residuals import n_layers
     from speech_interp.core.runs import parse_span
-    from speech_interp.plotting import plot_ablation_control
+    from speech_interp.plotting import plot_ablation_bands
 
     clock = clock or Stopwatch()
     bands = demo_bands(n_layers(model))
@@ -87,11 +92,14 @@ def causal_verdict(
             for b in bands
         ]  # fmt: skip
     ablation = pd.concat(tables, ignore_index=True)
+    with clock("verdict"):
+        content = verdicts(result.words, ablation, bands=bands, seed=seed)
     with clock("outputs"):
         write_csv(ablation, out / f"ablation_{variant}.csv")
-        plot_ablation_control(ablation, out / f"ablation_{variant}.png")
-    with clock("verdict"):
-        return verdicts(result.words, ablation, bands=bands, seed=seed)
+        title = f"{variant}: text-direction ablation vs random directions"
+        figure = out / f"ablation_{variant}.png"
+        plot_ablation_bands(ablation, figure, verdicts=content, title=title)
+    return content
 
 
 def best_intermediate(excess: pd.DataFrame) -> pd.Series:
@@ -274,7 +282,7 @@ def run_demo(
 ) -> Path:
     """Lens (and, with ``causal``, the ablation verdict) on every variant; returns the report."""
     from speech_interp.data import is_seen, read_utterances, select_sentences, select_split
-    from speech_interp.lens import phase_bands, run_lens
+    from speech_interp.lens import excess_over_control, phase_bands, run_lens
     from speech_interp.lens.metrics import CI_RULE
     from speech_interp.models import load
     from speech_interp.plotting import plot_phase_curves, plot_token_heatmap
@@ -287,8 +295,10 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     summaries, words, rows, seen_rows, all_verdicts = [], [], [], [], {}
     loaded: dict = {}
-    clock = Stopwatch()
-    for variant in tqdm(variants, desc="variants"):
+    bar = tqdm(variants, desc="demo (about 35 s per variant on 2 cores)", unit="variant")
+    clock = Stopwatch(bar)
+    for variant in bar:
+        clock.prefix = f"{variant}: "
         with clock("load"):
             model, layout = load(f"organism:{variant}", backend=backend)
             loaded[variant] = (model, layout)
@@ -313,6 +323,7 @@ def run_demo(
             with clock("outputs"):
                 prompt = utterances[0].to_prompt(layout, model.tokenizer)
                 plot_token_heatmap(model, layout, prompt, "logit", out / "token_heatmap.png")
+    clock.prefix = ""
     with clock("phases"):
         bands = phase_bands(pd.concat(words, ignore_index=True), seed=seed)
     with clock("outputs"):
@@ -321,7 +332,9 @@ def run_demo(
         write_phases(out, bands)
         best = {"heldout": rows, "seen_in_training": seen_rows}
         write_text(out / "best_layers.json", json.dumps(best, indent=2) + "\n")
-        plot_phase_curves(summary, out / "phase_curves.png", title="organism variants")
+        excess = excess_over_control(pd.concat(words, ignore_index=True), k=5, seed=seed)
+        plot_phase_curves(summary, out / "phase_curves.png", title="organism variants",
+                          excess=excess)  # fmt: skip
         if causal:
             write_verdicts(out, all_verdicts)
     with clock("viewer"):
@@ -375,6 +388,8 @@ def demo_command(
         max_words=max_words,
         probe=probe,
     )
+    from rich.markdown import Markdown
+
     console = Console()
-    console.print(report.read_text())
+    console.print(Markdown(report.read_text()))
     console.print(f"[green]wrote[/green] {out}")

@@ -89,6 +89,51 @@ def plot_ablation_control(
     return save_figure(fig, out_png, tight=True)
 
 
+def plot_ablation_bands(
+    ablation: pd.DataFrame,
+    out_png: str | Path,
+    *,
+    verdicts: dict | None = None,
+    metric: str = "speech",
+    title: str | None = None,
+) -> Path:
+    """One panel per band: the random directions' mean damage (histogram, 95th percentile
+    dashed), the text direction's mean damage with its 95% CI over word types (shaded), and the
+    band's verdict in the panel title when ``verdicts`` (one model's verdict.json content) is
+    given."""
+    from speech_interp.stats import bootstrap_ci
+
+    bands = list(dict.fromkeys(ablation["band"]))
+    if not bands:
+        raise ValueError("the ablation table is empty: nothing to plot")
+    verdict_of = {b["band"]: b["verdict"] for b in (verdicts or {}).get("bands", [])}
+    fig = Figure(figsize=(4.2 * len(bands), 3.6))
+    axes = fig.subplots(1, len(bands), squeeze=False)[0]
+    for ax, band in zip(axes, bands, strict=True):
+        sel = ablation[(ablation["band"] == band) & (ablation["metric"] == metric)]
+        per_draw = sel[sel["direction"] == "random"].groupby("draw")["effect"].mean()
+        ax.hist(per_draw.to_numpy(), bins=max(5, len(per_draw) // 2), color="0.7",
+                label=f"random directions (n={len(per_draw)})")  # fmt: skip
+        text = sel[sel["direction"] == "text"]
+        if len(text):
+            mean, lo, hi = bootstrap_ci(
+                text["effect"].to_numpy(dtype=float), clusters=text["word"].str.lower().to_numpy()
+            )
+            ax.axvspan(lo, hi, color="C3", alpha=0.2, lw=0)
+            ax.axvline(mean, color="C3", lw=2, label="text direction (95% CI)")
+        if len(per_draw):
+            q95 = float(np.quantile(per_draw, 0.95))
+            ax.axvline(q95, color="k", ls="--", lw=1, label="random: 95th pct")
+        verdict = verdict_of.get(band)
+        ax.set_title(f"streams {band}" + (f": {verdict}" if verdict else ""), fontsize=10)
+        ax.set_xlabel(f"mean damage of the {metric} metric")
+        ax.set_ylabel("directions")
+    axes[0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, out_png, tight=True)
+
+
 def plot_attribution_scatter(
     exact: pd.DataFrame, attribution: pd.DataFrame, out_png: str | Path, *, title: str = ""
 ) -> Path:
@@ -111,4 +156,9 @@ def plot_attribution_scatter(
     return save_figure(fig, out_png, tight=True)
 
 
-__all__ = ["plot_ablation_control", "plot_attribution_scatter", "plot_patching_heatmap"]
+__all__ = [
+    "plot_ablation_bands",
+    "plot_ablation_control",
+    "plot_attribution_scatter",
+    "plot_patching_heatmap",
+]

@@ -62,8 +62,12 @@ def plot_phase_curves(
     words: str = "content",
     speech_mass: bool = True,
     title: str | None = None,
+    excess: pd.DataFrame | None = None,
 ) -> Path:
     """One panel per (metric, control) pair plus speech_mass; rates vs layer with 95% CI bands.
+    With ``excess`` (rows of :func:`~speech_interp.lens.excess_over_control`, any number of
+    variants), a first panel shows the paired excess with its CI on its own scale, where small
+    effects that share the 0-1 axis of the rates become visible.
 
     Each model / backend / lens variant in ``summary`` gets one colour: the metric solid, its
     control dashed. Transcription uses position_rule ``after_uniqueness`` and also draws its
@@ -74,10 +78,13 @@ def plot_phase_curves(
         raise ValueError("the summary is empty: nothing to plot")
     varying = [i for i in range(3) if len({v[i] for v in variants}) > 1]
     panels = [*pairs, ("speech_mass",)] if speech_mass else list(pairs)
-    fig = new_figure((5 * len(panels), 4))
-    axes = fig.subplots(1, len(panels), squeeze=False)
+    n_extra = int(excess is not None)
+    fig = new_figure((5 * (len(panels) + n_extra), 4))
+    axes = fig.subplots(1, len(panels) + n_extra, squeeze=False)
     colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, panel in zip(axes[0], panels, strict=True):
+    if excess is not None:
+        _excess_panel(axes[0][0], excess, variants, colors)
+    for ax, panel in zip(axes[0][n_extra:], panels, strict=True):
         for c, variant in enumerate(variants):
             rows = summary[(summary[["model", "backend", "lens"]] == list(variant)).all(axis=1)]
             lines = list(zip(panel, ("-", "--"), strict=False))
@@ -128,6 +135,27 @@ def plot_phase_curves(
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.12, 1, 1))
     return save_figure(fig, out_png)
+
+
+def _excess_panel(ax, excess: pd.DataFrame, variants: list, colors: list[str]) -> None:
+    """Paired excess over the control per layer, one colour per variant, CI shaded."""
+    for c, variant in enumerate(variants):
+        rows = excess[(excess[["model", "backend", "lens"]] == list(variant)).all(axis=1)]
+        rows = rows.sort_values("layer")
+        if rows.empty:
+            continue
+        color = colors[c % len(colors)]
+        ax.plot(rows["layer"], rows["value"], "-", marker="o", ms=3, color=color)
+        ax.fill_between(rows["layer"], rows["ci_low"], rows["ci_high"], color=color, alpha=0.15,
+                        linewidth=0)  # fmt: skip
+    ax.axhline(0, color="0.3", lw=0.8)
+    metric = str(excess["metric"].iloc[0]).replace("_", " ")
+    rule = str(excess["position_rule"].iloc[0]).replace("_", " ")
+    ax.set_title(f"{metric} ({rule}), 95% CI", fontsize=10)
+    ax.set_xlabel("layer (residual stream)")
+    ax.set_ylabel("excess over control")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
 
 
 def _legends(fig, names: list[str], colors: list[str], pairs) -> None:

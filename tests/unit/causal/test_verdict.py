@@ -11,7 +11,7 @@ def _ablation(text_damage: float, n_words=12, n_random=20, seed=0):
     rows = []
     for w in range(n_words):
         base = dict(model="m", backend="tl", band="1-1", utterance=f"u{w}", word_index=1,
-                    word="cat", metric="speech", base=0.0, ablated=0.0)  # fmt: skip
+                    word=f"w{w % 6}", metric="speech", base=0.0, ablated=0.0)  # fmt: skip
         rows.append({**base, "direction": "text", "draw": -1,
                      "effect": text_damage + 0.01 * rng.standard_normal()})  # fmt: skip
         rows += [{**base, "direction": "random", "draw": d,
@@ -52,3 +52,23 @@ def test_verdict_rule():
     assert predicted["ci_low"] > 0 and predicted["pre_onset_ci_low"] <= 0
     assert decide(predicted, cau_yes)[0] == "neither"
     assert dec_yes["n_types"] == 10 and dec_yes["position_rule"] == "after_uniqueness"
+
+
+def test_power_note_flags_wide_intervals():
+    import warnings
+
+    from speech_interp.causal.verdict import inconclusive, verdicts
+
+    few = decodable(_lens_words(0.2, n=6, pre_hit=0.2), "1-2", n_boot=300)
+    many = decodable(_lens_words(0.9), "1-2", n_boot=300)
+    spread = _ablation(0.0, n_words=4)
+    text_rows = spread["direction"] == "text"
+    spread.loc[text_rows, "effect"] = [0.5, -0.4, 0.3, -0.35]  # 4 words that disagree
+    noisy = causal(spread, "1-1", n_boot=300)
+    clear = causal(_ablation(1.0), "1-1", n_boot=300)
+    assert "decodable" in inconclusive(few, clear) and inconclusive(many, clear) == []
+    assert "causal" in inconclusive(many, noisy)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = verdicts(_lens_words(0.2, n=6, pre_hit=0.2), spread, bands=["1-1"], n_boot=200)
+    assert out["bands"][0]["inconclusive"] and any("too wide" in str(w.message) for w in caught)
