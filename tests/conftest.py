@@ -20,6 +20,8 @@ TINY_MODELS = {
     "sims-helium": ("sims", "helium"),
     "speechgpt-llama": ("speechgpt", "llama"),
     "mimi-llama": ("llama-mimi", "llama"),
+    # GLM-4-Voice's token layout on a Llama block (its ChatGLM code is not available offline)
+    "glm-voice-llama": ("glm-4-voice", "llama"),
 }
 
 

@@ -73,3 +73,33 @@ def test_remote_code_needs_opt_in(tiny_model_dirs, tmp_path):
         si.load(str(dst), backend="nnsight")
     with pytest.raises(SpecError, match="use backend='nnsight'"):
         si.load(str(dst), backend="tl", trust_remote_code=True)
+
+
+@pytest.mark.parametrize(
+    "name,extra",
+    [("speechgpt-llama", []), ("mimi-llama", []),
+     ("glm-voice-llama", ["--backend", "nnsight", "--trust-remote-code"])],
+)  # fmt: skip
+def test_lens_and_ablate_commands(tiny_model_dirs, tmp_path, name, extra):
+    from typer.testing import CliRunner
+
+    from speech_interp.cli import app
+    from speech_interp.data import write_utterances
+
+    path = tiny_model_dirs(name)
+    backend = "nnsight" if "nnsight" in extra else "tl"
+    _, layout = si.load(path, backend=backend, trust_remote_code=bool(extra))
+    data = write_utterances(tmp_path / "units.jsonl", _utterances(layout, n=6),
+                            family=layout.spec.name, n_units=layout.n_units)  # fmt: skip
+    for command, more in (("lens", []), ("ablate", ["--streams", "1", "--max-pairs", "4"])):
+        res = CliRunner().invoke(app, [command, "--model", path, "--data", str(data), "--out",
+                                       str(tmp_path / command), *extra, *more])  # fmt: skip
+        assert res.exit_code == 0, res.output
+    assert (tmp_path / "lens" / "lens.csv").stat().st_size > 0
+    assert json.loads((tmp_path / "ablate" / "verdict.json").read_text())
+
+
+def test_glm_layout_needs_the_opt_in(tiny_model_dirs):
+    # the family itself declares remote code: refused without the opt-in, even without auto_map
+    with pytest.raises(SpecError, match="trust_remote_code=True"):
+        si.load(tiny_model_dirs("glm-voice-llama"), backend="nnsight")
