@@ -26,7 +26,12 @@ def view_command(
     split: Split = None,
     sentences: Sentences = "heldout",
     utterances: Annotated[int, typer.Option(help="the first N utterances of the data")] = 20,
-    lens: Annotated[str, typer.Option(help="logit (a tuned lens: the Python API)")] = "logit",
+    lens: Annotated[str, typer.Option(help="a registered lens: logit | tuned")] = "logit",
+    tuned_path: Annotated[
+        Path | None,
+        typer.Option(help="tuned-lens dir (params.pt + config.json); fit and saved if absent"),
+    ] = None,
+    tuned_steps: Annotated[int, typer.Option(help="steps when fitting a tuned lens")] = 500,
     k: Annotated[int, typer.Option(help="top-k text tokens in each cell's hover")] = 5,
     backend: Backend = "tl",
     out: Annotated[Path, typer.Option(help="output directory")] = Path("out/view"),
@@ -36,27 +41,34 @@ def view_command(
 ) -> Path:
     """Write viewer.html: the layer x token lens grid per utterance, hover for top-k tokens."""
     from speech_interp.artifacts import write_run_json
-    from speech_interp.lens import phase_bands, run_lens
+    from speech_interp.cli.lens import _tuned_lens
+    from speech_interp.lens import LENSES, phase_bands, run_lens
     from speech_interp.plotting.viewer import viewer_data, write_viewer
 
-    if lens != "logit":
-        raise typer.BadParameter("the view command shows the logit lens; use the Python API "
-                                 "(viewer_data(..., lens=TunedLens)) for a tuned lens")  # fmt: skip
+    if lens not in LENSES:
+        raise typer.BadParameter(f"--lens must be one of {', '.join(LENSES)}, got {lens!r}")
+    if lens == "logit" and tuned_path is not None:
+        raise typer.BadParameter("--tuned-path is only used with --lens tuned")
     if utterances < 1:
         raise typer.BadParameter(f"--utterances must be >= 1, got {utterances}")
     utts, loaded, layout, data_info = load_for_command(
         model, data, backend, split, text_tokenizer, sentences, trust_remote_code
     )
     utts = utts[:utterances]
-    result = run_lens(loaded, layout, utts, seed=seed, model_id=model, progress=False)
+    lens_obj, lens_note = "logit", None
+    if lens == "tuned":
+        lens_obj, lens_note = _tuned_lens(tuned_path, loaded, utts, layout, seed, tuned_steps)
+    result = run_lens(
+        loaded, layout, utts, lens=lens_obj, seed=seed, model_id=model, progress=False
+    )
     data_out = viewer_data(
-        {model: (loaded, layout)}, utts, lens=lens, k=k,
+        {model: (loaded, layout)}, utts, lens=lens_obj, k=k,
         summaries={model: result.summary}, bands={model: phase_bands(result, seed=seed)},
     )  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     path = write_viewer(out / "viewer.html", data_out)
     extra = {"command": "view", **{key: v for key, v in data_info.items() if key != "data"}}
-    extra.update(n_utterances=len(utts), k=k, lens=lens, backend=backend)
+    extra.update(n_utterances=len(utts), k=k, lens=lens, tuned_lens=lens_note, backend=backend)
     write_run_json(out, model, seed, data=data_info["data"], extra=extra)
     typer.echo(f"view: {len(utts)} utterances, {path.stat().st_size / 1e6:.2f} MB -> {path}")
     return path

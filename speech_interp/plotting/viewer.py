@@ -107,14 +107,15 @@ def viewer_data(
     models: Mapping[str, tuple],
     utterances: Sequence[Utterance],
     *,
-    lens: str = "logit",
+    lens="logit",
     k: int = 5,
     summaries: Mapping[str, pd.DataFrame] | None = None,
     bands: Mapping[str, pd.DataFrame] | None = None,
     verdicts: Mapping[str, dict] | None = None,
 ) -> dict:
     """JSON-ready data of the viewer: ``models`` maps a name to ``(model, layout)``; all models
-    must share one tokenizer layout (e.g. the organism's variants)."""
+    must share one tokenizer layout (e.g. the organism's variants). ``lens``: a registered lens
+    name or a Lens object (a fitted :class:`~speech_interp.lens.TunedLens`)."""
     if not models:
         raise ValueError("the viewer needs at least one model")
     utterances = list(utterances)
@@ -154,7 +155,8 @@ def viewer_data(
         seen.update(w["target"] for w in frame["words"] if w.get("target", -1) >= 0)
     ids = sorted(i for i in seen if i >= 0)
     vocab = dict(zip(map(str, ids), tok.batch_decode([[i] for i in ids]), strict=True))
-    return {"lens": lens, "k": k, "family": layout.spec.name, "vocab": vocab,
+    name = lens if isinstance(lens, str) else getattr(lens, "name", type(lens).__name__)
+    return {"lens": name, "k": k, "family": layout.spec.name, "vocab": vocab,
             "utterances": list(frames), "variants": variants}  # fmt: skip
 
 

@@ -21,3 +21,11 @@ def test_view_writes_a_viewer(tmp_path):
     assert run["command"] == "view" and run["n_utterances"] == 2 and run["split"] == "eval"
     bad = CliRunner().invoke(app, ["view", "--model", "organism", "--utterances", "0"])
     assert bad.exit_code != 0 and "--utterances must be >= 1" in bad.output
+    tuned = tmp_path / "tuned"
+    res = CliRunner().invoke(app, ["view", "--model", "organism:planted", "--utterances", "2",
+                                   "--lens", "tuned", "--tuned-path", str(tuned), "--tuned-steps",
+                                   "5", "--out", str(tmp_path / "view2")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert (tuned / "params.pt").exists() and '"lens":"tuned"' in (
+        tmp_path / "view2" / "viewer.html"
+    ).read_text()
