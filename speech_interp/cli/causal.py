@@ -12,7 +12,7 @@ Outputs (besides ``run.json``):
   ``attribution_scatter.png``; ``patch_cells.log`` is the resumable checkpoint (rerun the same
   command after an interruption).
 - ``ablate``: ``ablation.csv``, ``ablation_summary.csv``, ``lens.csv`` (for decodability),
-  ``verdict.json``, ``ablation_{band}_{metric}.png``.
+  ``verdict.json``, ``ablation_{metric}.png`` (every band, its verdict on the verdict's metric).
 - ``substitute``: ``substitution.csv``, ``substitution_summary.csv``, ``pairs.csv``.
 """
 
@@ -180,7 +180,7 @@ def ablate_command(
     from speech_interp.causal import ablate, verdicts
     from speech_interp.causal.ablation import summarize_ablation
     from speech_interp.lens import run_lens
-    from speech_interp.plotting import plot_ablation_control
+    from speech_interp.plotting import plot_ablation_bands
 
     rem, given, bands = _band_setup(
         model, data, split, backend, remote, streams, layers, text_tokenizer, sentences,
@@ -197,11 +197,9 @@ def ablate_command(
     write_csv(lens.summary, out / "lens.csv")
     content = verdicts(lens.words, table, bands=bands, k=k, seed=seed)
     write_verdicts(out, {model: content})
-    for band in bands:
-        for metric in sorted(set(table[table["band"] == band]["metric"])):
-            plot_ablation_control(
-                table, out / f"ablation_{band}_{metric}.png", band=band, metric=metric
-            )
+    for metric in sorted(set(table["metric"])):
+        plot_ablation_bands(table, out / f"ablation_{metric}.png", verdicts=content, metric=metric,
+                            title=f"{model}: {metric} metric")  # fmt: skip
     from speech_interp.causal.readouts import word_items
 
     _, skipped = word_items(utterances, layout, loaded.tokenizer)  # words no metric could read

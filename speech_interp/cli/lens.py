@@ -28,6 +28,24 @@ from speech_interp.cli.common import (
 )
 
 
+def check_lens_options(lens: str, tuned_path: Path | None) -> None:
+    """``--lens`` / ``--tuned-path`` checked before any model loads."""
+    from speech_interp.lens import LENSES
+
+    if lens not in LENSES:
+        raise typer.BadParameter(f"--lens must be one of {', '.join(LENSES)}, got {lens!r}")
+    if lens == "logit" and tuned_path is not None:
+        raise typer.BadParameter("--tuned-path is only used with --lens tuned")
+
+
+def lens_for_command(lens: str, tuned_path, model, utterances, layout, seed: int, steps: int):
+    """(lens object or name, note for run.json): the logit lens, or a tuned lens loaded from
+    ``tuned_path`` (fit on the data and saved there when absent)."""
+    if lens == "logit":
+        return "logit", None
+    return _tuned_lens(tuned_path, model, utterances, layout, seed, steps)
+
+
 def _tuned_lens(tuned_path: Path | None, model, utterances, layout, seed: int, steps: int):
     from speech_interp.lens import TunedLens
 
@@ -61,20 +79,17 @@ def lens_command(
     trust_remote_code: TrustRemoteCode = False,
 ) -> object:
     """Logit / tuned lens per word and layer: transcription, next word, speech mass, phases."""
-    from speech_interp.lens import LENSES, phase_bands, run_lens
+    from speech_interp.lens import phase_bands, run_lens
     from speech_interp.lens.metrics import CI_RULE, POSITION_RULES
     from speech_interp.plotting import plot_phase_curves, plot_token_heatmap
 
-    if lens not in LENSES:
-        raise typer.BadParameter(f"--lens must be one of {', '.join(LENSES)}, got {lens!r}")
-    if lens == "logit" and tuned_path is not None:
-        raise typer.BadParameter("--tuned-path is only used with --lens tuned")
+    check_lens_options(lens, tuned_path)
     utterances, loaded, layout, data_info = load_for_command(
         model, data, backend, split, text_tokenizer, sentences, trust_remote_code
     )
-    lens_obj, lens_note = "logit", None
-    if lens == "tuned":
-        lens_obj, lens_note = _tuned_lens(tuned_path, loaded, utterances, layout, seed, tuned_steps)
+    lens_obj, lens_note = lens_for_command(
+        lens, tuned_path, loaded, utterances, layout, seed, tuned_steps
+    )
     result = run_lens(
         loaded, layout, utterances, lens=lens_obj, chunk_size=chunk_size, seed=seed, model_id=model
     )

@@ -41,23 +41,20 @@ def view_command(
 ) -> Path:
     """Write viewer.html: the layer x token lens grid per utterance, hover for top-k tokens."""
     from speech_interp.artifacts import write_run_json
-    from speech_interp.cli.lens import _tuned_lens
-    from speech_interp.lens import LENSES, phase_bands, run_lens
+    from speech_interp.cli.lens import check_lens_options, lens_for_command
+    from speech_interp.lens import phase_bands, run_lens
     from speech_interp.plotting.viewer import viewer_data, write_viewer
 
-    if lens not in LENSES:
-        raise typer.BadParameter(f"--lens must be one of {', '.join(LENSES)}, got {lens!r}")
-    if lens == "logit" and tuned_path is not None:
-        raise typer.BadParameter("--tuned-path is only used with --lens tuned")
+    check_lens_options(lens, tuned_path)
     if utterances < 1:
         raise typer.BadParameter(f"--utterances must be >= 1, got {utterances}")
     utts, loaded, layout, data_info = load_for_command(
         model, data, backend, split, text_tokenizer, sentences, trust_remote_code
     )
     utts = utts[:utterances]
-    lens_obj, lens_note = "logit", None
-    if lens == "tuned":
-        lens_obj, lens_note = _tuned_lens(tuned_path, loaded, utts, layout, seed, tuned_steps)
+    lens_obj, lens_note = lens_for_command(
+        lens, tuned_path, loaded, utts, layout, seed, tuned_steps
+    )
     result = run_lens(
         loaded, layout, utts, lens=lens_obj, seed=seed, model_id=model, progress=False
     )

@@ -3,7 +3,6 @@ ablation-vs-control and attribution-vs-exact plots."""
 
 from speech_interp.plotting.causal import (
     plot_ablation_bands,
-    plot_ablation_control,
     plot_attribution_scatter,
     plot_patching_heatmap,
 )
@@ -11,7 +10,6 @@ from speech_interp.plotting.lens import plot_phase_curves, plot_token_heatmap
 
 __all__ = [
     "plot_ablation_bands",
-    "plot_ablation_control",
     "plot_attribution_scatter",
     "plot_patching_heatmap",
     "plot_phase_curves",

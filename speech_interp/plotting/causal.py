@@ -54,41 +54,6 @@ def plot_patching_heatmap(
     return save_figure(fig, out_png, tight=True)
 
 
-def plot_ablation_control(
-    ablation: pd.DataFrame,
-    out_png: str | Path,
-    *,
-    band: str | None = None,
-    metric: str = "speech",
-    title: str | None = None,
-) -> Path:
-    """Histogram of per-direction mean damage of random directions, text / probe marked."""
-    band = band or ablation["band"].iloc[0]
-    sel = ablation[(ablation["band"] == band) & (ablation["metric"] == metric)]
-    if sel.empty:
-        raise ValueError(f"no ablation rows for band {band!r} and metric {metric!r}")
-    per_draw = sel[sel["direction"] == "random"].groupby("draw")["effect"].mean()
-    fig = Figure(figsize=(6, 3.6))
-    ax = fig.subplots()
-    ax.hist(
-        per_draw.to_numpy(),
-        bins=max(5, len(per_draw) // 2),
-        color="0.7",
-        label=f"random directions (n={len(per_draw)})",
-    )
-    for kind, color in (("text", "C3"), ("probe", "C0")):
-        eff = sel[sel["direction"] == kind]["effect"]
-        if len(eff):
-            ax.axvline(float(eff.mean()), color=color, lw=2, label=f"{kind} direction")
-    if len(per_draw):
-        ax.axvline(float(np.quantile(per_draw, 0.95)), color="k", ls="--", lw=1, label="95th pct")
-    ax.set_xlabel(f"mean damage of the {metric} metric (drop in log-prob)")
-    ax.set_ylabel("directions")
-    ax.legend(fontsize=8)
-    ax.set_title(title or f"ablation at streams {band}")
-    return save_figure(fig, out_png, tight=True)
-
-
 def plot_ablation_bands(
     ablation: pd.DataFrame,
     out_png: str | Path,
@@ -98,15 +63,16 @@ def plot_ablation_bands(
     title: str | None = None,
 ) -> Path:
     """One panel per band: the random directions' mean damage (histogram, 95th percentile
-    dashed), the text direction's mean damage with its 95% CI over word types (shaded), and the
-    band's verdict in the panel title when ``verdicts`` (one model's verdict.json content) is
-    given."""
+    dashed), the text direction's mean damage with its 95% CI over word types (shaded), the
+    probe direction's mean damage when it was ablated, and the band's verdict in the panel title
+    when ``verdicts`` (one model's verdict.json content, read on its own metric) is given."""
     from speech_interp.stats import bootstrap_ci
 
     bands = list(dict.fromkeys(ablation["band"]))
     if not bands:
         raise ValueError("the ablation table is empty: nothing to plot")
-    verdict_of = {b["band"]: b["verdict"] for b in (verdicts or {}).get("bands", [])}
+    verdicts = verdicts if verdicts and verdicts.get("metric", metric) == metric else {}
+    verdict_of = {b["band"]: b["verdict"] for b in verdicts.get("bands", [])}
     fig = Figure(figsize=(4.2 * len(bands), 3.6))
     axes = fig.subplots(1, len(bands), squeeze=False)[0]
     for ax, band in zip(axes, bands, strict=True):
@@ -121,6 +87,9 @@ def plot_ablation_bands(
             )
             ax.axvspan(lo, hi, color="C3", alpha=0.2, lw=0)
             ax.axvline(mean, color="C3", lw=2, label="text direction (95% CI)")
+        probe = sel[sel["direction"] == "probe"]["effect"]
+        if len(probe):
+            ax.axvline(float(probe.mean()), color="C0", lw=2, label="probe direction")
         if len(per_draw):
             q95 = float(np.quantile(per_draw, 0.95))
             ax.axvline(q95, color="k", ls="--", lw=1, label="random: 95th pct")
@@ -158,7 +127,6 @@ def plot_attribution_scatter(
 
 __all__ = [
     "plot_ablation_bands",
-    "plot_ablation_control",
     "plot_attribution_scatter",
     "plot_patching_heatmap",
 ]

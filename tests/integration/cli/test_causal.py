@@ -81,7 +81,7 @@ def test_ablate_command_writes_verdict(app, setup, tmp_path):
     # causal_utterances has text words after spoken ones: the speech metric skips those, counted
     assert any(r["metric"] == "speech" and "is not spoken" in r["reason"] for r in run["skipped"])
     for name in ("ablation.csv", "ablation_summary.csv", "lens.csv", "run.json",
-                 "ablation_1-2_speech.png", "ablation_1-1_text.png"):  # fmt: skip
+                 "ablation_speech.png", "ablation_text.png"):  # fmt: skip
         assert (out / name).exists(), name
 
 
