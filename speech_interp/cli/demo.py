@@ -286,7 +286,7 @@ def run_demo(
     from speech_interp.lens.metrics import CI_RULE
     from speech_interp.models import load
     from speech_interp.plotting import plot_phase_curves, plot_token_heatmap
-    from speech_interp.plotting.viewer import viewer_data, write_viewer
+    from speech_interp.plotting.viewer import organism_audio, viewer_data, write_viewer
 
     _, utterances = read_utterances(data)
     in_split = select_split(utterances, split)
@@ -338,10 +338,12 @@ def run_demo(
         if causal:
             write_verdicts(out, all_verdicts)
     with clock("viewer"):
+        shown = utterances[:viewer_utterances]
         viewer = viewer_data(
-            loaded, utterances[:viewer_utterances],
+            loaded, shown,
             summaries={v: s for v, s in zip(variants, summaries, strict=True)},
             bands={v: bands[bands["model"] == v] for v in variants}, verdicts=all_verdicts,
+            audio=organism_audio(shown),
         )  # fmt: skip
         write_viewer(out / "viewer.html", viewer)
     extra = {

@@ -5,8 +5,9 @@ point; the layer x token grid coloured by the probability of the spoken word's o
 (or, toggled, of the top-1 text token), each cell's hover listing the top-k text tokens with
 probabilities and ranks; the phase bands beside the layers. A summary panel draws the phase
 curves with CIs (transcription at or after the uniqueness point, its control, its pre-onset
-rate) and lists the verdicts when given. The page is ``viewer_template.html`` with the data
-inlined as JSON; its script is plain JavaScript written for it (no library).
+rate) and lists the verdicts when given; with audio (:func:`audio_entry`), a player plays the
+utterance and a click on a word plays its span. The page is ``viewer_template.html`` with the
+data inlined as JSON; its script is plain JavaScript written for it (no library).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from speech_interp.lens.run import word_unit_positions
 from speech_interp.models import tokenizer_of
 
 TEMPLATE = "viewer_template.html"
+AUDIO_RATE = 8000  # embedded audio: 8 kHz, 8-bit PCM WAV (small, intelligible)
 CURVES = (
     ("transcription", "after_uniqueness", "transcription"),
     ("transcription_control", "after_uniqueness", "control"),
@@ -112,10 +114,12 @@ def viewer_data(
     summaries: Mapping[str, pd.DataFrame] | None = None,
     bands: Mapping[str, pd.DataFrame] | None = None,
     verdicts: Mapping[str, dict] | None = None,
+    audio: Mapping[int, dict] | None = None,
 ) -> dict:
     """JSON-ready data of the viewer: ``models`` maps a name to ``(model, layout)``; all models
     must share one tokenizer layout (e.g. the organism's variants). ``lens``: a registered lens
-    name or a Lens object (a fitted :class:`~speech_interp.lens.TunedLens`)."""
+    name or a Lens object (a fitted :class:`~speech_interp.lens.TunedLens`). ``audio``: per
+    utterance index, :func:`audio_entry` (e.g. :func:`organism_audio`)."""
     if not models:
         raise ValueError("the viewer needs at least one model")
     utterances = list(utterances)
@@ -150,7 +154,8 @@ def viewer_data(
                 (summaries or {}).get(name), (bands or {}).get(name), (verdicts or {}).get(name)
             ),
         }
-    for frame in frames:
+    for i, frame in enumerate(frames):
+        frame["audio"] = (audio or {}).get(i)
         seen.update(frame["tokens"])
         seen.update(w["target"] for w in frame["words"] if w.get("target", -1) >= 0)
     ids = sorted(i for i in seen if i >= 0)
@@ -160,6 +165,61 @@ def viewer_data(
             "utterances": list(frames), "variants": variants}  # fmt: skip
 
 
+def audio_entry(wave: torch.Tensor, sample_rate: int, spans) -> dict:
+    """An utterance's audio for the viewer: a data URI of 8 kHz 8-bit WAV and each word's
+    ``(start, end)`` seconds (None for a word without audio, e.g. a text word)."""
+    import base64
+    import io
+    import wave as wav
+
+    from speech_interp.speech.audio import require_torchaudio
+
+    ta = require_torchaudio()
+    x = ta.functional.resample(wave.float()[None], sample_rate, AUDIO_RATE)[0]
+    x = x / x.abs().max().clamp_min(1e-8)
+    pcm = ((x * 127).round().clamp(-128, 127) + 128).to(torch.uint8).numpy().tobytes()
+    buf = io.BytesIO()
+    with wav.open(buf, "wb") as fh:
+        fh.setnchannels(1)
+        fh.setsampwidth(1)
+        fh.setframerate(AUDIO_RATE)
+        fh.writeframes(pcm)
+    uri = "data:audio/wav;base64," + base64.b64encode(buf.getvalue()).decode()
+    return {"src": uri, "spans": [None if s is None else [_round(s[0]), _round(s[1])]
+                                  for s in spans]}  # fmt: skip
+
+
+def organism_audio(utterances: Sequence[Utterance]) -> dict[int, dict]:
+    """Re-synthesised audio of organism utterances (espeak-ng, each spoken word alone, as the
+    organism's units were made); {} when espeak-ng is not installed."""
+    import shutil
+    import tempfile
+
+    from speech_interp.organism.voices import HELDOUT_VOICES, TRAIN_VOICES, synthesize
+    from speech_interp.speech.audio import SAMPLE_RATE
+
+    if shutil.which("espeak-ng") is None:
+        return {}
+    voices = {v.name: v for v in TRAIN_VOICES + HELDOUT_VOICES}
+    out: dict[int, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, utt in enumerate(utterances):
+            if utt.voice not in voices:
+                continue
+            parts, spans, t = [], [], 0.0
+            for w in utt.words:
+                if w.modality != "speech":
+                    spans.append(None)
+                    continue
+                x = synthesize(w.word, voices[utt.voice], Path(tmp))
+                spans.append((t, t + x.numel() / SAMPLE_RATE))
+                t += x.numel() / SAMPLE_RATE
+                parts.append(x)
+            if parts:
+                out[i] = audio_entry(torch.cat(parts), SAMPLE_RATE, spans)
+    return out
+
+
 def write_viewer(path: str | Path, data: dict) -> Path:
     """The self-contained page: the template with ``data`` inlined (``</`` escaped)."""
     template = resources.files("speech_interp.plotting").joinpath(TEMPLATE).read_text()
@@ -167,4 +227,4 @@ def write_viewer(path: str | Path, data: dict) -> Path:
     return write_text(Path(path), template.replace("__VIEWER_DATA__", payload))
 
 
-__all__ = ["viewer_data", "write_viewer"]
+__all__ = ["audio_entry", "organism_audio", "viewer_data", "write_viewer"]

@@ -15,7 +15,7 @@ import speech_interp as si
 from speech_interp.data import TargetResolver, read_utterances, select_sentences, select_split
 from speech_interp.lens.grid import lens_grid
 from speech_interp.organism import SHIPPED_DATA
-from speech_interp.plotting.viewer import viewer_data, write_viewer
+from speech_interp.plotting.viewer import organism_audio, viewer_data, write_viewer
 
 pytestmark = pytest.mark.integration
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -33,7 +33,8 @@ def page(tmp_path_factory):
     _, utts = read_utterances(SHIPPED_DATA)
     utts = select_sentences(select_split(utts, "eval"), "heldout")[:3]
     models = {v: si.load(f"organism:{v}") for v in ("planted", "full")}
-    data = viewer_data(models, utts)
+    audio = organism_audio(utts)  # espeak-ng re-synthesis ({} without espeak-ng)
+    data = viewer_data(models, utts, audio=audio)
     path = write_viewer(tmp_path_factory.mktemp("viewer") / "viewer.html", data)
     return path, utts, models["planted"], data
 
@@ -45,6 +46,13 @@ def test_viewer_data_and_page_are_self_contained(page):
     assert "default-src 'none'" in text  # and the page may fetch nothing
     assert list(data["variants"]) == ["planted", "full"] and len(data["utterances"]) == 3
     assert json.loads(re.search(r'id="viewer-data">(.*?)</script>', text, re.S).group(1)) == data
+    if shutil.which("espeak-ng"):  # .ci/run installs it: the organism's speech, re-synthesised
+        for frame in data["utterances"]:
+            audio = frame["audio"]
+            assert audio["src"].startswith("data:audio/wav;base64,")
+            spans = [s for s in audio["spans"] if s is not None]
+            assert len(spans) == sum(w["modality"] == "speech" for w in frame["words"])
+            assert all(a < b for a, b in spans) and spans == sorted(spans)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
@@ -54,6 +62,10 @@ def test_viewer_in_headless_chromium(page, tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     console = [ln for ln in run.stderr.splitlines() if "CONSOLE" in ln or "Uncaught" in ln]
     assert console == [], console  # no console message, let alone an error
+    if shutil.which("espeak-ng"):  # the audio player, and each spoken word plays its span
+        assert re.search(r'<audio id="player" controls="" src="data:audio/wav;base64,', run.stdout)
+        start, end = (f"{x:g}" for x in data["utterances"][0]["audio"]["spans"][0])  # JS form
+        assert f'class="speech playable" data-start="{start}" data-end="{end}"' in run.stdout
     cell = r'<td class="cell[^"]*" data-layer="(\d+)" data-pos="(\d+)"[^>]*title="([^"]*)"'
     cells = re.findall(cell, run.stdout)
     prompt = utts[0].to_prompt(layout, model.tokenizer)
