@@ -82,7 +82,7 @@ print("spoken word:", prompt.words[word])
 
 # %%
 subset = utterances[: 8 if QUICK else 300]
-result = si.run_lens(model, layout, subset, progress=not QUICK, n_boot=200 if QUICK else 2000)
+result = si.run_lens(model, layout, subset, progress=False, n_boot=200 if QUICK else 2000)
 result.summary.to_csv(OUT / "lens.csv", index=False)
 excess = si.excess_over_control(result.words, metric="transcription", k=5)
 print(excess[["layer", "value", "ci_low", "ci_high", "n"]])
