@@ -14,7 +14,8 @@ token; the patched prompt runs up to the last word, whose units are read out):
    grid, the ratio and the largest difference of the patched metric on the shared cells.
 2. **attribution vs exact** over the tool's patching grid (the four components x every layer x
    the positions aligned around the swapped word): time ratio and Spearman's rank correlation,
-   overall and per component.
+   overall and per component; and the same exact sweep on nnsight, which runs only the suffix
+   after the cached unpatched prefix (TransformerLens's bridge runs the whole prompt).
 3. with ``--lens-tokens N``: the logit lens over every stream and position of an N-token spoken
    prompt (750 = 30 s at 25 Hz) against the anchors of ``bench/bench_lens.py`` measured here:
    one plain forward + per-layer unembedding + top-k (time) and TransformerLens's
@@ -144,7 +145,7 @@ def spearman(a, b) -> float:
     return float(pd.Series(np.asarray(a)).corr(pd.Series(np.asarray(b)), method="spearman"))
 
 
-def attribution_vs_exact(model, layout, pair, batch_size: int) -> dict:
+def attribution_vs_exact(model, layout, pair, batch_size: int, nn_model=None) -> dict:
     from speech_interp.causal import attribution_sweep, patch_sweep
 
     def timed(fn):
@@ -159,11 +160,21 @@ def attribution_vs_exact(model, layout, pair, batch_size: int) -> dict:
     both = exact.table.merge(attr.table, on=keys, suffixes=("_exact", "_attr"))
     print(f"attribution vs exact: {len(both)} cells; exact {t_exact:.1f} s, attribution "
           f"{t_attr:.2f} s: {t_exact / t_attr:.1f}x faster")  # fmt: skip
+    out = {}
+    if nn_model is not None:
+        nn_exact, t_nn = timed(
+            lambda: patch_sweep(nn_model, layout, [pair], batch_size=batch_size, **kw)
+        )
+        diff = (nn_exact.table.patched - exact.table.patched).abs().max()
+        speedup = t_exact / t_nn
+        print(f"exact sweep on nnsight (cached prefix, suffix only): {t_nn:.1f} s = "
+              f"{speedup:.1f}x faster than on the bridge; max |diff| {diff:.1e}")  # fmt: skip
+        out["nnsight_prefix_speedup"] = speedup
     rho = spearman(both.value_exact, both.value_attr)
     print(f"  Spearman overall {rho:.2f}; " + ", ".join(
         f"{c} {spearman(g.value_exact, g.value_attr):.2f}" for c, g in both.groupby("component")
     ))  # fmt: skip
-    return {"attribution_speedup": t_exact / t_attr, "spearman": rho, "cells": len(both)}
+    return {"attribution_speedup": t_exact / t_attr, "spearman": rho, "cells": len(both), **out}
 
 
 def lens_section(model, layout, n_tokens: int, device: str, chunk_size: int) -> dict:
@@ -225,6 +236,9 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         build_model(Path(tmp), args.shape, args.layers or None, dtype)
         model, layout = si.load(tmp, backend="tl", device=args.device, dtype=dtype)
+        nn_model = None
+        if not args.skip_attribution:
+            nn_model, _ = si.load(tmp, backend="nnsight", device=args.device, dtype=dtype)
     pair = make_pair(args.units, args.words, layout.n_units)
     (task,), _ = build_tasks([pair], layout, model.tokenizer, kinds=["speech"])
     L, T = si.n_layers(model), len(task.corrupt_ids)
@@ -265,7 +279,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"  peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
     result = {"per_cell_ratio": per_tl / per_ours, "max_diff": float((shared - theirs).abs().max())}
     if not args.skip_attribution:
-        result.update(attribution_vs_exact(model, layout, pair, args.batch_size))
+        result.update(attribution_vs_exact(model, layout, pair, args.batch_size, nn_model))
         if args.device.startswith("cuda"):
             print(f"  peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
     if args.lens_tokens:

@@ -18,7 +18,10 @@ and ``corrupt_metric`` are kept beside it.
 
 **Batching.** A batch holds copies of the corrupted prompt; row i patches cell i. The clean
 activations of a task are read once. Cells are cut into batches of ``batch_size`` in a fixed
-order, so a resumed sweep runs exactly the same batches.
+order, so a resumed sweep runs exactly the same batches. On a local nnsight model the tokens
+before a task's first patched or read-out position, which no patch can change, are run once and
+kept as a KV cache; each batch then computes the suffix only (the same values to float
+rounding; TransformerLens's bridge does not fill HF caches, so it runs the whole prompt).
 
 **Resume.** With ``out_dir``, every finished batch is appended to ``patch_cells.log`` there
 (``patch_checkpoint.json`` records what the sweep was run with); a rerun skips finished batches
@@ -32,6 +35,7 @@ round-trip exactly, so resumed values are the original ones.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import warnings
@@ -61,6 +65,7 @@ from speech_interp.core.runs import RunContext, block_list, run_context
 from speech_interp.data.pairs import Pair, align, validate_pair
 from speech_interp.data.targets import TargetResolver
 from speech_interp.hooks import TokenLayout
+from speech_interp.models import backend_of, hf_model
 
 KEY = ["pair", "metric", "component", "layer", "position"]
 CHECKPOINT, CHECKPOINT_META = "patch_cells.log", "patch_checkpoint.json"
@@ -157,11 +162,41 @@ def clean_run(model, task: PatchTask, sites, *, remote: bool | str = False):
     return acts, float(clean[0]), float(corrupt[0])
 
 
-def _run_batch(model, task: PatchTask, grid: pd.DataFrame, clean_acts, remote) -> np.ndarray:
-    """Patched metrics of one batch (row j patches grid row j)."""
-    ids = einops.repeat(task.corrupt_ids, "pos -> b pos", b=len(grid))
+def _run_batch(
+    model, task: PatchTask, grid: pd.DataFrame, clean_acts, remote, prefix=None
+) -> np.ndarray:
+    """Patched metrics of one batch (row j patches grid row j); with ``prefix`` (start, cache)
+    only the suffix from ``start`` is run."""
     edits = cell_edits(grid, clean_acts, range(len(grid)))
-    return run_edited(model, ids, edits, task.corrupt_readout, remote=remote).numpy()
+    if prefix is None:
+        ids = einops.repeat(task.corrupt_ids, "pos -> b pos", b=len(grid))
+        return run_edited(model, ids, edits, task.corrupt_readout, remote=remote).numpy()
+    start, cache = prefix
+    ids = einops.repeat(task.corrupt_ids[start:], "pos -> b pos", b=len(grid))
+    for e in edits:
+        e.positions = e.positions - start
+    r = task.corrupt_readout
+    readout = Readout(r.positions - start, r.targets, r.weights)
+    batch_cache = copy.deepcopy(cache)
+    batch_cache.batch_repeat_interleave(len(grid))
+    return run_edited(model, ids, edits, readout, prefix_cache=batch_cache).numpy()
+
+
+def prefix_cache(model, task: PatchTask, grid: pd.DataFrame, remote):
+    """(start, KV cache of the corrupted prompt before ``start``) where ``start`` is the task's
+    first patched or read-out position; None where it does not apply (TransformerLens, remote,
+    nothing before the first position)."""
+    if remote or backend_of(model) != "nnsight":
+        return None
+    start = min(int(grid["corrupt_position"].min()), int(task.corrupt_readout.positions.min()))
+    if start < 1:
+        return None
+    with torch.no_grad():
+        out = hf_model(model)(task.corrupt_ids[None, :start], use_cache=True)
+    cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+    if cache is None or cache.get_seq_length() != start:
+        return None
+    return start, cache
 
 
 def sweep_context(
@@ -237,8 +272,9 @@ def patch_sweep(
                 continue
             sites = sorted(set(zip(grid["layer"], grid["component"], strict=True)))
             acts, clean, corrupt = clean_run(model, task, sites, remote=remote)
+            prefix = prefix_cache(model, task, grid, remote)
             for chunk in todo:
-                patched = _run_batch(model, task, chunk, acts, remote)
+                patched = _run_batch(model, task, chunk, acts, remote, prefix)
                 rows = recovery_rows(
                     chunk, model=model_id, backend=backend, method="exact", pair=task.pair,
                     metric=task.kind, patched=patched, clean=clean, corrupt=corrupt,

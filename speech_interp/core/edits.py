@@ -193,9 +193,20 @@ def run_edited(
     readout: Readout,
     *,
     remote: bool | str = False,
+    prefix_cache=None,
 ) -> Float[Tensor, " batch"]:
-    """One forward pass with ``edits`` applied; the readout metric of every row."""
+    """One forward pass with ``edits`` applied; the readout metric of every row.
+
+    ``prefix_cache``: an HF cache of the tokens *before* ``input_ids`` (batch-expanded), so only
+    the suffix is computed; edit and readout positions count from the suffix's start. Local
+    nnsight only: TransformerLens's bridge does not fill HF caches.
+    """
     backend, remote, r, _, kw = _prepare(model, input_ids, readout, remote, edits=edits)
+    if prefix_cache is not None:
+        if backend != "nnsight" or remote:
+            raise ValueError("prefix_cache runs on a local nnsight model only")
+        params = inspect.signature(hf_model(model).forward).parameters
+        kw = {**kw, ("cache" if "cache" in params else "past_key_values"): prefix_cache}
     merged = merge_edits(edits)
     if backend == "tl":
         hooks = [(hook_name(*site), _tl_hook(e)) for site, e in merged.items()]

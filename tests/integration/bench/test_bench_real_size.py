@@ -19,6 +19,7 @@ def test_bench_real_size_tiny(capsys):
     out = capsys.readouterr().out
     assert result["max_diff"] == 0.0  # ours and TransformerLens's own loop agree exactly
     assert result["per_cell_ratio"] > 0 and result["cells"] > 0
+    assert result["nnsight_prefix_speedup"] > 0  # the suffix-only sweep ran and matched
     assert -1 <= result["spearman"] <= 1
     assert set(result["lens"]) == {"ours", "plain", "tl_naive"}
     assert "exact resid_pre patching, 2 x" in out and "12 shared cells" in out

@@ -189,3 +189,17 @@ def test_bad_input(models, pairs, monkeypatch):
             sweep(models["tl"], models["layout"], pairs, components=["attn"], progress=False)
         with pytest.raises(ValueError, match=r"blocks \[-1\] out of range"):
             sweep(models["tl"], models["layout"], pairs, layers=[-1], progress=False)
+
+
+def test_nnsight_runs_the_suffix_after_a_cached_prefix(models, pairs):
+    from speech_interp.causal.patching import build_tasks, prefix_cache, task_grid
+
+    tasks, _ = build_tasks(pairs, models["layout"], models["tl"].tokenizer, ["speech"])
+    task = tasks[0]
+    grid = task_grid(task, [0, 1], ["resid_pre"])
+    start, cache = prefix_cache(models["nnsight"], task, grid, remote=False)
+    assert 0 < start <= int(grid.corrupt_position.min()) and cache.get_seq_length() == start
+    # the paths that must run the whole prompt: TransformerLens, nnsight's remote simulation
+    assert prefix_cache(models["tl"], task, grid, remote=False) is None
+    assert prefix_cache(models["nnsight"], task, grid, remote="local") is None
+    # (test_nnsight_sweep_equals_tl checks the suffix path's values against TransformerLens)
