@@ -3,12 +3,13 @@
 Runs the logit lens on the shipped evaluation set (held-out sentences in training voices; the
 fact sentences, which are training sentences, are scored apart) for every shipped variant and
 writes ``lens.csv`` (all variants), ``phases.json``, a phase-curve figure comparing the variants,
-a token heatmap of one utterance, ``viewer.html`` (the lens viewer over the first 20 utterances,
-every variant), ``report.md`` and ``run.json`` (with the seconds spent per stage); then the
-causal test: text-direction ablation against 20 random directions in three layer bands
-(:func:`demo_bands`; word-identity probe directions too with ``--probe``), the verdict per
-variant and band (``verdict.json``, rule in :mod:`speech_interp.causal.verdict`) and one
-ablation-vs-control figure per variant.
+``viewer.html`` (the lens viewer over the first 20 utterances, every variant; it replaces the
+static token heatmap, which ``speech-interp lens`` still draws), ``report.md`` and ``run.json``
+(with the seconds spent per stage); then the causal test: text-direction ablation against 20
+random directions in three layer bands (:func:`demo_bands`; word-identity probe directions too
+with ``--probe``), the verdict per variant and band (``verdict.json``, rule in
+:mod:`speech_interp.causal.verdict`) and one ablation figure per variant (every band, its
+verdict).
 """
 
 from __future__ import annotations
@@ -261,7 +262,13 @@ def write_report(
         lines.append(f"- {b['model']}: {b['phase']} {span}")
     if all_verdicts:
         lines += verdict_markdown(all_verdicts)
-    lines += ["", "![phase curves](phase_curves.png)", "", "![token heatmap](token_heatmap.png)"]
+    lines += [
+        "",
+        "![phase curves](phase_curves.png)",
+        "",
+        "The lens token by token: open [viewer.html](viewer.html) (every variant, the first",
+        "utterances, hover a cell for its top-5 text tokens, click a word to hear it).",
+    ]
     path = out / "report.md"
     return write_text(path, "\n".join(lines) + "\n")
 
@@ -285,7 +292,7 @@ def run_demo(
     from speech_interp.lens import excess_over_control, phase_bands, run_lens
     from speech_interp.lens.metrics import CI_RULE
     from speech_interp.models import load
-    from speech_interp.plotting import plot_phase_curves, plot_token_heatmap
+    from speech_interp.plotting import plot_phase_curves
     from speech_interp.plotting.viewer import organism_audio, viewer_data, write_viewer
 
     _, utterances = read_utterances(data)
@@ -319,10 +326,6 @@ def run_demo(
             all_verdicts[variant] = causal_verdict(
                 model, layout, utterances, result, variant, seed, max_words, out, clock, probe
             )
-        if variant == variants[0]:
-            with clock("outputs"):
-                prompt = utterances[0].to_prompt(layout, model.tokenizer)
-                plot_token_heatmap(model, layout, prompt, "logit", out / "token_heatmap.png")
     clock.prefix = ""
     with clock("phases"):
         bands = phase_bands(pd.concat(words, ignore_index=True), seed=seed)

@@ -17,7 +17,7 @@ def test_demo_writes_lens_plots_and_report(tmp_path):
         app, ["demo", "--out", str(out), "--limit", "6", "--max-words", "8"]
     )
     assert result.exit_code == 0, result.output
-    for name in ("lens.csv", "phases.json", "phase_curves.png", "token_heatmap.png", "report.md"):
+    for name in ("lens.csv", "phases.json", "phase_curves.png", "viewer.html", "report.md"):
         assert (out / name).stat().st_size > 0, name
     run = json.loads((out / "run.json").read_text())
     assert run["seed"] == 0 and run["weights_sha256"] and run["packages"]["torch"]
