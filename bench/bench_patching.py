@@ -46,11 +46,11 @@ def make_pair(n_words: int, seed: int = 0) -> Pair:
     return Pair("bench", clean, corrupt, i)
 
 
-def ours(model, task, n_layers: int, batch_size: int) -> torch.Tensor:
+def ours(model, task, n_layers: int, batch_size: int, device: str = "cpu") -> torch.Tensor:
     """Full resid_pre grid [layers, pos] with our batched engine."""
     T = len(task.corrupt_ids)
     sites = [(la, "resid_pre") for la in range(n_layers)]
-    acts, _ = capture(model, task.clean_ids[None], sites, task.clean_readout)
+    acts, _ = capture(model, task.clean_ids[None].to(device), sites, task.clean_readout)
     grid = pd.DataFrame(
         [("resid_pre", la, p, p, p) for la in range(n_layers) for p in range(T)],
         columns=["component", "layer", "position", "clean_position", "corrupt_position"],
@@ -58,7 +58,7 @@ def ours(model, task, n_layers: int, batch_size: int) -> torch.Tensor:
     out = []
     for start in range(0, len(grid), batch_size):
         chunk = grid.iloc[start : start + batch_size].reset_index(drop=True)
-        ids = einops.repeat(task.corrupt_ids, "pos -> b pos", b=len(chunk))
+        ids = einops.repeat(task.corrupt_ids, "pos -> b pos", b=len(chunk)).to(device)
         edits = cell_edits(chunk, acts, range(len(chunk)))
         out.append(run_edited(model, ids, edits, task.corrupt_readout))
     return einops.rearrange(torch.cat(out), "(l p) -> l p", l=n_layers)

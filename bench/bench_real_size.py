@@ -44,6 +44,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmarks' pieces
+from bench_patching import ours as exact_grid  # noqa: E402
+
 SPEECH_TOKENS = 502  # SIMS: 500 units + the two modality markers
 # published text-model shapes: d_model, layers, heads, KV heads, MLP width, vocabulary
 SHAPES = {
@@ -97,29 +100,6 @@ def make_pair(n_units: int, n_words: int, n_unit_ids: int, seed: int = 0):
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-
-
-def exact_grid(model, task, n_layers: int, batch_size: int, device: str):
-    """Ours: the full resid_pre grid [layers, pos] in batches of cells."""
-    import einops
-
-    from speech_interp.causal.patching import cell_edits
-    from speech_interp.core.edits import capture, run_edited
-
-    T = len(task.corrupt_ids)
-    sites = [(la, "resid_pre") for la in range(n_layers)]
-    acts, _ = capture(model, task.clean_ids[None].to(device), sites, task.clean_readout)
-    grid = pd.DataFrame(
-        [("resid_pre", la, p, p, p) for la in range(n_layers) for p in range(T)],
-        columns=["component", "layer", "position", "clean_position", "corrupt_position"],
-    )
-    out = []
-    for start in range(0, len(grid), batch_size):
-        chunk = grid.iloc[start : start + batch_size].reset_index(drop=True)
-        ids = einops.repeat(task.corrupt_ids, "pos -> b pos", b=len(chunk)).to(device)
-        edits = cell_edits(chunk, acts, range(len(chunk)))
-        out.append(run_edited(model, ids, edits, task.corrupt_readout))
-    return einops.rearrange(torch.cat(out), "(l p) -> l p", l=n_layers)
 
 
 def tl_cells(model, task, cells: pd.DataFrame, device: str) -> torch.Tensor:
@@ -179,7 +159,6 @@ def attribution_vs_exact(model, layout, pair, batch_size: int, nn_model=None) ->
 
 def lens_section(model, layout, n_tokens: int, device: str, chunk_size: int) -> dict:
     """Our lens vs bench_lens.py's anchors on one prompt of about ``n_tokens`` tokens."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_lens import _method, _utterance
 
     import speech_interp as si
@@ -254,7 +233,7 @@ def main(argv: list[str] | None = None) -> dict:
         torch.cuda.reset_peak_memory_stats()
     _sync(args.device)
     start = time.perf_counter()
-    ours = exact_grid(model, task, L, args.batch_size, args.device)
+    ours = exact_grid(model, task, L, args.batch_size, args.device)  # bench_patching's engine
     _sync(args.device)
     t_ours = time.perf_counter() - start
     n_cells = L * T
