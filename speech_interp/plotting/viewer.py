@@ -43,9 +43,8 @@ def _round(x: float, digits: int = 3):
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(x, digits)
 
 
-def _utterance_frame(utt: Utterance, layout, tok, points, resolver) -> tuple[dict, torch.Tensor]:
+def _utterance_frame(utt: Utterance, prompt, layout, points, resolver) -> tuple[dict, torch.Tensor]:
     """Tokens and words of one utterance, and each position's own target (-1: none)."""
-    prompt = utt.to_prompt(layout, tok)
     ids = prompt.input_ids.tolist()
     words, own = [], torch.full((len(ids),), -1, dtype=torch.long)
     for w, word in enumerate(utt.words):
@@ -129,7 +128,8 @@ def viewer_data(
     tok = tokenizer_of(first_model)
     resolver = TargetResolver(tok, layout)
     points = uniqueness_points(utterances)
-    frames, owns = zip(*(_utterance_frame(u, layout, tok, points[i], resolver)
+    prompts = [u.to_prompt(layout, tok) for u in utterances]  # one per utterance, every model
+    frames, owns = zip(*(_utterance_frame(u, prompts[i], layout, points[i], resolver)
                          for i, u in enumerate(utterances)), strict=True)  # fmt: skip
     seen: set[int] = set()
     variants: dict = {}
@@ -137,8 +137,7 @@ def viewer_data(
         if mlayout.vocab_size != layout.vocab_size:
             raise ValueError(f"model {name!r} has another vocabulary than {next(iter(models))!r}")
         grids = []
-        for own, utt in zip(owns, utterances, strict=True):
-            prompt = utt.to_prompt(mlayout, tok)
+        for own, prompt in zip(owns, prompts, strict=True):
             g = lens_grid(model, mlayout, prompt, own, lens, k=k)
             seen.update(g.top_ids.flatten().tolist())
             grids.append({
