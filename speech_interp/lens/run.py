@@ -39,6 +39,7 @@ from speech_interp.lens.metrics import (
     POSITION_RULES,
     RANK_COLUMNS,
     RANK_KINDS,
+    VOCABS,
     excess_over_control,
     summarize,
 )
@@ -51,6 +52,7 @@ _BIG = torch.iinfo(torch.long).max
 # query kinds: the word's own target, its drawn control, the next word's target and its control;
 # kinds from N_KINDS on are the members of the word's control pool (expected control)
 OWN, CONTROL, NEXT, NEXT_CONTROL = range(4)
+VOCAB_RULES = [f"{v}_{r}" for v in VOCABS for r in POSITION_RULES]  # keys of _aggregate's ranks
 N_KINDS = 4
 
 
@@ -320,7 +322,7 @@ def _word_values(per_layer: list[dict[str, np.ndarray]], s: int) -> dict[str, np
         if array.ndim == 1:
             out[name] = np.array([d[name][s] for d in per_layer])
     for kind, prefix in enumerate(RANK_KINDS):
-        for vocab_rule in (f"{v}_{r}" for v in ("text", "full") for r in POSITION_RULES):
+        for vocab_rule in VOCAB_RULES:
             name = f"{prefix}_{vocab_rule}"
             if name in RANK_COLUMNS:
                 out[name] = np.array([d[vocab_rule][s, kind] for d in per_layer])
@@ -337,7 +339,7 @@ def _pool_values(per_layer, s: int, row: dict, control) -> dict[str, np.ndarray]
         "pool_word": np.array([w for w, _ in members] * n_layers, dtype=object),
         "pool_id": np.array([t.token_id for _, t in members] * n_layers, dtype=np.int64),
     }
-    for vocab_rule in (f"{v}_{r}" for v in ("text", "full") for r in POSITION_RULES):
+    for vocab_rule in VOCAB_RULES:
         ranks = [d[vocab_rule][s, N_KINDS : N_KINDS + m] for d in per_layer]
         out[f"rank_{vocab_rule}"] = np.concatenate(ranks) if m else np.zeros(0)
     return out
