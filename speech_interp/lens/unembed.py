@@ -170,6 +170,21 @@ def _estimate(h: Tensor, w: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor
     return approx, tol
 
 
+def _query_rows(
+    pool_query: Tensor, rows: Tensor, pool_of_row: Tensor, n_pools: int
+) -> tuple[Tensor, Tensor]:
+    """Every (pooled query, row of its pool) pair as (query index, row), without a queries x
+    rows table: O(pairs) memory."""
+    order = torch.argsort(pool_of_row, stable=True)
+    counts = torch.bincount(pool_of_row, minlength=n_pools)
+    starts = torch.cumsum(counts, 0) - counts
+    per_query = counts[pool_query]
+    q_idx = torch.repeat_interleave(torch.arange(pool_query.numel(), device=rows.device), per_query)
+    first = torch.cumsum(per_query, 0) - per_query
+    offset = torch.arange(q_idx.numel(), device=rows.device) - first[q_idx]
+    return q_idx, rows[order][starts[pool_query][q_idx] + offset]
+
+
 def score_hidden(
     hidden: Float[Tensor, "pos d"],
     unembed: Unembedding,
@@ -225,14 +240,13 @@ def score_hidden(
         pooled_rows = (pool_of_pos >= 0).nonzero().squeeze(-1)
         # a pool's target logit is the max over its rows: estimate it the same way, bound by the
         # largest error bound of those rows
-        rows_q = pool_of_pos[pooled_rows][None, :] == pool_query[:, None]  # [pq, pooled rows]
-        q_idx, r_idx = rows_q.nonzero(as_tuple=True)
-        est, tol = estimate(pooled_rows[r_idx], pool_tok[q_idx])
+        pool_index = pool_of_pos[pooled_rows]
+        q_idx, rows = _query_rows(pool_query, pooled_rows, pool_index, n_pools)
+        est, tol = estimate(rows, pool_tok[q_idx])
         approx = torch.full((pool_tok.numel(),), -torch.inf, device=dev)
         approx = approx.scatter_reduce(0, q_idx, est, "amax")
         bound = torch.zeros(pool_tok.numel(), device=dev).scatter_reduce(0, q_idx, tol, "amax")
         pooled = _RankCounter(pool_query, pool_tok, approx, bound)
-        pool_index = pool_of_pos[pooled_rows]
     lse_all = torch.full((n_pos,), -torch.inf, device=dev, dtype=torch.float64)
     lse_speech = torch.full((n_pos,), -torch.inf, device=dev, dtype=torch.float64)
     top_logit = torch.full((n_pos,), -torch.inf, device=dev)
