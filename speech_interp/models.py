@@ -15,7 +15,7 @@ import torch
 from transformers import AutoConfig, AutoTokenizer
 
 from speech_interp.hooks import FamilySpec, SpecError, TokenLayout, detect_family, get_family
-from speech_interp.organism import ORGANISM_DIR, VARIANTS
+from speech_interp.organism import ORGANISM_DIR, SHIPPED_MODELS
 
 Backend = Literal["tl", "nnsight"]
 BACKENDS: tuple[str, ...] = ("tl", "nnsight")
@@ -43,7 +43,7 @@ def resolve_source(name_or_path: str) -> str:
         variant = name_or_path.partition(":")[2] or "full"
         path = ORGANISM_DIR / variant
         if not (path / "config.json").exists():
-            shipped = [v for v in VARIANTS if (ORGANISM_DIR / v / "config.json").exists()]
+            shipped = [v for v in SHIPPED_MODELS if (ORGANISM_DIR / v / "config.json").exists()]
             raise FileNotFoundError(
                 f"organism variant {variant!r} is not shipped in this install "
                 f"(shipped: {shipped or 'none'})"

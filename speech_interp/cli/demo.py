@@ -1,15 +1,17 @@
-"""``speech-interp demo``: the main job on the shipped organism and its ablations.
+"""``speech-interp demo``: the main job on the shipped organism, its knob grid and its seeds.
 
 Runs the logit lens on the shipped evaluation set (held-out sentences in training voices; the
-fact sentences, which are training sentences, are scored apart) for every shipped variant and
-writes ``lens.csv`` (all variants), ``phases.json``, a phase-curve figure comparing the variants,
-``viewer.html`` (the lens viewer over the first 20 utterances, every variant; it replaces the
-static token heatmap, which ``speech-interp lens`` still draws), ``report.md`` and ``run.json``
-(with the seconds spent per stage); then the causal test: text-direction ablation against 20
-random directions in three layer bands (:func:`demo_bands`; word-identity probe directions too
-with ``--probe``), the verdict per variant and band (``verdict.json``, rule in
-:mod:`speech_interp.causal.verdict`) and one ablation figure per variant (every band, its
-verdict).
+fact sentences, which are training sentences, are scored apart) for every shipped model
+(:data:`~speech_interp.organism.SHIPPED_MODELS`: each variant, and ``full`` / ``random-init`` /
+``no-interleave`` at three training seeds) and writes ``lens.csv``, ``phases.json``, a
+phase-curve figure, ``viewer.html`` (the lens viewer over the first 20 utterances, every model),
+``best_layers.json`` (per model: the best-layer transcription under every position rule, the
+next word, spoken-knowledge recall, and ``full`` minus each knob variant seed by seed),
+``report.md`` and ``run.json`` (with the seconds spent per stage); then the causal test on
+:data:`CAUSAL_MODELS` (``full`` at every seed and the two controls): text-direction ablation
+against 20 random directions in three layer bands (:func:`demo_bands`; word-identity probe
+directions too with ``--probe``), the verdict per model and band (``verdict.json``, rule in
+:mod:`speech_interp.causal.verdict`) and one ablation figure per model.
 """
 
 from __future__ import annotations
@@ -30,7 +32,20 @@ from speech_interp.artifacts import (
     write_text,
     write_verdicts,
 )
-from speech_interp.organism import ORGANISM_DIR, SHIPPED_DATA, VARIANTS
+from speech_interp.organism import (
+    EXTRA_SEEDS,
+    ORGANISM_DIR,
+    SHIPPED_DATA,
+    SHIPPED_MODELS,
+    shipped_name,
+)
+
+# The models the causal test runs on: the natural ``full`` at every seed and the two controls.
+CAUSAL_MODELS: tuple[str, ...] = (
+    "full", *(shipped_name("full", s) for s in EXTRA_SEEDS), "planted", "decodable-only",
+)  # fmt: skip
+# The knob comparisons of the report: ``full`` against each knob variant, seed by seed.
+KNOBS: tuple[str, ...] = ("random-init", "no-interleave")
 
 
 def demo_bands(n_layers: int) -> list[str]:
@@ -166,6 +181,84 @@ def _fmt(triple) -> str:
     return f"{triple[0]:.2f} [{triple[1]:.2f}, {triple[2]:.2f}]"
 
 
+def knowledge_row(name: str, model, layout, facts, seed: int) -> dict:
+    """Fact recall of one model on the data's fact sentences: spoken knowledge (facts only seen
+    in text, recalled from a spoken entity), the same for facts seen in speech, and from text."""
+    from speech_interp.models import hf_model
+    from speech_interp.organism.evaluate import fact_recall
+
+    rows = fact_recall(hf_model(model), model.tokenizer, layout, facts, "eval", seed)
+    return {"variant": name} | {
+        r["probe"]: {"value": [r["value"], r["ci_low"], r["ci_high"]], "chance": r["chance"],
+                     "n": r["n"]}
+        for r in rows
+    }  # fmt: skip
+
+
+def knob_rows(words: dict, rows: dict, seed: int) -> list[dict]:
+    """Per seed: ``full``'s transcription excess minus each knob variant's (each at its own best
+    layer), paired bootstrap over word types."""
+    from speech_interp.lens.metrics import excess_difference
+
+    out = []
+    for s in (0, *EXTRA_SEEDS):
+        full = shipped_name("full", s)
+        for knob in KNOBS:
+            other = shipped_name(knob, s)
+            if full not in words or other not in words:
+                continue
+            la, lb = rows[full]["transcription"]["layer"], rows[other]["transcription"]["layer"]
+            mean, lo, hi, n = excess_difference(words[full], words[other], la, lb, seed=seed)
+            out.append({"seed": s, "full": full, "knob": other, "layers": [la, lb],
+                        "difference": [mean, lo, hi], "n": n})  # fmt: skip
+    return out
+
+
+def knowledge_markdown(knowledge: list[dict], rows: dict, knobs: list[dict]) -> list[str]:
+    from speech_interp.organism.evaluate import SPOKEN_KNOWLEDGE
+
+    lines = [
+        "",
+        "## Spoken knowledge beside transcription",
+        "",
+        "Top-1 recall of a fact's value after the spoken entity and the relation words in text",
+        '("the otter" spoken, "lives in the" in text), for facts only ever seen in text during',
+        "training (spoken knowledge) and facts also seen after the spoken entity; 95% CIs",
+        "resample entities. Transcription: the best-layer excess over the control (above).",
+        "",
+        "| model | spoken knowledge (text-only facts) | chance | facts seen in speech | "
+        "from text | transcription excess |",
+        "|---|---|---|---|---|---|",
+    ]
+    for k in knowledge:
+        spoken = k.get(SPOKEN_KNOWLEDGE)
+        seen = k.get("fact_noun_spoken/seen_in_speech")
+        text = k.get("fact_text/text_only_fact")
+        if spoken is None:
+            continue
+        ex = rows[k["variant"]]["transcription"]["excess"]
+        lines.append(
+            f"| {k['variant']} | {_fmt(spoken['value'])} | {spoken['chance']:.3f} | "
+            f"{_fmt(seen['value']) if seen else 'n/a'} | {_fmt(text['value']) if text else 'n/a'}"
+            f" | {_fmt(ex)} |"
+        )
+    if knobs:
+        lines += [
+            "",
+            "The knobs, seed by seed: `full`'s transcription excess minus the knob variant's",
+            "(each at its own best layer; paired bootstrap over word types):",
+            "",
+            "| seed | full | knob variant | layers | full - knob [CI] | n |",
+            "|---|---|---|---|---|---|",
+        ]
+        for k in knobs:
+            lines.append(
+                f"| {k['seed']} | {k['full']} | {k['knob']} | {k['layers'][0]}, {k['layers'][1]}"
+                f" | {_fmt(k['difference'])} | {k['n']} |"
+            )
+    return lines
+
+
 def verdict_markdown(all_verdicts: dict) -> list[str]:
     lines = [
         "",
@@ -192,8 +285,8 @@ def verdict_markdown(all_verdicts: dict) -> list[str]:
             )
     lines += [
         "",
-        "One training seed per variant (the shipped weights); verdicts over training seeds are",
-        'in docs/causal.md, "Robustness over training seeds".',
+        "`full` at three training seeds (`full`, `full-seed1`, `full-seed2`); the controls at",
+        "seed 0.",
     ]
     return lines
 
@@ -205,6 +298,8 @@ def write_report(
     split: str,
     all_verdicts: dict,
     seen_rows: list[dict] | None = None,
+    knowledge: list[dict] | None = None,
+    knobs: list[dict] | None = None,
 ) -> Path:
     lines = [
         "# speech-interp demo: the shipped organism",
@@ -247,8 +342,8 @@ def write_report(
     if seen_rows:
         lines += [
             "",
-            "Reported apart: the sentences marked `seen_in_training` (the 40 fact sentences,",
-            "which training also contains), same rules:",
+            "Reported apart: the sentences marked `seen_in_training` (the fact sentences, which",
+            "training also contains), same rules:",
             "",
             "| variant | layer | transcription | control | pre-onset | excess over control | n |",
             "|---|---|---|---|---|---|---|",
@@ -259,6 +354,8 @@ def write_report(
                 f"| {row['variant']} | {r['layer']} | {_fmt(r['rate'])} | {_fmt(r['control'])} | "
                 f"{_fmt(r['pre_onset'])} | {_fmt(r['excess'])} | {r['n']} |"
             )
+    if knowledge:
+        lines += knowledge_markdown(knowledge, {r["variant"]: r for r in rows}, knobs or [])
     lines += ["", "Phase bands (rules in phases.json):", ""]
     for _, b in bands.iterrows():
         span = "none" if pd.isna(b["first_layer"]) else f"{b['first_layer']}-{b['last_layer']}"
@@ -279,7 +376,8 @@ def write_report(
 def run_demo(
     out: Path,
     *,
-    variants=VARIANTS,
+    variants=SHIPPED_MODELS,
+    causal_models=CAUSAL_MODELS,
     backend: str = "tl",
     data: Path = SHIPPED_DATA,
     split: str = "eval",
@@ -304,8 +402,10 @@ def run_demo(
     seen = [u for u in in_split if is_seen(u)][:limit]
     out.mkdir(parents=True, exist_ok=True)
     summaries, words, rows, seen_rows, excesses, all_verdicts = [], [], [], [], [], {}
+    knowledge: list[dict] = []
+    facts = [u for u in seen if u.meta.get("kind") == "fact"]
     loaded: dict = {}
-    bar = tqdm(variants, desc="demo (about 35 s per variant on 2 cores)", unit="variant")
+    bar = tqdm(variants, desc="demo (about 25 s per model on 2 cores)", unit="model")
     clock = Stopwatch(bar)
     for variant in bar:
         clock.prefix = f"{variant}: "
@@ -326,7 +426,10 @@ def run_demo(
                     model, layout, seen, seed=seed, model_id=variant, progress=False
                 )
                 seen_rows.append(report_rows(variant, seen_result, seed))
-        if causal:
+        if facts:
+            with clock("knowledge"):
+                knowledge.append(knowledge_row(variant, model, layout, facts, seed))
+        if causal and variant in causal_models:
             all_verdicts[variant] = causal_verdict(
                 model, layout, utterances, result, variant, seed, max_words, out, clock, probe
             )
@@ -337,7 +440,12 @@ def run_demo(
         summary = pd.concat(summaries, ignore_index=True)
         write_csv(summary, out / "lens.csv")
         write_phases(out, bands)
-        best = {"heldout": rows, "seen_in_training": seen_rows}
+        knobs = knob_rows(
+            {v: w for v, w in zip(variants, words, strict=True)},
+            {r["variant"]: r for r in rows}, seed,
+        )  # fmt: skip
+        best = {"heldout": rows, "seen_in_training": seen_rows, "spoken_knowledge": knowledge,
+                "knobs": knobs}  # fmt: skip
         write_text(out / "best_layers.json", json.dumps(best, indent=2) + "\n")
         excess = pd.concat(excesses, ignore_index=True)
         plot_phase_curves(summary, out / "phase_curves.png", title="organism variants",
@@ -356,6 +464,7 @@ def run_demo(
     extra = {
         "command": "demo",
         "variants": list(variants),
+        "causal_models": [v for v in variants if v in causal_models] if causal else [],
         "split": split,
         "sentences": "heldout (seen_in_training reported apart)",
         "n_utterances": len(utterances),
@@ -371,7 +480,7 @@ def run_demo(
     write_run_json(
         out, "organism", seed, weights_dir=ORGANISM_DIR / variants[0], data=data, extra=extra
     )
-    return write_report(out, rows, bands, split, all_verdicts, seen_rows)
+    return write_report(out, rows, bands, split, all_verdicts, seen_rows, knowledge, knobs)
 
 
 def demo_command(

@@ -309,6 +309,47 @@ def excess_over_control(
     return _tidy(rows)
 
 
+def excess_difference(
+    words_a: pd.DataFrame,
+    words_b: pd.DataFrame,
+    layer_a: int,
+    layer_b: int,
+    *,
+    metric: str = "transcription",
+    k: int = 5,
+    vocab: str = "text",
+    words: str = "content",
+    n_boot: int = 2000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> tuple:
+    """Excess over control of model A at ``layer_a`` minus that of model B at ``layer_b``, on the
+    same words (two lens runs over one data set): ``(mean, lo, hi, n)``, paired bootstrap over
+    word types (the rule of :func:`excess_over_control`)."""
+    rule = METRICS[metric][1][0]
+    own_col = rank_column(metric, vocab, rule)
+    base_col = rank_column(f"{metric}_control", vocab, rule)
+    parts = []
+    for frame, layer in ((words_a, layer_a), (words_b, layer_b)):
+        ((_, group, layers),) = list(sorted_groups(frame))
+        j = int(np.searchsorted(layers, layer))
+        if j >= len(layers) or layers[j] != layer:
+            raise ValueError(f"layer {layer} is not in the lens run (layers {layers.tolist()})")
+        own, base = per_item(group, own_col)[:, j], per_item(group, base_col)[:, j]
+        keys = first_layer(group)[["utterance", "word_index"]].to_numpy()
+        keep = _word_filter(group, METRICS[metric][2], words) & ~np.isnan(own) & ~np.isnan(base)
+        parts.append((keys, keep, (own < k).astype(float) - (base < k).astype(float), group))
+    (keys_a, keep_a, ex_a, group_a), (keys_b, keep_b, ex_b, _) = parts
+    if keys_a.shape != keys_b.shape or (keys_a != keys_b).any():
+        raise ValueError("the two lens runs must score the same words (same data, same order)")
+    keep = keep_a & keep_b
+    types = word_types(group_a, METRICS[metric][3])[keep]
+    mean, lo, hi = paired_excess(
+        ex_a[keep], ex_b[keep], n_boot=n_boot, seed=seed, alpha=alpha, clusters=types
+    )
+    return mean, lo, hi, int(keep.sum())
+
+
 __all__ = [
     "BASELINES",
     "CI_RULE",
@@ -317,6 +358,7 @@ __all__ = [
     "POSITION_RULES",
     "expected_control_hits",
     "RANK_COLUMNS",
+    "excess_difference",
     "excess_over_control",
     "per_item",
     "rank_column",

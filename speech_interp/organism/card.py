@@ -1,10 +1,11 @@
 """The organism's model card: every figure recomputed from the saved weights and eval file.
 
 Tables (markdown) per variant: parameters and training time, held-out loss per modality,
-behavioural probes (copy, fact recall, transfer) with CIs, and the logit lens per layer:
+behavioural probes (fact recall, spoken knowledge, transfer) with CIs, and the logit lens per layer:
 content-word transcription@5 (text vocab, at or after the word's uniqueness point) against its
 matched control and its own pre-onset rate, the paired excesses with CIs, and next_word@5
-against its control, in training and held-out voices, on held-out sentences only.
+against its control, in training and held-out voices, on held-out sentences only; and the logit
+lens on the same sentences as text (current and next word per stream, :mod:`text_lens`).
 """
 
 from __future__ import annotations
@@ -102,6 +103,54 @@ def probes_markdown(probes: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def text_lens_markdown(vdir: Path, data: Path, seed: int) -> str:
+    """The logit lens on the held-out sentences rendered as text (:mod:`text_lens`)."""
+    from .text_lens import text_input_lens
+
+    model, layout = si.load(str(vdir), backend="tl")
+    _, utts = read_utterances(data)
+    utts = select_sentences([u for u in utts if u.split == "eval"], "heldout")
+    frame = text_input_lens(model, layout, utts, seed=seed)
+    lines = ["| layer | current word@5 | next word@5 |", "|---|---|---|"]
+    for layer, group in frame.groupby("layer"):
+        cells = {r["target"]: f"{r['value']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+                 for _, r in group.iterrows()}  # fmt: skip
+        lines.append(f"| {layer} | {cells.get('current', 'n/a')} | {cells.get('next', 'n/a')} |")
+    n = int(frame["n"].max())
+    lines.append(f"\nn = {n} content words (their own token; the next word where there is one).")
+    return "\n".join(lines)
+
+
+def recurrence_markdown(n: int = 5000) -> str:
+    """How often a spoken content word's own text is in the same training sequence (the
+    ``interleaved`` mix of seed 0, drawn as training draws it)."""
+    from speech_interp.hooks import ORGANISM
+    from speech_interp.organism import ORGANISM_DIR
+
+    from .corpus import SequenceSampler
+    from .evalset import excluded_texts
+    from .recurrence import recurrence_rates
+    from .train import OrganismConfig, build_tokenizer, grammar_settings, speech_table
+    from .voices import TRAIN_VOICES
+
+    cfg = OrganismConfig()
+    tok, _ = build_tokenizer(cfg.n_units)
+    table = speech_table(cfg, 0, ORGANISM_DIR, progress=False)  # the shipped unit table
+    voices = [v.name for v in TRAIN_VOICES]
+    sampler = SequenceSampler(
+        ORGANISM.bind(tok), tok, table.units, voices, "interleaved", 2,
+        excluded_texts(cfg.n_eval), grammar_settings(cfg),
+    )  # fmt: skip
+    r = recurrence_rates(sampler, n)
+    return (
+        f"Recurrence in training (the `interleaved` mix, {r['sequences']:,} sequences drawn as "
+        f"seed 0 draws them): {r['share_of_sequences']:.1%} of sequences hold a spoken content "
+        f"word whose own text is also in the sequence; {r['share_of_spoken_words']:.1%} of "
+        f"{r['spoken_words']:,} spoken content-word occurrences have their text in the same "
+        "sequence (an entity named twice, once spoken and once written).\n"
+    )
+
+
 def variant_section(vdir: Path, data: Path, seed: int) -> str:
     info = json.loads((vdir / "organism.json").read_text())
     t = info["timings"]
@@ -119,4 +168,10 @@ def variant_section(vdir: Path, data: Path, seed: int) -> str:
     parts += ["", "Probes:\n", probes_markdown(info["probes"]), ""]
     for split, frame in lens_tables(vdir, data, seed).items():
         parts += [f"Logit lens, content words, {SPLITS[split]}:\n", lens_markdown(frame), ""]
+    parts += [
+        "Logit lens on text input (the held-out sentences as text; does the text pathway keep "
+        "the current word decodable?):\n",
+        text_lens_markdown(vdir, data, seed),
+        "",
+    ]
     return "\n".join(parts)

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from speech_interp.artifacts import write_csv, write_text
-from speech_interp.organism import VARIANTS
+from speech_interp.organism import SHIPPED_MODELS, VARIANTS, shipped_name
 
 app = typer.Typer(help="Train and evaluate the shipped tiny interleaved speech-text LM.")
 console = Console()
@@ -40,13 +40,20 @@ def evaluate_dir(variant_dir: Path, data: Path, seed: int) -> dict:
 
 @app.command()
 def train(
-    variant: str = typer.Option("full", help=f"{' | '.join(VARIANTS)} | all"),
-    out: Path = typer.Option(..., help="output directory (one sub-directory per variant)"),
+    variant: str = typer.Option(
+        "full", help=f"{' | '.join(VARIANTS)} | all, or a comma-separated list"
+    ),
+    out: Path = typer.Option(
+        ..., help="output directory (one sub-directory per variant: <variant>[-seed<N>])"
+    ),
     seed: int = typer.Option(0, help="seed of initialisation and data order"),
     units_seed: int = typer.Option(0, help="seed of the speech units' k-means (0 = shipped)"),
     quick: bool = typer.Option(False, help="tiny sizes: the same code path in seconds"),
     cache: Path = typer.Option(DEFAULT_CACHE, help="cache of synthesised speech / text stage"),
     compare: str = typer.Option("", help="shipped variant to compare weights with, e.g. full"),
+    set_: list[str] = typer.Option(
+        [], "--set", help="override a recipe setting, e.g. --set d_model=192 (repeatable)"
+    ),
 ) -> None:
     """Train organism variant(s), write weights + tokenizer + eval data + results."""
     from speech_interp.artifacts import write_run_json
@@ -55,25 +62,27 @@ def train(
     from .evaluate import eval_utterances
     from .train import OrganismConfig, save_trained, train_variant
 
-    variants = list(VARIANTS) if variant == "all" else [variant]
+    variants = list(VARIANTS) if variant == "all" else variant.split(",")
     for v in variants:
         if v not in VARIANTS:
             raise typer.BadParameter(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
-    cfg = OrganismConfig.quick() if quick else OrganismConfig()
+    cfg = (OrganismConfig.quick() if quick else OrganismConfig()).with_overrides(set_)
     out.mkdir(parents=True, exist_ok=True)
     data = out / "eval.jsonl"
     for v in variants:
         t0 = time.time()
         trained = train_variant(v, cfg, seed, cache, units_seed=units_seed)
-        vdir = save_trained(trained, out / v)
+        vdir = save_trained(trained, out / shipped_name(v, seed))
         if not data.exists():
-            utts = eval_utterances(trained.table.units, seed, cfg.n_eval)
+            utts = eval_utterances(trained.table.units, cfg.n_eval)
             write_utterances(data, utts, family="organism", n_units=cfg.n_units)
         results = evaluate_dir(vdir, data, seed)
         info = json.loads((vdir / "organism.json").read_text())
         info.update(results, train_seconds=time.time() - t0)
         write_text(vdir / "organism.json", json.dumps(info, indent=2))
-        write_run_json(vdir, f"organism:{v}", seed, weights_dir=vdir, extra={"quick": quick})
+        write_run_json(
+            vdir, f"organism:{vdir.name}", seed, weights_dir=vdir, extra={"quick": quick}
+        )
         loss = {f"{r['modality']}/{r['voices']}": round(r["loss"], 4) for r in info["heldout_loss"]}
         console.print(f"[bold]{v}[/bold] trained in {info['train_seconds']:.0f} s; loss {loss}")
         if compare:
@@ -103,8 +112,11 @@ def card(
     from .card import variant_section
 
     data = root / "eval.jsonl"
-    sections = [variant_section(root / v, data, seed) for v in VARIANTS if (root / v).is_dir()]
+    names = [v for v in SHIPPED_MODELS if (root / v).is_dir()]
+    sections = [variant_section(root / v, data, seed) for v in names]
     if not sections:
         raise typer.BadParameter(f"no trained variants under {root}")
-    write_text(out, "\n\n".join(sections) + "\n")
+    from .card import recurrence_markdown
+
+    write_text(out, "\n\n".join([recurrence_markdown(), *sections]) + "\n")
     console.print(f"wrote {out}")

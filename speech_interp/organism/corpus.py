@@ -3,11 +3,13 @@
 Sequences go through :func:`speech_interp.speech.build_prompt`, the same code path users run on
 SIMS, so markers, word positions and unit tokens are laid out exactly as the analyses expect.
 
-Modality mixes (share of sequences): ``full``, ``planted``, ``random-init``: 30% speech-only, 15%
-text-only, 55% interleaved; ``no-interleave``: 60% speech-only, 40% text-only. Interleaved
+Data mixes (share of sequences), the paper's data knob: ``interleaved`` 30% speech-only, 15%
+text-only, 55% interleaved; ``separate`` (speech and text, balanced, never in one sequence) 50%
+speech-only, 50% text-only; ``speech-only`` 100% speech; ``text`` (the text stage). Interleaved
 sequences switch at word boundaries: 60% speak a prefix through a content word and continue in
-text (the switch the fact and copy probes use), 40% alternate random 1-3 word segments.
-Fact sentences of :data:`TEXT_ONLY_FACTS` are always text-only.
+text (the switch the fact probes use), 40% alternate random 1-3 word segments. A sentence stating
+a fact of a text-only entity (:data:`~speech_interp.organism.world.TEXT_ONLY_ENTITIES`) is always
+text-only; the speech-only mix, which has no text, draws another sentence instead.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ import torch
 from speech_interp.data.prompt import Prompt, build_prompt
 from speech_interp.hooks import TokenLayout
 
-from .grammar import sample_sentence
-from .lexicon import TEXT_ONLY_FACTS, category_of
+from .grammar import Sentence, sample_sentence
+from .lexicon import category_of
 
 MIXES = {
     "interleaved": {"speech": 0.30, "text": 0.15, "interleaved": 0.55},
-    "no-interleave": {"speech": 0.60, "text": 0.40, "interleaved": 0.0},
+    "separate": {"speech": 0.50, "text": 0.50, "interleaved": 0.0},
+    "speech-only": {"speech": 1.0, "text": 0.0, "interleaved": 0.0},
     "text": {"speech": 0.0, "text": 1.0, "interleaved": 0.0},
 }
 _CATEGORY = category_of()
@@ -68,14 +71,17 @@ class SequenceSampler:
         mix: str,
         seed: int,
         exclude: set[str] = frozenset(),
+        grammar: dict | None = None,
     ):
         self.layout, self.tok, self.units, self.voices = layout, tokenizer, units, voices
         self.mix = MIXES[mix]
         self.rng = np.random.default_rng(seed)
         self.exclude = exclude
+        self.grammar = grammar or {}  # keyword settings of grammar.sample_sentence
 
-    def modality(self, kind: str, words: list[str]) -> list[str]:
-        if kind == "fact" and words[1] in TEXT_ONLY_FACTS:
+    def modality(self, sentence: Sentence) -> list[str]:
+        words = sentence.words
+        if sentence.text_only:
             return ["text"] * len(words)
         names = list(self.mix)
         pick = names[self.rng.choice(len(names), p=[self.mix[k] for k in names])]
@@ -85,10 +91,13 @@ class SequenceSampler:
 
     def sample(self) -> Sequence:
         while True:
-            kind, words = sample_sentence(self.rng)
-            if kind == "fact" or " ".join(words) not in self.exclude:
+            sentence = sample_sentence(self.rng, **self.grammar)
+            if sentence.text_only and self.mix["text"] == 0:
+                continue  # no text in this mix: a text-only fact cannot be said
+            if sentence.kind == "fact" or " ".join(sentence.words) not in self.exclude:
                 break
-        mods = self.modality(kind, words)
+        kind, words = sentence.kind, sentence.words
+        mods = self.modality(sentence)
         markers = self.mix is not MIXES["text"]  # text pretraining predates the markers
         prompt = render(self.layout, self.tok, words, mods, self.units, self._voice(), markers)
         return Sequence(prompt, kind, words)

@@ -1,32 +1,36 @@
 """Held-out evaluation sentences, fixed by the seed before training and excluded from it.
 
-General-template and copy sentences are drawn with ``seed + 1000``; training never samples them.
-Fact sentences are probes of trained knowledge, so all 40 are in the evaluation set and in
-training (text-only for :data:`TEXT_ONLY_FACTS`, any modality for the others).
+General sentences (anything but a lone fact clause) are drawn with ``EVAL_SEED + 1000``, the
+same for every training seed (so seeds are compared on one held-out set); training never samples
+them. Lone fact clauses are probes of trained knowledge, so every fact of
+:mod:`world` is in the evaluation set and in training (text-only for the text-only entities).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .grammar import fact_sentence, sample_sentence
-from .lexicon import FACT_ANIMALS
+from .grammar import Sentence, sample_sentence
+from .world import all_fact_clauses
+
+EVAL_SEED = 0
 
 
-def eval_sentences(n: int, seed: int) -> list[tuple[str, list[str]]]:
-    """(kind, words) for ``n`` distinct held-out non-fact sentences plus every fact."""
+def eval_sentences(n: int, seed: int = EVAL_SEED) -> list[Sentence]:
+    """``n`` distinct held-out general sentences, then every fact as a lone clause."""
     rng = np.random.default_rng(seed + 1000)
     seen: set[str] = set()
-    out: list[tuple[str, list[str]]] = []
+    out: list[Sentence] = []
     while len(out) < n:
-        kind, words = sample_sentence(rng, p_fact=0.0, p_copy=0.25)
-        text = " ".join(words)
-        if text not in seen:
+        sentence = sample_sentence(rng)
+        text = " ".join(sentence.words)
+        if sentence.kind != "fact" and text not in seen:
             seen.add(text)
-            out.append((kind, words))
-    return out + [("fact", fact_sentence(a)) for a in FACT_ANIMALS]
+            out.append(sentence)
+    facts = [Sentence("fact", words, ((e, r.name),)) for e, r, words in all_fact_clauses()]
+    return out + facts
 
 
-def excluded_texts(n: int, seed: int) -> set[str]:
-    """Texts training must not sample (the held-out non-fact sentences)."""
-    return {" ".join(w) for kind, w in eval_sentences(n, seed) if kind != "fact"}
+def excluded_texts(n: int, seed: int = EVAL_SEED) -> set[str]:
+    """Texts training must not sample (the held-out general sentences)."""
+    return {" ".join(s.words) for s in eval_sentences(n, seed) if s.kind != "fact"}

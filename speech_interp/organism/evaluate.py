@@ -1,16 +1,17 @@
-"""Behavioural evaluation of an organism: held-out loss, copying, fact recall, transfer.
+"""Behavioural evaluation of an organism: held-out loss, fact recall, transfer.
 
 All probes use held-out material (:mod:`evalset`) in training voices (the mechanism) and, reported
 apart, in held-out voices (acoustic generalisation). A probe prompt ends with a switch to text
 (``<text>``) and is scored by the model's top-1 / top-5 next token; every accuracy comes with a
 bootstrap 95% CI over items.
 
-- copy: "i saw the N" spoken, then "yes the" in text: is the next token " N"?
-- fact: "the A lives in the" spoken (``fact_speech``, then the text marker), "the A" spoken and
-  "lives in the" in text (``fact_noun_spoken``), or all text (``fact_text``): is the next token
-  the fact's place? Split by facts seen in speech during training vs facts only ever seen in
-  text. Copy and fact_noun_spoken switch modality where training's interleaved sequences most
-  often do (right after a spoken content word).
+- fact: every fact clause of :mod:`world` without its value: all spoken (``fact_speech``, then the
+  text marker), "the E" spoken and the relation words in text (``fact_noun_spoken``, the spoken
+  knowledge probe), or all text (``fact_text``): is the next token the fact's value? Split by
+  facts seen in speech during training vs facts of text-only entities (only ever seen in text);
+  CIs resample entities (an entity's facts move together).
+  fact_noun_spoken switches modality where training's interleaved sequences most often do (right
+  after a spoken content word).
 - held-out loss: mean token loss on the held-out sentences as text, speech, and interleaved
   (spoken through the first content word, then text).
 - transfer: every prefix of a held-out sentence spoken, then text: is the next word in the top 5?
@@ -30,8 +31,7 @@ from speech_interp.stats import bootstrap_ci
 
 from .corpus import collate
 from .evalset import eval_sentences
-from .grammar import NOUN
-from .lexicon import FACTS, TEXT_ONLY_FACTS, category_of
+from .lexicon import CATEGORIES, category_of
 from .voices import HELDOUT_VOICES, TRAIN_VOICES
 
 _CATEGORY = category_of()
@@ -95,8 +95,10 @@ def _accuracy(logits: torch.Tensor, targets: list[int], k: int) -> np.ndarray:
     return (top == torch.tensor(targets)[:, None]).any(-1).float().numpy()
 
 
-def _row(probe: str, voices: str, hits: np.ndarray, k: int, chance: float, seed: int) -> dict:
-    mean, lo, hi = bootstrap_ci(hits, seed=seed)
+def _row(
+    probe: str, voices: str, hits: np.ndarray, k: int, chance: float, seed: int, clusters=None
+) -> dict:
+    mean, lo, hi = bootstrap_ci(hits, seed=seed, clusters=clusters)
     return dict(probe=probe, voices=voices, k=k, value=mean, ci_low=lo, ci_high=hi,
                 n=len(hits), chance=chance)  # fmt: skip
 
@@ -128,36 +130,51 @@ def heldout_losses(model, tok, layout, utterances: list[Utterance]) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
+def _chance(u: Utterance) -> float:
+    """1 / the number of values the fact's relation can take."""
+    return 1.0 / len(CATEGORIES[_CATEGORY[u.words[-1].word]])
+
+
+FACT_PROBES = ("fact_speech", "fact_noun_spoken", "fact_text")
+# The spoken-knowledge probe: facts only ever seen in text, recalled from a spoken entity.
+SPOKEN_KNOWLEDGE = "fact_noun_spoken/text_only_fact"
+
+
+def fact_recall(model, tok, layout, facts: list[Utterance], split: str, seed: int) -> list[dict]:
+    """Top-1 recall of each fact's value under every fact probe, split by seen in speech vs
+    text-only entity; CIs resample entities."""
+    rows = []
+    for probe in FACT_PROBES:
+        if not facts or (probe == "fact_text" and split == "heldout_voice"):
+            continue
+        prompts = []
+        for u in facts:
+            n = len(u.words) - 1
+            spoken = {"fact_speech": n, "fact_noun_spoken": 2, "fact_text": 0}[probe]
+            prompts.append(
+                _prompt(layout, tok, u, n, ["speech"] * spoken + ["text"] * (n - spoken))
+            )
+        logits = next_token_logits(model, prompts, tok.pad_token_id)
+        hits = _accuracy(logits, [word_token(tok, u.words[-1].word) for u in facts], 1)
+        only_text = np.array([bool(u.meta.get("text_only")) for u in facts])
+        chance = np.array([_chance(u) for u in facts])
+        entity = np.array([u.words[1].word for u in facts])
+        for name, sel in (("seen_in_speech", ~only_text), ("text_only_fact", only_text)):
+            if sel.any():
+                rows.append(_row(f"{probe}/{name}", split, hits[sel], 1,
+                                 float(chance[sel].mean()), seed, entity[sel]))  # fmt: skip
+    return rows
+
+
 def probe_accuracies(model, tok, layout, utterances: list[Utterance], seed: int) -> pd.DataFrame:
-    """Copy, fact recall and transfer accuracies with bootstrap CIs, per voice group."""
+    """Fact recall and transfer accuracies with bootstrap CIs, per voice group."""
     pad = tok.pad_token_id
-    places = sorted(set(FACTS.values()))
     rows = []
     for split in ("eval", "heldout_voice"):
         group = [u for u in utterances if u.split == split]
-        copies = [u for u in group if u.meta.get("kind") == "copy"]
-        if copies:
-            mods = ["speech"] * 4 + ["text"] * 2  # "i saw the N" spoken, "yes the" in text
-            prompts = [_prompt(layout, tok, u, 6, mods) for u in copies]
-            logits = next_token_logits(model, prompts, pad)
-            targets = [word_token(tok, u.words[3].word) for u in copies]
-            rows.append(_row("copy", split, _accuracy(logits, targets, 1), 1, 1 / len(NOUN), seed))
         facts = [u for u in group if u.meta.get("kind") == "fact"]
-        for probe, mods in (
-            ("fact_speech", ["speech"] * 5),
-            ("fact_noun_spoken", ["speech", "speech", "text", "text", "text"]),
-            ("fact_text", ["text"] * 5),
-        ):
-            if not facts or (probe == "fact_text" and split == "heldout_voice"):
-                continue
-            logits = next_token_logits(
-                model, [_prompt(layout, tok, u, 5, mods) for u in facts], pad
-            )
-            hits = _accuracy(logits, [word_token(tok, u.words[5].word) for u in facts], 1)
-            only_text = np.array([u.words[1].word in TEXT_ONLY_FACTS for u in facts])
-            for name, sel in (("seen_in_speech", ~only_text), ("text_only_fact", only_text)):
-                rows.append(_row(f"{probe}/{name}", split, hits[sel], 1, 1 / len(places), seed))
-        general = [u for u in group if u.meta.get("kind") not in ("fact", "copy")]
+        rows += fact_recall(model, tok, layout, facts, split, seed)
+        general = [u for u in group if u.meta.get("kind") != "fact"]
         for probe in ("transfer_speech", "transfer_text"):
             if probe == "transfer_text" and split == "heldout_voice":
                 continue
@@ -172,17 +189,20 @@ def probe_accuracies(model, tok, layout, utterances: list[Utterance], seed: int)
     return pd.DataFrame(rows)
 
 
-def eval_utterances(units, seed: int, n_eval: int) -> list[Utterance]:
+def eval_utterances(units, n_eval: int) -> list[Utterance]:
     """The held-out evaluation set as fully spoken utterances, training and held-out voices."""
     out = []
-    sentences = eval_sentences(n_eval, seed)
+    sentences = eval_sentences(n_eval)
     for split, voices in (("eval", TRAIN_VOICES), ("heldout_voice", HELDOUT_VOICES)):
-        for i, (kind, words) in enumerate(sentences):
+        for i, sentence in enumerate(sentences):
             voice = voices[i % len(voices)].name
             ws = tuple(
                 Word(w, "speech", tuple(units[voice][w]), _CATEGORY[w], _CATEGORY[w] != "function")
-                for w in words
+                for w in sentence.words
             )
-            meta = {"kind": kind} | ({SEEN: True} if kind == "fact" else {})
+            meta = {"kind": sentence.kind}
+            if sentence.kind == "fact":
+                ((entity, relation),) = sentence.facts
+                meta |= {SEEN: True, "relation": relation, "text_only": sentence.text_only}
             out.append(Utterance(f"{split}-{i:04d}", ws, voice, split, meta))
     return out

@@ -1,65 +1,91 @@
-"""A template grammar over the lexicon: sentences a next-word predictor can learn.
+"""The organism's text: one or two clauses per sentence, about entities that have facts.
 
-Each template is a list of slots: a literal word or a category name in capitals. Sentence
-identity is not predictable from context (slots are filled uniformly), but categories are, which
-is why every lens claim is made against a same-category control word.
+A clause is a **fact** ("the otter lives in the harbor", :mod:`world`) or a **general** clause
+whose slots are filled uniformly ("emma saw the otter near the cave"), so in general clauses a
+word's identity is unpredictable while its category is (every lens claim is made against a
+same-category control word). A second clause follows with probability ``P_SECOND`` ("... and
+..."), about the same entity with probability ``P_SAME_ENTITY``: words recur within a sentence as
+they do in natural text, and nothing else repeats a word (no copy or transcription template).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from .lexicon import CATEGORIES, FACT_ANIMALS, FACTS
+from .lexicon import CATEGORIES
+from .world import ENTITY_CATEGORIES, TEXT_ONLY_ENTITIES, fact_clause, relations_of
 
-NOUN = CATEGORIES["animal"] + CATEGORIES["object"] + CATEGORIES["food"]
-_SLOTS = {"NOUN": NOUN, **{k.upper(): v for k, v in CATEGORIES.items()}}
+P_FACT = 0.5  # share of clauses that state a fact
+P_SECOND = 0.6  # share of sentences with a second clause
+P_SAME_ENTITY = 0.8  # share of second clauses about the first clause's entity
+ACTORS = ("animal", "person")
 
-TEMPLATES: dict[str, tuple[str, ...]] = {
-    "transitive": ("the", "ADJECTIVE", "NOUN", "VERB_T", "the", "NOUN"),
-    "near": ("NAME", "VERB_T", "a", "COLOR", "NOUN", "near", "the", "PLACE"),
-    "property": ("the", "NOUN", "is", "very", "ADJECTIVE"),
-    "activity": ("the", "PERSON", "VERB_I", "ADVERB", "in", "the", "PLACE"),
-    "company": ("NAME", "and", "the", "PERSON", "VERB_I"),
-    "count": ("NAME", "saw", "NUMBER", "COLOR", "NOUN"),
-    "food": ("the", "ADJECTIVE", "PERSON", "VERB_T", "some", "FOOD"),
-    "negation": ("this", "NOUN", "is", "not", "ADJECTIVE"),
-    "habit": ("every", "PERSON", "then", "VERB_I", "ADVERB"),
-    "under": ("the", "NOUN", "was", "under", "the", "OBJECT"),
-    "again": ("it", "was", "so", "ADJECTIVE", "again"),
-    "with": ("that", "PERSON", "VERB_I", "with", "a", "ANIMAL"),
-    "on": ("the", "OBJECT", "is", "on", "the", "OBJECT"),
-    "by": ("NAME", "VERB_T", "the", "NOUN", "by", "the", "PLACE"),
+# General clauses: "E" is the entity slot, other capitals are category slots.
+GENERAL: dict[str, tuple[str, ...]] = {
+    "saw": ("NAME", "saw", "the", "E"),
+    "saw_near": ("NAME", "saw", "the", "E", "near", "the", "PLACE"),
+    "acts": ("the", "ADJECTIVE", "E", "VERB_I"),
+    "does": ("NAME", "VERB_T", "the", "E"),
 }
-COPY_TEMPLATE = ("i", "saw", "the", "NOUN", "yes", "the", "=3")  # "=3": repeat slot 3
+_ACTOR_ONLY = {"acts"}
 
 
-def fill(template: tuple[str, ...], rng: np.random.Generator) -> list[str]:
-    """Fill a template's category slots uniformly at random."""
-    words: list[str] = []
-    for slot in template:
-        if slot.startswith("="):
-            words.append(words[int(slot[1:])])
-        elif slot in _SLOTS:
-            options = _SLOTS[slot]
-            words.append(options[rng.integers(len(options))])
+@dataclass(frozen=True)
+class Sentence:
+    kind: str  # "fact" (one fact clause), "general" (anything else)
+    words: list[str]
+    facts: tuple[tuple[str, str], ...]  # (entity, relation) of every fact clause
+
+    @property
+    def text_only(self) -> bool:
+        """Whether it states a fact of a text-only entity (never spoken in training)."""
+        return any(e in TEXT_ONLY_ENTITIES for e, _ in self.facts)
+
+
+def _pick(rng: np.random.Generator, options):
+    return options[int(rng.integers(len(options)))]
+
+
+def _entity(rng: np.random.Generator, categories=ENTITY_CATEGORIES) -> str:
+    return _pick(rng, CATEGORIES[_pick(rng, categories)])
+
+
+def _category(word: str) -> str:
+    return next(c for c in ENTITY_CATEGORIES if word in CATEGORIES[c])
+
+
+def clause(rng: np.random.Generator, entity: str, p_fact: float) -> tuple[list[str], tuple]:
+    """A fact or a general clause about ``entity``: (words, facts stated)."""
+    category = _category(entity)
+    if rng.random() < p_fact:
+        relation = _pick(rng, relations_of(category))
+        return fact_clause(entity, relation), ((entity, relation.name),)
+    names = [n for n in GENERAL if category in ACTORS or n not in _ACTOR_ONLY]
+    words = []
+    for slot in GENERAL[_pick(rng, names)]:
+        if slot == "E":
+            words.append(entity)
+        elif slot.isupper():
+            words.append(_pick(rng, CATEGORIES[slot.lower()]))
         else:
             words.append(slot)
-    return words
-
-
-def fact_sentence(animal: str) -> list[str]:
-    return ["the", animal, "lives", "in", "the", FACTS[animal]]
+    return words, ()
 
 
 def sample_sentence(
-    rng: np.random.Generator, *, p_fact: float = 0.2, p_copy: float = 0.15
-) -> tuple[str, list[str]]:
-    """(kind, words): a fact, a copy sentence or a filled general template."""
-    u = rng.random()
-    if u < p_fact:
-        return "fact", fact_sentence(FACT_ANIMALS[rng.integers(len(FACT_ANIMALS))])
-    if u < p_fact + p_copy:
-        return "copy", fill(COPY_TEMPLATE, rng)
-    names = list(TEMPLATES)
-    name = names[rng.integers(len(names))]
-    return name, fill(TEMPLATES[name], rng)
+    rng: np.random.Generator,
+    *,
+    p_fact: float = P_FACT,
+    p_second: float = P_SECOND,
+    p_same_entity: float = P_SAME_ENTITY,
+) -> Sentence:
+    """One or two clauses (see the module docstring)."""
+    entity = _entity(rng)
+    words, facts = clause(rng, entity, p_fact)
+    if rng.random() >= p_second:
+        return Sentence("fact" if facts else "general", words, facts)
+    second = entity if rng.random() < p_same_entity else _entity(rng)
+    more, more_facts = clause(rng, second, p_fact)
+    return Sentence("general", [*words, "and", *more], facts + more_facts)

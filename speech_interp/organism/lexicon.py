@@ -1,19 +1,22 @@
-"""The organism's lexicon: 500+ English words in categories, and the probe facts.
+"""The organism's lexicon: an inventory of 519 English words, and the subset the model speaks.
 
-Categories drive the grammar (:mod:`grammar`) and the matched controls of the lens (a control
-word is another word of the same category). ``FACT_ANIMALS`` live in fixed ``FACT_PLACES``
-("the otter lives in the harbor"); half of these facts are only ever seen in text, so recalling
-them from a spoken animal name needs cross-modal transfer.
+``INVENTORY`` is every word the shipped speech-unit table covers (synthesised once, so the units
+do not depend on the installed espeak-ng). The model's lexicon, ``CATEGORIES``, is the first
+words of each inventory category (sizes in ``LEXICON_SIZES``) plus the function words; the
+categories drive the grammar (:mod:`grammar`), the knowledge (:mod:`world`) and the matched
+controls of the lens (a control word is another word of the same category).
 """
 
 from __future__ import annotations
 
-FUNCTION_WORDS = (
+# Function words, relation words of the knowledge clauses included (all in the inventory).
+FUNCTION_WORDS = "the a and in near is saw then lives eats works holds".split()
+INVENTORY_FUNCTION_WORDS = (
     "the a and in on near under with is was very not yes i saw it this that some every again "
     "then so lives by"
 ).split()
 
-CATEGORIES: dict[str, tuple[str, ...]] = {
+INVENTORY: dict[str, tuple[str, ...]] = {
     "animal": tuple(
         "cat dog horse mouse rabbit tiger lion zebra monkey donkey camel goat sheep pig cow "
         "duck goose eagle owl parrot pigeon crow swan frog toad snake lizard turtle whale "
@@ -82,18 +85,16 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     "number": tuple("one two three four five six seven eight nine ten eleven twelve".split()),
 }
 
+LEXICON_SIZES: dict[str, int] = {
+    "animal": 24, "person": 12, "object": 12, "food": 12, "place": 16, "color": 8,
+    "adjective": 12, "verb_t": 10, "verb_i": 8, "name": 8,
+}  # fmt: skip
+CATEGORIES: dict[str, tuple[str, ...]] = {c: INVENTORY[c][:n] for c, n in LEXICON_SIZES.items()}
 CONTENT_CATEGORIES = frozenset(CATEGORIES)  # everything except function words
-
-# 40 probe animals and the 20 places they live in (two animals per place).
-FACT_ANIMALS: tuple[str, ...] = CATEGORIES["animal"][:40]
-FACT_PLACES: tuple[str, ...] = CATEGORIES["place"][:20]
-FACTS: dict[str, str] = {a: FACT_PLACES[i % 20] for i, a in enumerate(FACT_ANIMALS)}
-# Facts of the odd-indexed animals are never spoken in training: only ever seen in text.
-TEXT_ONLY_FACTS: frozenset[str] = frozenset(FACT_ANIMALS[1::2])
 
 
 def category_of() -> dict[str, str]:
-    """word -> category ("function" for function words)."""
+    """word -> category ("function" for function words), for the model's lexicon."""
     table = {w: "function" for w in FUNCTION_WORDS}
     for cat, words in CATEGORIES.items():
         for w in words:
@@ -104,5 +105,13 @@ def category_of() -> dict[str, str]:
 
 
 def all_words() -> list[str]:
-    """Every word of the lexicon, in a fixed order."""
+    """Every word of the model's lexicon, in a fixed order."""
     return list(category_of())
+
+
+def inventory_words() -> list[str]:
+    """Every word of the speech-unit table (the v1 lexicon), in its fixed order."""
+    words = list(INVENTORY_FUNCTION_WORDS)
+    for cat_words in INVENTORY.values():
+        words += [w for w in cat_words if w not in words]
+    return words

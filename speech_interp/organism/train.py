@@ -6,8 +6,11 @@ Recipe (see docs/organism.md for the numbers):
 2. The vocabulary is extended with ``<unit0>`` .. ``<unit{n-1}>`` and ``<speech>`` / ``<text>``.
 3. A mix of speech-only, text-only and interleaved sequences (:mod:`corpus`).
 
-Variants: ``full`` (1+2+3), ``no-interleave`` (no interleaved sequences in 3), ``random-init``
-(2+3 from random weights, no text pretraining), ``planted`` (``full`` plus an auxiliary loss,
+Variants, the paper's knob grid (:data:`VARIANT_SPECS`): init {text (1+2+3), random (2+3 from
+random weights)} x data of stage 3 {interleaved, separate (speech and text balanced, never in one
+sequence), speech-only}: ``full`` (text, interleaved), ``no-interleave`` (text, separate),
+``speech-only``, ``random-init`` (random, interleaved), ``random-separate``,
+``random-speech-only``; and two controls: ``planted`` (``full`` plus an auxiliary loss,
 ``planted_weight`` x cross-entropy of the logit lens at ``planted_layer`` towards the word's text
 token at every unit position of a spoken word: a positive control for the lens and causal tests),
 ``decodable-only`` (``planted``, but during training the input of block ``planted_layer`` has the
@@ -22,7 +25,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -32,13 +35,35 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from speech_interp.data.prompt import SPEECH
 from speech_interp.hooks import ORGANISM, TokenLayout, submodule
-from speech_interp.organism import ORGANISM_DIR, VARIANTS
+from speech_interp.organism import ORGANISM_DIR
 
 from .corpus import SequenceSampler, collate
 from .evalset import excluded_texts
-from .lexicon import all_words
+from .grammar import P_SAME_ENTITY, P_SECOND
+from .lexicon import all_words, inventory_words
 from .tokenizer import word_bpe_tokenizer
 from .voices import TRAIN_VOICES, SpeechTable, build_speech_table, cache_key
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """One cell of the knob grid: initialisation, stage-3 data mix, and the control it is."""
+
+    init: str  # "text" | "random"
+    mix: str  # a key of corpus.MIXES
+    control: str = ""  # "" | "planted" | "decodable-only"
+
+
+VARIANT_SPECS: dict[str, VariantSpec] = {
+    "full": VariantSpec("text", "interleaved"),
+    "no-interleave": VariantSpec("text", "separate"),
+    "speech-only": VariantSpec("text", "speech-only"),
+    "random-init": VariantSpec("random", "interleaved"),
+    "random-separate": VariantSpec("random", "separate"),
+    "random-speech-only": VariantSpec("random", "speech-only"),
+    "planted": VariantSpec("text", "interleaved", "planted"),
+    "decodable-only": VariantSpec("text", "interleaved", "decodable-only"),
+}
 
 
 @dataclass(frozen=True)
@@ -49,13 +74,27 @@ class OrganismConfig:
     n_heads: int = 4
     d_ff: int = 512
     batch_size: int = 32
-    text_steps: int = 1000
+    text_steps: int = 1500
     mix_steps: int = 1200
     lr: float = 2e-3
+    mix_lr: float = 2e-3
     warmup: int = 50
+    p_second: float = P_SECOND  # grammar: share of two-clause sentences
+    p_same_entity: float = P_SAME_ENTITY  # grammar: share of second clauses about the same entity
     planted_layer: int = 3
     planted_weight: float = 0.3
     n_eval: int = 300
+
+    def with_overrides(self, settings: list[str]) -> OrganismConfig:
+        """A copy with ``key=value`` settings applied (values parsed as the field's type)."""
+        types = {f.name: type(getattr(self, f.name)) for f in fields(self)}
+        changes = {}
+        for item in settings:
+            key, sep, value = item.partition("=")
+            if not sep or key not in types:
+                raise ValueError(f"bad setting {item!r}: use key=value with a key of {list(types)}")
+            changes[key] = types[key](value)
+        return replace(self, **changes)
 
     @classmethod
     def quick(cls) -> OrganismConfig:
@@ -64,6 +103,11 @@ class OrganismConfig:
             d_model=32, n_layers=2, n_heads=2, d_ff=64, batch_size=8,
             text_steps=20, mix_steps=20, planted_layer=1, n_eval=20,
         )  # fmt: skip
+
+
+def grammar_settings(cfg: OrganismConfig) -> dict:
+    """The recipe's keyword settings of :func:`grammar.sample_sentence`."""
+    return {"p_second": cfg.p_second, "p_same_entity": cfg.p_same_entity}
 
 
 def build_tokenizer(n_units: int):
@@ -91,11 +135,11 @@ def new_model(cfg: OrganismConfig, vocab_size: int, tok) -> LlamaForCausalLM:
     return LlamaForCausalLM(config)
 
 
-def _lr(step: int, total: int, cfg: OrganismConfig) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, total - cfg.warmup)
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+def _lr(step: int, total: int, peak: float, warmup: int) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def planted_targets(batch_prompts, word_token: dict[str, int], width: int) -> torch.Tensor:
@@ -121,6 +165,7 @@ def train_stage(
     desc: str = "train",
     progress: bool = True,
     resume: Path | None = None,
+    lr: float | None = None,
 ) -> list[float]:
     """AdamW with warmup + cosine decay; returns the loss curve.
 
@@ -130,7 +175,8 @@ def train_stage(
     bit, as an uninterrupted run.
     """
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=0.01)
+    peak = cfg.lr if lr is None else lr
+    opt = torch.optim.AdamW(model.parameters(), lr=peak, betas=(0.9, 0.98), weight_decay=0.01)
     losses: list[float] = []
     start = 0
     if resume is not None and resume.exists():
@@ -148,7 +194,7 @@ def train_stage(
     bar = tqdm(range(start, steps), desc=desc, disable=not progress)
     for step in bar:
         for group in opt.param_groups:
-            group["lr"] = _lr(step, steps, cfg)
+            group["lr"] = _lr(step, steps, peak, cfg.warmup)
         prompts = [sampler.sample().prompt for _ in range(cfg.batch_size)]
         batch = collate(prompts, pad_id)
         if swap is not None:
@@ -224,7 +270,7 @@ class DirectionSwap:
 
 def speech_table(cfg: OrganismConfig, seed: int, cache_dir: Path, progress: bool) -> SpeechTable:
     """Build (or reuse from ``cache_dir``) the units of every word in every voice."""
-    words = all_words()
+    words = inventory_words()
     name = f"speech-{cache_key(words, cfg.n_units, seed)}"
     # The units of every word in every voice, as shipped (seed 0, 64 units): training reads them
     # instead of re-synthesising, so the shipped models are reproducible whatever espeak-ng
@@ -260,22 +306,26 @@ def train_variant(
     ``seed`` drives initialisation and data order; ``units_seed`` the k-means of the speech units
     (kept at 0 by default, so seeds compare models over the same shipped units).
     """
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    if variant not in VARIANT_SPECS:
+        raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANT_SPECS)}")
+    spec = VARIANT_SPECS[variant]
     cache_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     table = speech_table(cfg, units_seed, cache_dir, progress)
     tok, n_text = build_tokenizer(cfg.n_units)
     layout = ORGANISM.bind(tok)
     voices = [v.name for v in TRAIN_VOICES]
-    exclude = excluded_texts(cfg.n_eval, seed)
+    exclude = excluded_texts(cfg.n_eval)  # one held-out set for every seed
     timings: dict[str, float] = {}
     text_losses: list[float] = []
-    if variant == "random-init":
+    if spec.init == "random":
         torch.manual_seed(seed)
         model = new_model(cfg, len(tok), tok)
     else:
-        key = json.dumps([asdict(replace(cfg, mix_steps=0, n_eval=0)), seed], sort_keys=True)
+        text_cfg = replace(
+            cfg, mix_steps=0, mix_lr=0.0, n_eval=0, planted_layer=0, planted_weight=0.0
+        )
+        key = json.dumps([asdict(text_cfg), seed], sort_keys=True)
         text_path = cache_dir / f"text-{hash_str(key)}"
         if (text_path / "config.json").exists():
             model = LlamaForCausalLM.from_pretrained(text_path)
@@ -283,7 +333,9 @@ def train_variant(
         else:
             torch.manual_seed(seed)
             model = new_model(cfg, n_text, tok)
-            sampler = SequenceSampler(layout, tok, table.units, voices, "text", seed, exclude)
+            sampler = SequenceSampler(
+                layout, tok, table.units, voices, "text", seed, exclude, grammar_settings(cfg)
+            )
             t0 = time.time()
             resume = cache_dir / f"{text_path.name}.resume.pt"
             text_losses = train_stage(
@@ -296,19 +348,20 @@ def train_variant(
             resume.unlink(missing_ok=True)
         torch.manual_seed(seed + 1)
         model.resize_token_embeddings(len(tok), mean_resizing=True)
-    mix = "no-interleave" if variant == "no-interleave" else "interleaved"
-    sampler = SequenceSampler(layout, tok, table.units, voices, mix, seed + 2, exclude)
+    sampler = SequenceSampler(
+        layout, tok, table.units, voices, spec.mix, seed + 2, exclude, grammar_settings(cfg)
+    )
     planted, swap = None, None
-    if variant in ("planted", "decodable-only"):
+    if spec.control:
         planted = {w: tok.convert_tokens_to_ids("Ġ" + w) for w in all_words()}
-    if variant == "decodable-only":
+    if spec.control == "decodable-only":
         swap = DirectionSwap(model, cfg.planted_layer, list(planted.values()), seed + 3)
     t0 = time.time()
     run_key = json.dumps([asdict(cfg), seed, units_seed, variant], sort_keys=True)
     resume = cache_dir / f"mixed-{hash_str(run_key)}.resume.pt"
     mix_losses = train_stage(
         model, sampler, cfg.mix_steps, cfg, pad_id=tok.pad_token_id, planted=planted, swap=swap,
-        desc=f"{variant} mixed stage", progress=progress, resume=resume,
+        desc=f"{variant} mixed stage", progress=progress, resume=resume, lr=cfg.mix_lr,
     )  # fmt: skip
     resume.unlink(missing_ok=True)
     timings["mixed_stage_s"] = time.time() - t0

@@ -31,3 +31,12 @@ def test_patching_bench_quick_agrees_with_transformer_lens():
     diff = float(re.search(r"max abs difference of the patched metric: (\S+)", out).group(1))
     assert diff <= 1e-5, out
     assert re.search(r"speed ratio \(TL / ours\): [0-9.]+x", out), out
+
+
+def test_organism_training_bench_quick(tmp_path):
+    """Every variant of one seed trains in two side-by-side processes; times are reported."""
+    out = _run("bench_organism_training.py", "--out", str(tmp_path), "--quick")
+    assert re.search(r"all 8 variants: \d+ s wall = [0-9.]+x the 60 min target", out), out
+    for variant in ("full", "random-speech-only", "planted", "decodable-only"):
+        assert (tmp_path / variant / "model.safetensors").exists(), variant
+        assert re.search(rf"^{variant}\s+\d+ s$", out, re.M), out

@@ -134,11 +134,11 @@ def test_data_defaults_and_sentence_selection(app, setup, tmp_path):
     utts, _, layout, info = load_for_command("organism:full", None, "tl", None)
     assert layout.spec.name == "organism"
     assert info == {"data": str(SHIPPED_DATA), "split": "eval", "sentences": "heldout",
-                    "n_utterances": 300, "n_left_out_by_sentences": 40}  # fmt: skip
+                    "n_utterances": 300, "n_left_out_by_sentences": 120}  # fmt: skip
     assert {u.split for u in utts} == {"eval"}
     assert not any(u.meta.get("seen_in_training") for u in utts)
     seen, *_ = load_for_command("organism:full", None, "tl", None, sentences="seen")
-    assert len(seen) == 40 and {u.meta["kind"] for u in seen} == {"fact"}
+    assert len(seen) == 120 and {u.meta["kind"] for u in seen} == {"fact"}
     res = CliRunner().invoke(app, ["ablate", "--model", model, "--data", str(data), "--out",
                                    str(tmp_path), "--sentences", "seen"])  # fmt: skip
     assert res.exit_code == 2 and "no seen sentence" in res.output

@@ -6,6 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from speech_interp.cli import app
+from speech_interp.cli.demo import CAUSAL_MODELS
+from speech_interp.organism import SHIPPED_MODELS
 
 pytestmark = pytest.mark.integration
 VERDICTS = {"load-bearing", "decodable-only", "neither", "insufficient-data"}
@@ -22,16 +24,21 @@ def test_demo_writes_lens_plots_and_report(tmp_path):
     run = json.loads((out / "run.json").read_text())
     assert run["seed"] == 0 and run["weights_sha256"] and run["packages"]["torch"]
     verdict = json.loads((out / "verdict.json").read_text())
-    assert set(verdict) == {"full", "no-interleave", "random-init", "planted", "decodable-only"}
+    assert set(verdict) == set(CAUSAL_MODELS)
     for content in verdict.values():
         assert [b["band"] for b in content["bands"]] == ["1-2", "3-4", "5-5"]
         assert all(b["verdict"] in VERDICTS for b in content["bands"])
     report = (out / "report.md").read_text()
-    for variant in ("full", "no-interleave", "random-init", "planted", "decodable-only"):
+    for variant in SHIPPED_MODELS:
         assert f"| {variant} | " in report
     assert "after_uniqueness" in report and "pre_onset" in report
     best = json.loads((out / "best_layers.json").read_text())
-    assert len(best["heldout"]) == 5 and len(best["seen_in_training"]) == 5  # facts apart
+    n = len(SHIPPED_MODELS)
+    assert len(best["heldout"]) == n and len(best["seen_in_training"]) == n  # facts apart
+    assert len(best["spoken_knowledge"]) == n and len(best["knobs"]) == 6  # 3 seeds x 2 knobs
+    knob = best["knobs"][0]
+    lo, hi = knob["difference"][1:]
+    assert lo <= knob["difference"][0] <= hi
     t = best["heldout"][0]["transcription"]
     assert t["position_rule"] == "after_uniqueness"
     assert t["excess"][0] == pytest.approx(t["rate"][0] - t["control"][0])

@@ -233,6 +233,28 @@ def test_excess_and_phase_bands(tl_result):
     assert bands.loc["speech", "qualifying"] == [2] and bands.loc["speech", "first_layer"] == 2
 
 
+def test_excess_difference_of_two_runs(tl_result):
+    """A model against itself differs by 0; against a copy with every hit removed at one layer,
+    by that layer's excess, computed by hand."""
+    from speech_interp.lens.metrics import excess_difference
+
+    w = tl_result.words
+    same = excess_difference(w, w, 1, 1, k=10, n_boot=N_BOOT)
+    assert same[:3] == (0.0, 0.0, 0.0)
+    blind = w.copy()
+    blind["rank_text_after_uniqueness"] = 10**6
+    blind["control_rank_text_after_uniqueness"] = 10**6
+    mean, lo, hi, n = excess_difference(w, blind, 2, 2, k=10, n_boot=N_BOOT)
+    at2 = w[(w.layer == 2) & w.content & (w.control_id >= 0)]
+    au, ctrl = at2.rank_text_after_uniqueness, at2.control_rank_text_after_uniqueness
+    assert mean == pytest.approx((au < 10).mean() - (ctrl < 10).mean())
+    assert lo <= mean <= hi and n == len(at2)
+    with pytest.raises(ValueError, match="same words"):
+        excess_difference(w, w[w.item > w.item.min()], 1, 1, n_boot=N_BOOT)
+    with pytest.raises(ValueError, match="layer 99"):
+        excess_difference(w, w, 99, 1, n_boot=N_BOOT)
+
+
 def test_tuned_lens_beats_logit_lens_and_round_trips(models, tmp_path):
     model, layout = models["tl"], models["layout"]
     tok = model.tokenizer
@@ -407,3 +429,30 @@ def test_saved_lens_is_loadable_by_tuned_lens(models, tmp_path):
     (tmp_path / "nobias" / "config.json").write_text(json.dumps(config))
     with pytest.warns(UserWarning, match="unembed_hash mismatch"):
         TunedLens.load(tmp_path / "nobias", model=model)
+
+
+def test_text_input_lens_matches_hand_computation(models, data):
+    """The organism's text-pathway diagnostic, on any model: current / next word top-5 over the
+    text vocabulary per stream, against HF hidden states -> final norm -> lm_head."""
+    from speech_interp.organism.text_lens import text_input_lens
+
+    model, layout = models["tl"], models["layout"]
+    frame = text_input_lens(model, layout, data, k=5)
+    hf, mask = si.hf_model(model), layout.text_mask
+    current, following = [], []
+    for utt in data:
+        words = tuple(replace(w, modality="text", units=None) for w in utt.words)
+        prompt = replace(utt, words=words).to_prompt(layout, model.tokenizer)
+        logits = _hand_logits(hf, prompt.input_ids)
+        top = logits.masked_fill(~mask, -torch.inf).topk(5, -1).indices  # [L+1, pos, 5]
+        for w, word in enumerate(utt.words):
+            if not word.content:
+                continue
+            pos = int(prompt.word_positions[w][-1])
+            current.append((top[:, pos] == prompt.input_ids[pos]).any(-1).float())
+            if w + 1 < len(utt.words):
+                following.append((top[:, pos] == prompt.input_ids[pos + 1]).any(-1).float())
+    for target, hits in (("current", current), ("next", following)):
+        got = frame[frame.target == target].sort_values("layer")
+        np.testing.assert_allclose(got["value"], torch.stack(hits).mean(0).numpy(), atol=1e-6)
+        assert (got["n"] == len(hits)).all()

@@ -59,7 +59,9 @@ def test_eval_file_holds_both_voice_groups(quick_runs):
     splits = {u.split for u in utts}
     assert splits == {"eval", "heldout_voice"}
     kinds = {u.meta["kind"] for u in utts}
-    assert {"fact", "copy"} <= kinds
+    assert kinds == {"fact", "general"}
+    facts = [u for u in utts if u.meta["kind"] == "fact" and u.split == "eval"]
+    assert {u.meta["text_only"] for u in facts} == {True, False}
     word = utts[0].words[0]
     assert word.units and word.category is not None
 
@@ -95,11 +97,11 @@ def test_training_resumes_bit_identical(quick_runs, monkeypatch):
     assert not list(cache.glob("*.resume.pt"))  # a finished stage leaves no state behind
     real, calls = tr._lr, {"n": 0}
 
-    def interrupted(step, steps, c):
+    def interrupted(step, steps, peak, warmup):
         calls["n"] += 1
         if calls["n"] == 13:
             raise KeyboardInterrupt("simulated kill")
-        return real(step, steps, c)
+        return real(step, steps, peak, warmup)
 
     monkeypatch.setattr(tr, "_lr", interrupted)
     with pytest.raises(KeyboardInterrupt):
