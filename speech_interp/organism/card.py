@@ -22,16 +22,14 @@ from speech_interp.lens import excess_over_control, phase_bands, run_lens
 SPLITS = {"eval": "training voices, held-out sentences", "heldout_voice": "held-out voices"}
 
 
-def lens_tables(vdir: Path, data: Path, seed: int) -> dict[str, pd.DataFrame]:
-    """Per split: one row per layer with transcription / next-word rates, controls, excess."""
-    model, layout = si.load(str(vdir), backend="tl")
-    _, utts = read_utterances(data)
-    utts = select_sentences(utts, "heldout")
+def lens_tables(model, layout, utts, name: str, seed: int) -> dict[str, pd.DataFrame]:
+    """Per split: one row per layer with transcription / next-word rates, controls, excess
+    (``utts``: the held-out sentences of every split)."""
     out = {}
     for split in SPLITS:
         result = run_lens(
             model, layout, [u for u in utts if u.split == split], seed=seed, progress=False,
-            model_id=vdir.name,
+            model_id=name,
         )  # fmt: skip
         s = result.summary
         sel = (s["k"] == 5) & (s["vocab"] == "text") & (s["words"] == "content")
@@ -103,13 +101,12 @@ def probes_markdown(probes: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def text_lens_markdown(vdir: Path, data: Path, seed: int) -> str:
-    """The logit lens on the held-out sentences rendered as text (:mod:`text_lens`)."""
+def text_lens_markdown(model, layout, utts, seed: int) -> str:
+    """The logit lens on the held-out sentences of the eval split rendered as text
+    (:mod:`text_lens`)."""
     from .text_lens import text_input_lens
 
-    model, layout = si.load(str(vdir), backend="tl")
-    _, utts = read_utterances(data)
-    utts = select_sentences([u for u in utts if u.split == "eval"], "heldout")
+    utts = [u for u in utts if u.split == "eval"]
     frame = text_input_lens(model, layout, utts, seed=seed)
     lines = ["| layer | current word@5 | next word@5 |", "|---|---|---|"]
     for layer, group in frame.groupby("layer"):
@@ -127,20 +124,13 @@ def recurrence_markdown(n: int = 5000) -> str:
     from speech_interp.hooks import ORGANISM
     from speech_interp.organism import ORGANISM_DIR
 
-    from .corpus import SequenceSampler
-    from .evalset import excluded_texts
     from .recurrence import recurrence_rates
-    from .train import OrganismConfig, build_tokenizer, grammar_settings, speech_table
-    from .voices import TRAIN_VOICES
+    from .train import OrganismConfig, build_tokenizer, speech_table, stage_sampler
 
     cfg = OrganismConfig()
     tok, _ = build_tokenizer(cfg.n_units)
     table = speech_table(cfg, 0, ORGANISM_DIR, progress=False)  # the shipped unit table
-    voices = [v.name for v in TRAIN_VOICES]
-    sampler = SequenceSampler(
-        ORGANISM.bind(tok), tok, table.units, voices, "interleaved", 2,
-        excluded_texts(cfg.n_eval), grammar_settings(cfg),
-    )  # fmt: skip
+    sampler = stage_sampler(cfg, ORGANISM.bind(tok), tok, table, "interleaved", seed=0)
     r = recurrence_rates(sampler, n)
     return (
         f"Recurrence in training (the `interleaved` mix, {r['sequences']:,} sequences drawn as "
@@ -166,12 +156,15 @@ def variant_section(vdir: Path, data: Path, seed: int) -> str:
     for r in info["heldout_loss"]:
         parts.append(f"| {r['modality']} | {r['voices']} | {r['loss']:.4f} | {r['n']} |")
     parts += ["", "Probes:\n", probes_markdown(info["probes"]), ""]
-    for split, frame in lens_tables(vdir, data, seed).items():
+    model, layout = si.load(str(vdir), backend="tl")
+    _, utts = read_utterances(data)
+    utts = select_sentences(utts, "heldout")
+    for split, frame in lens_tables(model, layout, utts, vdir.name, seed).items():
         parts += [f"Logit lens, content words, {SPLITS[split]}:\n", lens_markdown(frame), ""]
     parts += [
         "Logit lens on text input (the held-out sentences as text; does the text pathway keep "
         "the current word decodable?):\n",
-        text_lens_markdown(vdir, data, seed),
+        text_lens_markdown(model, layout, utts, seed),
         "",
     ]
     return "\n".join(parts)

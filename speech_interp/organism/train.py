@@ -110,6 +110,20 @@ def grammar_settings(cfg: OrganismConfig) -> dict:
     return {"p_second": cfg.p_second, "p_same_entity": cfg.p_same_entity}
 
 
+def stage_sampler(
+    cfg: OrganismConfig, layout, tok, table: SpeechTable, mix: str, seed: int
+) -> SequenceSampler:
+    """The sequences of a training stage as ``train_variant`` draws them: the text stage with
+    ``seed``, the mixed stage (``mix`` != "text") with ``seed + 2``; training voices, the
+    held-out sentences excluded (one held-out set for every seed)."""
+    stage_seed = seed if mix == "text" else seed + 2
+    voices = [v.name for v in TRAIN_VOICES]
+    return SequenceSampler(
+        layout, tok, table.units, voices, mix, stage_seed, excluded_texts(cfg.n_eval),
+        grammar_settings(cfg),
+    )  # fmt: skip
+
+
 def build_tokenizer(n_units: int):
     """The organism's tokenizer: one token per lexicon word, then units and markers."""
     tok = word_bpe_tokenizer(all_words())
@@ -314,8 +328,6 @@ def train_variant(
     table = speech_table(cfg, units_seed, cache_dir, progress)
     tok, n_text = build_tokenizer(cfg.n_units)
     layout = ORGANISM.bind(tok)
-    voices = [v.name for v in TRAIN_VOICES]
-    exclude = excluded_texts(cfg.n_eval)  # one held-out set for every seed
     timings: dict[str, float] = {}
     text_losses: list[float] = []
     if spec.init == "random":
@@ -333,9 +345,7 @@ def train_variant(
         else:
             torch.manual_seed(seed)
             model = new_model(cfg, n_text, tok)
-            sampler = SequenceSampler(
-                layout, tok, table.units, voices, "text", seed, exclude, grammar_settings(cfg)
-            )
+            sampler = stage_sampler(cfg, layout, tok, table, "text", seed)
             t0 = time.time()
             resume = cache_dir / f"{text_path.name}.resume.pt"
             text_losses = train_stage(
@@ -348,9 +358,7 @@ def train_variant(
             resume.unlink(missing_ok=True)
         torch.manual_seed(seed + 1)
         model.resize_token_embeddings(len(tok), mean_resizing=True)
-    sampler = SequenceSampler(
-        layout, tok, table.units, voices, spec.mix, seed + 2, exclude, grammar_settings(cfg)
-    )
+    sampler = stage_sampler(cfg, layout, tok, table, spec.mix, seed)
     planted, swap = None, None
     if spec.control:
         planted = {w: tok.convert_tokens_to_ids("Ġ" + w) for w in all_words()}
