@@ -39,6 +39,7 @@ _EXPORTS = {
         "n_layers",
         "resid_names",
         "residual_stack",
+        "residual_stacks",
     ),
     "speech_interp.lens": (
         "LensResult",
@@ -91,6 +92,7 @@ __all__ = [
     "read_utterances",
     "resid_names",
     "residual_stack",
+    "residual_stacks",
     "run_lens",
     "substitute",
     "verdicts",
@@ -124,6 +126,7 @@ if TYPE_CHECKING:
         n_layers,
         resid_names,
         residual_stack,
+        residual_stacks,
     )
     from speech_interp.data import (
         make_pairs,

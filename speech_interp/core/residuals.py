@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import re
+from collections.abc import Sequence
 
 import einops
 import torch
@@ -121,4 +122,24 @@ def residual_stack(
     return torch.stack([res[n] for n in names])
 
 
-__all__ = ["get_residuals", "n_layers", "resid_names", "residual_stack"]
+def residual_stacks(
+    model, prompts: Sequence[Int[Tensor, " pos"]], *, remote: bool | str = False
+) -> list[Float[Tensor, "layer pos d_model"]]:
+    """:func:`residual_stack` of several prompts of different lengths from one forward pass.
+
+    The prompts are right-padded (with token 0) into one batch; in a causal LM a position never
+    attends to the positions after it, so each prompt's streams equal its own forward pass's up
+    to float rounding of the other batch shape (tested on both backends; bit for bit on the
+    shipped organism) and the padding is cut off again.
+    """
+    if not prompts:
+        return []
+    lengths = [int(p.numel()) for p in prompts]
+    batch = torch.zeros(len(prompts), max(lengths), dtype=torch.long)
+    for row, (ids, n) in enumerate(zip(prompts, lengths, strict=True)):
+        batch[row, :n] = ids.reshape(-1)
+    stack = residual_stack(model, batch, remote=remote)
+    return [stack[:, row, :n] for row, n in enumerate(lengths)]
+
+
+__all__ = ["get_residuals", "n_layers", "resid_names", "residual_stack", "residual_stacks"]

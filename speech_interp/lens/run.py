@@ -28,7 +28,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from speech_interp.core.residuals import residual_stack
+from speech_interp.core.residuals import n_layers, residual_stack, residual_stacks
 from speech_interp.data.prompt import Prompt
 from speech_interp.data.targets import MISSING, TargetResolver, draw_controls
 from speech_interp.data.uniqueness import uniqueness_points
@@ -165,6 +165,38 @@ def _plan(
     )
 
 
+def _merge_plans(plans: list[_Plan]) -> _Plan:
+    """One plan for several prompts whose read rows are concatenated in order: rows, slots and
+    pools are offset, and groups renumbered with the largest number of kinds."""
+    n_kinds = max(p.n_kinds for p in plans)
+    if len(plans) == 1:
+        return plans[0]
+    parts: dict[str, list[Tensor]] = {}
+    row0 = slot0 = 0
+    for p in plans:
+        slot, kind = p.query_group // p.n_kinds, p.query_group % p.n_kinds
+        pool_slot, pool_kind = p.pool_group // p.n_kinds, p.pool_group % p.n_kinds
+        shifted = {
+            "rows": p.rows,
+            "slot_of_row": torch.where(p.slot_of_row >= 0, p.slot_of_row + slot0, -1),
+            "last_of_slot": p.last_of_slot + row0,
+            "query_row": p.query_row + row0,
+            "query_tok": p.query_tok,
+            "query_group": (slot + slot0) * n_kinds + kind,
+            "pool_query": p.pool_query + slot0,
+            "pool_tok": p.pool_tok,
+            "pool_group": (pool_slot + slot0) * n_kinds + pool_kind,
+        }
+        shifted |= {f"rule:{r}": flag for r, flag in p.query_rules.items()}
+        for key, value in shifted.items():
+            parts.setdefault(key, []).append(value)
+        row0 += len(p.rows)
+        slot0 += p.n_slots
+    cat = {key: torch.cat(value) for key, value in parts.items()}
+    rules = {key[5:]: cat.pop(key) for key in list(cat) if key.startswith("rule:")}
+    return _Plan(**cat, query_rules=rules, n_slots=slot0, n_kinds=n_kinds)
+
+
 def _aggregate(scores: Scores, plan: _Plan) -> dict[str, np.ndarray]:
     """Per-slot values of one layer: ranks per kind ``[s, kinds]`` under every position rule and
     vocabulary (``"{vocab}_{rule}"``), speech mass and the top text token at the last position."""
@@ -235,6 +267,7 @@ def run_lens(
     model_id: str | None = None,
     n_boot: int = 2000,
     tokenizer=None,
+    batch_rows: int = 4096,
 ) -> LensResult:
     """Score every spoken word of ``utterances`` at every stream (rules in the module docstring).
 
@@ -249,6 +282,11 @@ def run_lens(
         ks: the k of every top-k rate.
         backend: if given, checked against the model's backend.
         chunk_size: vocabulary rows scored at a time (memory, not results).
+        batch_rows: utterances are scored in groups of up to this many residual rows (scored
+            positions x streams; one utterance at least): one forward pass and one vocabulary
+            pass per group. Speed and memory: scoring holds about ``batch_rows x chunk_size /
+            streams`` logits; values equal one utterance at a time up to the float rounding of
+            a batched forward (bit for bit on the shipped organism and in the tests).
         seed: seed of the control draw and the bootstrap.
         n_boot: bootstrap resamples per CI.
         remote, model_id, progress, tokenizer: as for every routine
@@ -261,6 +299,8 @@ def run_lens(
     utterances = list(utterances)
     if not utterances:
         raise ValueError("no utterances to score: the data set is empty")
+    if batch_rows < 1:
+        raise ValueError(f"batch_rows must be >= 1, got {batch_rows}")
     ks = tuple(int(k) for k in ks)
     if not ks or min(ks) < 1:
         raise ValueError(f"ks must be positive integers, got {ks}")
@@ -277,10 +317,41 @@ def run_lens(
     meta: list[dict] = []
     values: list[dict[str, np.ndarray]] = []
     pool_rows: list[pd.DataFrame] = []
-    for u, utt in enumerate(tqdm(utterances, desc="lens", disable=not progress)):
+    n_streams = n_layers(model) + 1
+    pending: list[tuple[int, Prompt, list[dict], _Plan]] = []
+
+    def flush() -> None:
+        """Score the pending utterances: one forward pass, one vocabulary pass."""
+        if not pending:
+            return
+        stacks = residual_stacks(model, [p.input_ids for _, p, _, _ in pending], remote=remote)
+        with torch.no_grad():
+            plans = [p for *_, p in pending]
+            rows = [p.rows.to(s.device) for s, p in zip(stacks, plans, strict=True)]
+            resid = torch.cat([s[:, r] for s, r in zip(stacks, rows, strict=True)], dim=1)
+            plan = _merge_plans(plans)
+            streams = lens_obj.score_streams(
+                resid, plan.query_row, plan.query_tok, layout, chunk_size,
+                pool_of_pos=plan.slot_of_row, pool_query=plan.pool_query, pool_tok=plan.pool_tok,
+            )  # fmt: skip
+        per_layer = [_aggregate(scores, plan) for scores in streams]
+        s = 0
+        for u, _, rows, _ in pending:
+            for row in rows:
+                row["item"] = len(meta)
+                meta.append(row)
+                values.append(_word_values(per_layer, s))
+                pool_rows.append(_pool_values(per_layer, s, row, controls[u][row["word_index"]]))
+                s += 1
+        bar.update(len(pending))
+        pending.clear()
+
+    bar = tqdm(total=len(utterances), desc="lens", unit="utt", disable=not progress)
+    for u, utt in enumerate(utterances):
         prompt = utt.to_prompt(layout, tok)
         slots = [i for i, w in enumerate(utt.words) if w.modality == "speech"]
         if not slots:
+            bar.update(1)
             continue
         tokens, rows = [], []
         for w in slots:
@@ -290,19 +361,12 @@ def run_lens(
         unique_at = [points[u][w].index for w in slots]
         n_units = [len(utt.words[w].units) for w in slots]
         plan = _plan(prompt, layout, slots, tokens, unique_at, n_units)
-        stack = residual_stack(model, prompt.input_ids[None], remote=remote)[:, 0]
-        with torch.no_grad():
-            resid = stack[:, plan.rows.to(stack.device)]
-            streams = lens_obj.score_streams(
-                resid, plan.query_row, plan.query_tok, layout, chunk_size,
-                pool_of_pos=plan.slot_of_row, pool_query=plan.pool_query, pool_tok=plan.pool_tok,
-            )  # fmt: skip
-        per_layer = [_aggregate(scores, plan) for scores in streams]
-        for s, row in enumerate(rows):
-            row["item"] = len(meta)
-            meta.append(row)
-            values.append(_word_values(per_layer, s))
-            pool_rows.append(_pool_values(per_layer, s, row, controls[u][row["word_index"]]))
+        held = sum(len(p.rows) for *_, p in pending) * n_streams
+        if pending and held + len(plan.rows) * n_streams > batch_rows:
+            flush()
+        pending.append((u, prompt, rows, plan))
+    flush()
+    bar.close()
     if not meta:
         raise ValueError("no spoken words to score: every word in the data is a text word")
     words = _words_frame(meta, values, model_id, actual, lens_obj.name, tok)

@@ -115,13 +115,22 @@ def _count(flags: Bool[Tensor, "q chunk"]) -> Int[Tensor, " q"]:
     return flags.view(torch.uint8).sum(-1, dtype=torch.int32)
 
 
+# Queries per row from which ranks are read off each row's sorted logits instead of counting
+# every query against the row: sorting costs about as much as ~4 counting passes (measured on
+# CPU), so it pays once a row carries more queries than that (run_lens: ~12 per row).
+SORT_FROM_QUERIES_PER_ROW = 4.0
+
+
 class _RankCounter:
     """Ranks of (row, token) queries against rows of logits that arrive one vocabulary chunk at a
     time. The target's own logit is read from its chunk's logits, so the ranks compare values
     computed the same way (a separately computed dot product can differ in the last bits and break
     ties). Before that chunk is reached, comparisons use an estimate: tokens clearly above it
     count at once, tokens within the estimate's float32 error bound are kept and compared at the
-    end."""
+    end.
+
+    Two ways to count, same ranks: compare every query with its row's chunk (few queries per row),
+    or sort each row's chunk once and binary-search every query's threshold in it (many)."""
 
     def __init__(self, rows: Tensor, tok: Tensor, approx: Tensor, tol: Tensor):
         self.rows, self.tok, self.approx, self.tol = rows, tok, approx, tol
@@ -130,15 +139,31 @@ class _RankCounter:
         self.rank_text = torch.zeros(n, dtype=torch.long, device=tok.device)
         self.rank_full = torch.zeros(n, dtype=torch.long, device=tok.device)
         self.index = torch.arange(n, device=tok.device)
-        self.near: list[tuple[Tensor, Tensor, Tensor]] = []  # (query, token id, logit)
+        # (query, logit, is text) of tokens within the estimate's error bound
+        self.near: list[tuple[Tensor, Tensor, Tensor]] = []
+        uniq, slot = torch.unique(rows, return_inverse=True) if n else (rows, rows)
+        self.sort = n >= SORT_FROM_QUERIES_PER_ROW * max(1, uniq.numel())
+        if self.sort:
+            # queries laid out as a (row, column) table, the shape searchsorted takes
+            order = torch.argsort(slot, stable=True)
+            counts = torch.bincount(slot, minlength=uniq.numel())
+            first = torch.cumsum(counts, 0) - counts
+            col = torch.empty_like(slot)
+            col[order] = torch.arange(n, device=tok.device) - first[slot[order]]
+            self.uniq, self.slot, self.col, self.width = uniq, slot, col, int(counts.max())
 
     def update(self, row_logits: Tensor, start: int, stop: int, t_mask: Tensor) -> None:
         if not self.tok.numel():
             return
-        picked = row_logits.index_select(0, self.rows)
         own = (self.tok >= start) & (self.tok < stop)
+        if own.any():
+            at = (self.rows[own], self.tok[own] - start)
+            self.target[own] = row_logits[at]
+        if self.sort:
+            self._update_sorted(row_logits, own, t_mask)
+            return
+        picked = row_logits.index_select(0, self.rows)
         at = (self.index[own], self.tok[own] - start)
-        self.target[own] = picked[at]
         above = picked > (self.approx + self.tol)[:, None]
         maybe = (picked >= (self.approx - self.tol)[:, None]) & ~above
         above[at] = False  # never count the target itself
@@ -147,15 +172,50 @@ class _RankCounter:
         self.rank_text += _count(above & t_mask)
         if maybe.any():
             q, col = maybe.nonzero(as_tuple=True)
-            self.near.append((q, col + start, picked[q, col]))
+            self.near.append((q, picked[q, col], t_mask[col]))
+
+    def _update_sorted(self, row_logits: Tensor, own: Tensor, t_mask: Tensor) -> None:
+        """Counts from each row's sorted chunk: an own-chunk query counts the values strictly
+        above its exact target (so never itself); any other counts those above its estimate's
+        upper bound and keeps those within the bound (``near``, text and full apart)."""
+        rows = row_logits.index_select(0, self.uniq)
+        high = torch.where(own, self.target, self.approx + self.tol)
+        low = self.approx - self.tol
+        for is_text, rank, sorted_rows in (
+            (False, self.rank_full, rows.sort(-1).values),
+            (True, self.rank_text, rows[:, t_mask].sort(-1).values),
+        ):
+            width = sorted_rows.shape[-1]
+            if not width:
+                continue
+            at_most_high = self._search(sorted_rows, high, right=True)
+            rank += width - at_most_high
+            below_low = self._search(sorted_rows, low, right=False)
+            n_near = torch.where(own, 0, at_most_high - below_low).clamp_min(0)
+            if n_near.any():
+                q = torch.repeat_interleave(self.index, n_near)
+                first = torch.cumsum(n_near, 0) - n_near
+                offset = torch.arange(q.numel(), device=q.device) - first[q]
+                values = sorted_rows[self.slot[q], below_low[q] + offset]
+                self.near.append((q, values, torch.full_like(q, is_text, dtype=torch.bool)))
+
+    def _search(self, sorted_rows: Tensor, values: Tensor, right: bool) -> Tensor:
+        """Per query, the index of its value in its row's sorted values (searchsorted)."""
+        table = torch.full((self.uniq.numel(), self.width), torch.inf, device=values.device)
+        table[self.slot, self.col] = values
+        return torch.searchsorted(sorted_rows, table, right=right)[self.slot, self.col]
 
     def finish(self, text_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(target logit, rank among text tokens, rank among all tokens)."""
         if self.near:
-            q, tok, value = (torch.cat(parts) for parts in zip(*self.near, strict=True))
+            q, value, is_text = (torch.cat(parts) for parts in zip(*self.near, strict=True))
             counts = (value > self.target[q]).long()
-            self.rank_full.index_add_(0, q, counts)
-            self.rank_text.index_add_(0, q, counts * text_mask[tok].long())
+            if self.sort:  # near values were kept per vocabulary: full and text apart
+                self.rank_full.index_add_(0, q[~is_text], counts[~is_text])
+                self.rank_text.index_add_(0, q[is_text], counts[is_text])
+            else:
+                self.rank_full.index_add_(0, q, counts)
+                self.rank_text.index_add_(0, q, counts * is_text.long())
         return self.target, self.rank_text, self.rank_full
 
 

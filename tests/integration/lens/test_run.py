@@ -180,6 +180,23 @@ def test_backends_and_remote_simulation_agree(models, data, tl_result):
         assert diff.max() <= 1e-5
 
 
+@pytest.mark.parametrize("backend", ["tl", "nnsight"])
+def test_batched_equals_one_utterance_at_a_time(models, data, tl_result, backend):
+    """Grouping utterances (one padded forward and one vocabulary pass per group) changes no
+    value: each utterance alone (batch_rows=1) gives the same frames bit for bit."""
+    grouped = tl_result if backend == "tl" else None
+    if grouped is None:
+        grouped = run_lens(models[backend], models["layout"], data, progress=False, n_boot=N_BOOT)
+    alone = run_lens(
+        models[backend], models["layout"], data, progress=False, n_boot=N_BOOT, batch_rows=1
+    )
+    pd.testing.assert_frame_equal(grouped.words, alone.words, check_exact=True)
+    pd.testing.assert_frame_equal(grouped.pool, alone.pool, check_exact=True)
+    pd.testing.assert_frame_equal(grouped.summary, alone.summary, check_exact=True)
+    with pytest.raises(ValueError, match="batch_rows"):
+        run_lens(models["tl"], models["layout"], data, progress=False, batch_rows=0)
+
+
 def test_chunked_equals_unchunked(models, data, tl_result):
     whole = run_lens(
         models["tl"], models["layout"], data[:2], progress=False, n_boot=N_BOOT, chunk_size=10**6

@@ -1,4 +1,8 @@
-"""Chunked vocabulary scoring against brute force, including the tie rule (no model needed)."""
+"""Chunked vocabulary scoring against brute force, including the tie rule (no model needed).
+
+Every scoring test runs under both ways of counting ranks (compare each query with its row, or
+sort each row once and search it), forced by the ``counting`` fixture.
+"""
 
 from types import SimpleNamespace
 
@@ -6,6 +10,15 @@ import pytest
 import torch
 
 from speech_interp.lens import Unembedding, score_hidden
+from speech_interp.lens import unembed as unembed_module
+
+
+@pytest.fixture(params=["count", "sort"], autouse=True)
+def counting(request, monkeypatch):
+    """Force one way of counting ranks (queries per row from which rows are sorted)."""
+    threshold = 0.0 if request.param == "sort" else float("inf")
+    monkeypatch.setattr(unembed_module, "SORT_FROM_QUERIES_PER_ROW", threshold)
+    return request.param
 
 
 def _setup(vocab=23, d=6, seed=0):
@@ -84,3 +97,27 @@ def test_bad_scoring_input():
         score_hidden(hidden, unembed, torch.tensor([0]), torch.tensor([1]), layout)
     with pytest.raises(ValueError, match="meta device"):
         Unembedding(torch.nn.Identity(), torch.empty(4, 2, device="meta"))
+
+
+@pytest.mark.parametrize("chunk_size", [1, 17, 1000])
+def test_many_queries_per_row_match_brute_force(chunk_size):
+    """Rows carrying many queries (the case rows are sorted for), repeated queries, tied tokens
+    spread over chunks and a row without queries."""
+    g = torch.Generator().manual_seed(2)
+    vocab, d = 120, 5
+    weight = torch.randn(vocab, d, generator=g)
+    weight[60:70] = weight[10]  # ten tokens tied with token 10, in other chunks
+    speech = torch.zeros(vocab, dtype=torch.bool)
+    speech[80:] = True
+    layout = SimpleNamespace(vocab_size=vocab, text_mask=~speech, speech_mask=speech)
+    unembed = Unembedding(torch.nn.Identity(), weight)
+    hidden = torch.randn(4, d, generator=g)
+    qpos = torch.tensor([0] * 12 + [2] * 9 + [3])  # row 1 has no query
+    qtok = torch.randint(0, vocab, (qpos.numel(),), generator=g)
+    qtok[:3] = torch.tensor([10, 65, 10])
+    s = score_hidden(hidden, unembed, qpos, qtok, layout, chunk_size)
+    logits = hidden @ weight.T
+    for j, (p, t) in enumerate(zip(qpos.tolist(), qtok.tolist(), strict=True)):
+        above = logits[p] > logits[p, t]
+        assert int(s.rank_full[j]) == int(above.sum())
+        assert int(s.rank_text[j]) == int((above & layout.text_mask).sum())
