@@ -125,12 +125,14 @@ class _RankCounter:
     """Ranks of (row, token) queries against rows of logits that arrive one vocabulary chunk at a
     time. The target's own logit is read from its chunk's logits, so the ranks compare values
     computed the same way (a separately computed dot product can differ in the last bits and break
-    ties). Before that chunk is reached, comparisons use an estimate: tokens clearly above it
-    count at once, tokens within the estimate's float32 error bound are kept and compared at the
-    end.
+    ties); from its chunk on, a query compares with it exactly. Before that chunk (only queries
+    whose target lies past the first chunk), comparisons use an estimate: tokens clearly above
+    it count at once, tokens within the estimate's float32 error bound are kept and compared at
+    the end.
 
     Two ways to count, same ranks: compare every query with its row's chunk (few queries per row),
-    or sort each row's chunk once and binary-search every query's threshold in it (many)."""
+    or sort each row's chunk once (text and other tokens apart; the full rank is their sum) and
+    binary-search every query's threshold in it (many queries per row)."""
 
     def __init__(self, rows: Tensor, tok: Tensor, approx: Tensor, tol: Tensor):
         self.rows, self.tok, self.approx, self.tol = rows, tok, approx, tol
@@ -139,7 +141,7 @@ class _RankCounter:
         self.rank_text = torch.zeros(n, dtype=torch.long, device=tok.device)
         self.rank_full = torch.zeros(n, dtype=torch.long, device=tok.device)
         self.index = torch.arange(n, device=tok.device)
-        # (query, logit, is text) of tokens within the estimate's error bound
+        # (query, logit, is text) of tokens within an estimate's error bound
         self.near: list[tuple[Tensor, Tensor, Tensor]] = []
         uniq, slot = torch.unique(rows, return_inverse=True) if n else (rows, rows)
         self.sort = n >= SORT_FROM_QUERIES_PER_ROW * max(1, uniq.numel())
@@ -157,47 +159,46 @@ class _RankCounter:
             return
         own = (self.tok >= start) & (self.tok < stop)
         if own.any():
-            at = (self.rows[own], self.tok[own] - start)
-            self.target[own] = row_logits[at]
+            self.target[own] = row_logits[self.rows[own], self.tok[own] - start]
+        known = self.tok < stop  # exact target known (its chunk is this one or done)
+        high = torch.where(known, self.target, self.approx + self.tol)
+        low = self.approx - self.tol
         if self.sort:
-            self._update_sorted(row_logits, own, t_mask)
+            rows = row_logits.index_select(0, self.uniq)
+            for is_text, columns in ((True, t_mask), (False, ~t_mask)):
+                self._count_sorted(rows[:, columns].sort(-1).values, high, low, known, is_text)
             return
         picked = row_logits.index_select(0, self.rows)
-        at = (self.index[own], self.tok[own] - start)
-        above = picked > (self.approx + self.tol)[:, None]
-        maybe = (picked >= (self.approx - self.tol)[:, None]) & ~above
-        above[at] = False  # never count the target itself
-        maybe[at] = False
+        above = picked > high[:, None]  # strictly above: never the target itself
         self.rank_full += _count(above)
         self.rank_text += _count(above & t_mask)
+        if known.all():
+            return
+        maybe = (picked >= low[:, None]) & ~above & ~known[:, None]
         if maybe.any():
             q, col = maybe.nonzero(as_tuple=True)
             self.near.append((q, picked[q, col], t_mask[col]))
 
-    def _update_sorted(self, row_logits: Tensor, own: Tensor, t_mask: Tensor) -> None:
-        """Counts from each row's sorted chunk: an own-chunk query counts the values strictly
-        above its exact target (so never itself); any other counts those above its estimate's
-        upper bound and keeps those within the bound (``near``, text and full apart)."""
-        rows = row_logits.index_select(0, self.uniq)
-        high = torch.where(own, self.target, self.approx + self.tol)
-        low = self.approx - self.tol
-        for is_text, rank, sorted_rows in (
-            (False, self.rank_full, rows.sort(-1).values),
-            (True, self.rank_text, rows[:, t_mask].sort(-1).values),
-        ):
-            width = sorted_rows.shape[-1]
-            if not width:
-                continue
-            at_most_high = self._search(sorted_rows, high, right=True)
-            rank += width - at_most_high
-            below_low = self._search(sorted_rows, low, right=False)
-            n_near = torch.where(own, 0, at_most_high - below_low).clamp_min(0)
-            if n_near.any():
-                q = torch.repeat_interleave(self.index, n_near)
-                first = torch.cumsum(n_near, 0) - n_near
-                offset = torch.arange(q.numel(), device=q.device) - first[q]
-                values = sorted_rows[self.slot[q], below_low[q] + offset]
-                self.near.append((q, values, torch.full_like(q, is_text, dtype=torch.bool)))
+    def _count_sorted(
+        self, sorted_rows: Tensor, high: Tensor, low: Tensor, known: Tensor, is_text: bool
+    ) -> None:
+        width = sorted_rows.shape[-1]
+        if not width:
+            return
+        at_most_high = self._search(sorted_rows, high, right=True)
+        self.rank_full += width - at_most_high
+        if is_text:
+            self.rank_text += width - at_most_high
+        if known.all():
+            return
+        below_low = self._search(sorted_rows, low, right=False)
+        n_near = torch.where(known, 0, at_most_high - below_low).clamp_min(0)
+        if n_near.any():
+            q = torch.repeat_interleave(self.index, n_near)
+            first = torch.cumsum(n_near, 0) - n_near
+            offset = torch.arange(q.numel(), device=q.device) - first[q]
+            values = sorted_rows[self.slot[q], below_low[q] + offset]
+            self.near.append((q, values, torch.full_like(q, is_text, dtype=torch.bool)))
 
     def _search(self, sorted_rows: Tensor, values: Tensor, right: bool) -> Tensor:
         """Per query, the index of its value in its row's sorted values (searchsorted)."""
@@ -210,12 +211,8 @@ class _RankCounter:
         if self.near:
             q, value, is_text = (torch.cat(parts) for parts in zip(*self.near, strict=True))
             counts = (value > self.target[q]).long()
-            if self.sort:  # near values were kept per vocabulary: full and text apart
-                self.rank_full.index_add_(0, q[~is_text], counts[~is_text])
-                self.rank_text.index_add_(0, q[is_text], counts[is_text])
-            else:
-                self.rank_full.index_add_(0, q, counts)
-                self.rank_text.index_add_(0, q, counts * is_text.long())
+            self.rank_full.index_add_(0, q, counts)
+            self.rank_text.index_add_(0, q, counts * is_text.long())
         return self.target, self.rank_text, self.rank_full
 
 
@@ -286,9 +283,19 @@ def score_hidden(
     wdev = unembed.weight.device
     bias = None if unembed.bias is None else unembed.bias.to(dev)
 
+    first_stop = min(V, chunk_size)
+
     def estimate(rows: Tensor, toks: Tensor) -> tuple[Tensor, Tensor]:
-        w = unembed.weight[toks.to(wdev)].to(dev).float()
-        return _estimate(hidden[rows], w, None if bias is None else bias[toks].float())
+        """Estimates and error bounds, computed only where needed: for targets past the first
+        chunk (the others are known exactly before any comparison)."""
+        approx = torch.zeros(toks.numel(), device=dev)
+        tol = torch.zeros(toks.numel(), device=dev)
+        need = toks >= first_stop
+        if need.any():
+            w = unembed.weight[toks[need].to(wdev)].to(dev).float()
+            b = None if bias is None else bias[toks[need]].float()
+            approx[need], tol[need] = _estimate(hidden[rows[need]], w, b)
+        return approx, tol
 
     counter = _RankCounter(query_pos, query_tok, *estimate(query_pos, query_tok))
     n_pools = 0
@@ -301,11 +308,13 @@ def score_hidden(
         # a pool's target logit is the max over its rows: estimate it the same way, bound by the
         # largest error bound of those rows
         pool_index = pool_of_pos[pooled_rows]
-        q_idx, rows = _query_rows(pool_query, pooled_rows, pool_index, n_pools)
-        est, tol = estimate(rows, pool_tok[q_idx])
-        approx = torch.full((pool_tok.numel(),), -torch.inf, device=dev)
-        approx = approx.scatter_reduce(0, q_idx, est, "amax")
-        bound = torch.zeros(pool_tok.numel(), device=dev).scatter_reduce(0, q_idx, tol, "amax")
+        approx = torch.zeros(pool_tok.numel(), device=dev)
+        bound = torch.zeros(pool_tok.numel(), device=dev)
+        if (pool_tok >= first_stop).any():
+            q_idx, rows = _query_rows(pool_query, pooled_rows, pool_index, n_pools)
+            est, tol = estimate(rows, pool_tok[q_idx])
+            approx = approx.fill_(-torch.inf).scatter_reduce(0, q_idx, est, "amax")
+            bound = bound.scatter_reduce(0, q_idx, tol, "amax")
         pooled = _RankCounter(pool_query, pool_tok, approx, bound)
     lse_all = torch.full((n_pos,), -torch.inf, device=dev, dtype=torch.float64)
     lse_speech = torch.full((n_pos,), -torch.inf, device=dev, dtype=torch.float64)
