@@ -17,8 +17,13 @@ directions too with ``--probe``), the verdict per model and band (``verdict.json
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import multiprocessing
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -373,6 +378,105 @@ def write_report(
     return write_text(path, "\n".join(lines) + "\n")
 
 
+@dataclass(frozen=True)
+class DemoJob:
+    """What every model of the demo is run with (sent to worker processes)."""
+
+    out: Path
+    backend: str
+    data: Path
+    split: str
+    limit: int | None
+    seed: int
+    max_words: int
+    probe: bool
+    viewer_utterances: int
+    threads: int
+
+
+@functools.cache
+def demo_data(data: Path, split: str, limit: int | None) -> tuple[list, list, list]:
+    """The held-out sentences, the seen-in-training ones and the fact sentences among them (read
+    once per process)."""
+    from speech_interp.data import is_seen, read_utterances, select_sentences, select_split
+
+    _, utterances = read_utterances(data)
+    in_split = select_split(utterances, split)
+    heldout = select_sentences(in_split, "heldout")[:limit]
+    seen = [u for u in in_split if is_seen(u)][:limit]
+    return heldout, seen, [u for u in seen if u.meta.get("kind") == "fact"]
+
+
+def model_outcome(variant: str, job: DemoJob, causal: bool) -> dict:
+    """Everything the demo computes on one model: the lens on the held-out and the seen
+    sentences, the report rows, spoken knowledge, the viewer grids and, with ``causal``, the
+    ablation verdict (its table and figure are written to ``job.out``). Runs in a worker
+    process or in the caller's."""
+    import torch
+
+    from speech_interp.lens import excess_over_control, run_lens
+    from speech_interp.models import load, tokenizer_of
+    from speech_interp.plotting.viewer import viewer_grids
+
+    torch.set_num_threads(job.threads)
+    utterances, seen, facts = demo_data(job.data, job.split, job.limit)
+    clock = Stopwatch()
+    outcome: dict = {"variant": variant, "seen_row": None, "knowledge": None, "verdict": None}
+    with clock("load"):
+        model, layout = load(f"organism:{variant}", backend=job.backend)
+    with clock("lens"):
+        result = run_lens(
+            model, layout, utterances, seed=job.seed, model_id=variant, progress=False
+        )
+        excess = excess_over_control(result.words, k=5, seed=job.seed)
+        outcome["row"] = report_rows(variant, result, job.seed, excess)
+    outcome.update(summary=result.summary, words=result.words, excess=excess)
+    if seen:
+        with clock("lens_seen"):
+            seen_result = run_lens(
+                model, layout, seen, seed=job.seed, model_id=variant, progress=False
+            )
+            outcome["seen_row"] = report_rows(variant, seen_result, job.seed)
+    if facts:
+        with clock("knowledge"):
+            outcome["knowledge"] = knowledge_row(variant, model, layout, facts, job.seed)
+    if causal:
+        outcome["verdict"] = causal_verdict(
+            model, layout, utterances, result, variant, job.seed, job.max_words, job.out,
+            clock, job.probe,
+        )  # fmt: skip
+    with clock("viewer"):
+        outcome["grids"] = viewer_grids(model, layout, utterances[: job.viewer_utterances])
+    outcome.update(seconds=clock.seconds, tokenizer=tokenizer_of(model), layout=layout)
+    return outcome
+
+
+def default_workers(n_models: int) -> int:
+    """One worker process per core, at most one per model and at most 8."""
+    return max(1, min(os.cpu_count() or 1, n_models, 8))
+
+
+def run_outcomes(variants, causal_models, job: DemoJob, workers: int, bar) -> dict[str, dict]:
+    """:func:`model_outcome` of every variant, in ``workers`` processes (1: in this one). The
+    causal models go first (they take longest), so the processes finish close together."""
+    order = sorted(variants, key=lambda v: v not in causal_models)
+    outcomes: dict[str, dict] = {}
+    if workers == 1:
+        for v in order:
+            bar.set_postfix_str(v)
+            outcomes[v] = model_outcome(v, job, v in causal_models)
+            bar.update(1)
+        return outcomes
+    context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = {pool.submit(model_outcome, v, job, v in causal_models): v for v in order}
+        for future in as_completed(futures):
+            outcomes[futures[future]] = future.result()
+            bar.set_postfix_str(f"done: {futures[future]}")
+            bar.update(1)
+    return outcomes
+
+
 def run_demo(
     out: Path,
     *,
@@ -387,84 +491,74 @@ def run_demo(
     max_words: int = 80,
     probe: bool = False,
     viewer_utterances: int = 20,
+    workers: int | None = None,
 ) -> Path:
-    """Lens (and, with ``causal``, the ablation verdict) on every variant; returns the report."""
-    from speech_interp.data import is_seen, read_utterances, select_sentences, select_split
-    from speech_interp.lens import excess_over_control, phase_bands, run_lens
-    from speech_interp.lens.metrics import CI_RULE
-    from speech_interp.models import load
-    from speech_interp.plotting import plot_phase_curves
-    from speech_interp.plotting.viewer import organism_audio, viewer_data, write_viewer
+    """Lens (and, with ``causal``, the ablation verdict) on every variant; returns the report.
 
-    _, utterances = read_utterances(data)
-    in_split = select_split(utterances, split)
-    utterances = select_sentences(in_split, "heldout")[:limit]
-    seen = [u for u in in_split if is_seen(u)][:limit]
+    The models run in ``workers`` processes (default :func:`default_workers`; 1 = in this
+    process), each with its share of the cores as torch threads; every number is computed by the
+    same code on the same data whatever the number of workers."""
+    from speech_interp.lens import phase_bands
+    from speech_interp.lens.metrics import CI_RULE
+    from speech_interp.plotting import plot_phase_curves
+    from speech_interp.plotting.viewer import assemble_viewer, organism_audio, write_viewer
+
+    variants = list(variants)
+    workers = default_workers(len(variants)) if workers is None else workers
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    job = DemoJob(
+        out, backend, Path(data), split, limit, seed, max_words, probe, viewer_utterances, threads
+    )
+    utterances, seen, _ = demo_data(job.data, split, limit)
     out.mkdir(parents=True, exist_ok=True)
-    summaries, words, rows, seen_rows, excesses, all_verdicts = [], [], [], [], [], {}
-    knowledge: list[dict] = []
-    facts = [u for u in seen if u.meta.get("kind") == "fact"]
-    loaded: dict = {}
-    bar = tqdm(variants, desc="demo (about 25 s per model on 2 cores)", unit="model")
-    clock = Stopwatch(bar)
-    for variant in bar:
-        clock.prefix = f"{variant}: "
-        with clock("load"):
-            model, layout = load(f"organism:{variant}", backend=backend)
-            loaded[variant] = (model, layout)
-        with clock("lens"):
-            result = run_lens(
-                model, layout, utterances, seed=seed, model_id=variant, progress=False
-            )
-            excesses.append(excess_over_control(result.words, k=5, seed=seed))
-            rows.append(report_rows(variant, result, seed, excesses[-1]))
-        summaries.append(result.summary)
-        words.append(result.words)
-        if seen:
-            with clock("lens_seen"):
-                seen_result = run_lens(
-                    model, layout, seen, seed=seed, model_id=variant, progress=False
-                )
-                seen_rows.append(report_rows(variant, seen_result, seed))
-        if facts:
-            with clock("knowledge"):
-                knowledge.append(knowledge_row(variant, model, layout, facts, seed))
-        if causal and variant in causal_models:
-            all_verdicts[variant] = causal_verdict(
-                model, layout, utterances, result, variant, seed, max_words, out, clock, probe
-            )
-    clock.prefix = ""
+    start = time.perf_counter()
+    desc = f"demo ({workers} process{'es' if workers > 1 else ''}, about 10 s per model on 2 cores)"
+    bar = tqdm(total=len(variants), desc=desc, unit="model")
+    causal_set = set(causal_models) if causal else set()
+    outcomes = run_outcomes(variants, causal_set, job, workers, bar)
+    bar.close()
+    ordered = [outcomes[v] for v in variants]
+    clock = Stopwatch()
+    for o in ordered:
+        for stage, seconds in o["seconds"].items():
+            clock.seconds[stage] = clock.seconds.get(stage, 0.0) + seconds
+    summaries = {v: o["summary"] for v, o in zip(variants, ordered, strict=True)}
+    words = {v: o["words"] for v, o in zip(variants, ordered, strict=True)}
+    rows = [o["row"] for o in ordered]
+    seen_rows = [o["seen_row"] for o in ordered if o["seen_row"] is not None]
+    knowledge = [o["knowledge"] for o in ordered if o["knowledge"] is not None]
+    all_verdicts = {v: o["verdict"] for v, o in zip(variants, ordered, strict=True)
+                    if o["verdict"] is not None}  # fmt: skip
     with clock("phases"):
-        bands = phase_bands(pd.concat(words, ignore_index=True), seed=seed)
+        bands = phase_bands(pd.concat(words.values(), ignore_index=True), seed=seed)
     with clock("outputs"):
-        summary = pd.concat(summaries, ignore_index=True)
+        summary = pd.concat(summaries.values(), ignore_index=True)
         write_csv(summary, out / "lens.csv")
         write_phases(out, bands)
-        knobs = knob_rows(
-            {v: w for v, w in zip(variants, words, strict=True)},
-            {r["variant"]: r for r in rows}, seed,
-        )  # fmt: skip
+        knobs = knob_rows(words, {r["variant"]: r for r in rows}, seed)
         best = {"heldout": rows, "seen_in_training": seen_rows, "spoken_knowledge": knowledge,
                 "knobs": knobs}  # fmt: skip
         write_text(out / "best_layers.json", json.dumps(best, indent=2) + "\n")
-        excess = pd.concat(excesses, ignore_index=True)
+        excess = pd.concat([o["excess"] for o in ordered], ignore_index=True)
         plot_phase_curves(summary, out / "phase_curves.png", title="organism variants",
                           excess=excess)  # fmt: skip
         if causal:
             write_verdicts(out, all_verdicts)
     with clock("viewer"):
         shown = utterances[:viewer_utterances]
-        viewer = viewer_data(
-            loaded, shown,
-            summaries={v: s for v, s in zip(variants, summaries, strict=True)},
-            bands={v: bands[bands["model"] == v] for v in variants}, verdicts=all_verdicts,
-            audio=organism_audio(shown),
+        viewer = assemble_viewer(
+            ordered[0]["tokenizer"], ordered[0]["layout"], shown,
+            {v: o["grids"] for v, o in zip(variants, ordered, strict=True)},
+            summaries=summaries, bands={v: bands[bands["model"] == v] for v in variants},
+            verdicts=all_verdicts, audio=organism_audio(shown),
         )  # fmt: skip
         write_viewer(out / "viewer.html", viewer)
     extra = {
         "command": "demo",
-        "variants": list(variants),
-        "causal_models": [v for v in variants if v in causal_models] if causal else [],
+        "variants": variants,
+        "causal_models": [v for v in variants if v in causal_set],
         "split": split,
         "sentences": "heldout (seen_in_training reported apart)",
         "n_utterances": len(utterances),
@@ -475,6 +569,11 @@ def run_demo(
         "max_words": max_words,
         "probe": probe,
         "viewer_utterances": min(viewer_utterances, len(utterances)),
+        "workers": workers,
+        "torch_threads_per_worker": threads,
+        "wall_seconds": round(time.perf_counter() - start, 2),
+        # seconds per stage summed over the worker processes (with several workers they add up
+        # to more than the wall time)
         "timings": clock.report(),
     }
     write_run_json(
@@ -493,6 +592,9 @@ def demo_command(
     probe: bool = typer.Option(
         False, help="also ablate word-identity probe directions (not read by the verdict)"
     ),
+    workers: int = typer.Option(
+        0, help="processes the models run in (0 = one per core, at most 8; 1 = this process)"
+    ),
 ) -> None:
     """The main job: lens + causal verdict on the shipped organism and its ablations."""
     from rich.console import Console
@@ -505,6 +607,7 @@ def demo_command(
         causal=causal,
         max_words=max_words,
         probe=probe,
+        workers=workers or None,
     )
     from rich.markdown import Markdown
 

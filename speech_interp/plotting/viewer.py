@@ -104,6 +104,29 @@ def _summary(summary: pd.DataFrame | None, bands: pd.DataFrame | None, verdicts)
     return out
 
 
+def viewer_grids(
+    model, layout, utterances: Sequence[Utterance], lens="logit", k: int = 5
+) -> list[dict]:
+    """One model's part of the viewer: per utterance its lens grid (top-k text tokens with
+    probabilities, the own token's probability and rank) as JSON-ready lists."""
+    tok = tokenizer_of(model)
+    resolver = TargetResolver(tok, layout)
+    points = uniqueness_points(utterances)
+    grids = []
+    for i, utt in enumerate(utterances):
+        prompt = utt.to_prompt(layout, tok)
+        _, own = _utterance_frame(utt, prompt, layout, points[i], resolver)
+        g = lens_grid(model, layout, prompt, own, lens, k=k)
+        grids.append({
+            "top": g.top_ids.tolist(),
+            "p": [[[_round(x) for x in cell] for cell in row] for row in g.top_probs.tolist()],
+            "own_p": [[_round(x, 4) for x in row] for row in g.own_prob.tolist()],
+            "own_r": [[None if math.isnan(x) else int(x) for x in row]
+                      for row in g.own_rank.tolist()],
+        })  # fmt: skip
+    return grids
+
+
 def viewer_data(
     models: Mapping[str, tuple],
     utterances: Sequence[Utterance],
@@ -125,30 +148,47 @@ def viewer_data(
     if not utterances:
         raise ValueError("the viewer needs at least one utterance")
     first_model, layout = next(iter(models.values()))
-    tok = tokenizer_of(first_model)
-    resolver = TargetResolver(tok, layout)
-    points = uniqueness_points(utterances)
-    prompts = [u.to_prompt(layout, tok) for u in utterances]  # one per utterance, every model
-    frames, owns = zip(*(_utterance_frame(u, prompts[i], layout, points[i], resolver)
-                         for i, u in enumerate(utterances)), strict=True)  # fmt: skip
-    seen: set[int] = set()
-    variants: dict = {}
+    grids = {}
     for name, (model, mlayout) in models.items():
         if mlayout.vocab_size != layout.vocab_size:
             raise ValueError(f"model {name!r} has another vocabulary than {next(iter(models))!r}")
-        grids = []
-        for own, prompt in zip(owns, prompts, strict=True):
-            g = lens_grid(model, mlayout, prompt, own, lens, k=k)
-            seen.update(g.top_ids.flatten().tolist())
-            grids.append({
-                "top": g.top_ids.tolist(),
-                "p": [[[_round(x) for x in cell] for cell in row] for row in g.top_probs.tolist()],
-                "own_p": [[_round(x, 4) for x in row] for row in g.own_prob.tolist()],
-                "own_r": [[None if math.isnan(x) else int(x) for x in row]
-                          for row in g.own_rank.tolist()],
-            })  # fmt: skip
+        grids[name] = viewer_grids(model, mlayout, utterances, lens, k)
+    name = lens if isinstance(lens, str) else getattr(lens, "name", type(lens).__name__)
+    return assemble_viewer(
+        tokenizer_of(first_model), layout, utterances, grids, lens_name=name, k=k,
+        summaries=summaries, bands=bands, verdicts=verdicts, audio=audio,
+    )  # fmt: skip
+
+
+def assemble_viewer(
+    tokenizer,
+    layout,
+    utterances: Sequence[Utterance],
+    grids: Mapping[str, list[dict]],
+    *,
+    lens_name: str = "logit",
+    k: int = 5,
+    summaries: Mapping[str, pd.DataFrame] | None = None,
+    bands: Mapping[str, pd.DataFrame] | None = None,
+    verdicts: Mapping[str, dict] | None = None,
+    audio: Mapping[int, dict] | None = None,
+) -> dict:
+    """The viewer's data from each model's :func:`viewer_grids` (computed anywhere, e.g. in
+    worker processes): the utterances' tokens and words, the summaries and the vocabulary."""
+    utterances = list(utterances)
+    resolver = TargetResolver(tokenizer, layout)
+    points = uniqueness_points(utterances)
+    frames = [
+        _utterance_frame(u, u.to_prompt(layout, tokenizer), layout, points[i], resolver)[0]
+        for i, u in enumerate(utterances)
+    ]
+    seen: set[int] = set()
+    variants: dict = {}
+    for name, model_grids in grids.items():
+        for g in model_grids:
+            seen.update(i for layer in g["top"] for cell in layer for i in cell)
         variants[name] = {
-            "grids": grids,
+            "grids": model_grids,
             "summary": _summary(
                 (summaries or {}).get(name), (bands or {}).get(name), (verdicts or {}).get(name)
             ),
@@ -158,10 +198,9 @@ def viewer_data(
         seen.update(frame["tokens"])
         seen.update(w["target"] for w in frame["words"] if w.get("target", -1) >= 0)
     ids = sorted(i for i in seen if i >= 0)
-    vocab = dict(zip(map(str, ids), tok.batch_decode([[i] for i in ids]), strict=True))
-    name = lens if isinstance(lens, str) else getattr(lens, "name", type(lens).__name__)
-    return {"lens": name, "k": k, "family": layout.spec.name, "vocab": vocab,
-            "utterances": list(frames), "variants": variants}  # fmt: skip
+    vocab = dict(zip(map(str, ids), tokenizer.batch_decode([[i] for i in ids]), strict=True))
+    return {"lens": lens_name, "k": k, "family": layout.spec.name, "vocab": vocab,
+            "utterances": frames, "variants": variants}  # fmt: skip
 
 
 def audio_entry(wave: torch.Tensor, sample_rate: int, spans) -> dict:
@@ -226,4 +265,11 @@ def write_viewer(path: str | Path, data: dict) -> Path:
     return write_text(Path(path), template.replace("__VIEWER_DATA__", payload))
 
 
-__all__ = ["audio_entry", "organism_audio", "viewer_data", "write_viewer"]
+__all__ = [
+    "assemble_viewer",
+    "audio_entry",
+    "organism_audio",
+    "viewer_data",
+    "viewer_grids",
+    "write_viewer",
+]

@@ -44,3 +44,18 @@ def test_demo_writes_lens_plots_and_report(tmp_path):
     assert t["excess"][0] == pytest.approx(t["rate"][0] - t["control"][0])
     assert t["excess_pre_onset"][0] == pytest.approx(t["rate"][0] - t["pre_onset"][0])
     assert run["n_seen_in_training"] == 6 and run["n_utterances"] == 6
+
+
+def test_demo_numbers_do_not_depend_on_the_worker_processes(tmp_path):
+    """The same models in this process and in two worker processes: the same files."""
+    from speech_interp.cli.demo import run_demo
+
+    kw = dict(variants=("full", "planted", "random-init"), causal_models=("planted",), limit=4,
+              max_words=6, viewer_utterances=2)  # fmt: skip
+    run_demo(tmp_path / "one", workers=1, **kw)
+    run_demo(tmp_path / "two", workers=2, **kw)
+    for name in ("best_layers.json", "verdict.json", "lens.csv", "phases.json", "report.md",
+                 "ablation_planted.csv", "viewer.html"):  # fmt: skip
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+    runs = [json.loads((tmp_path / d / "run.json").read_text()) for d in ("one", "two")]
+    assert [r["workers"] for r in runs] == [1, 2]
