@@ -40,3 +40,12 @@ def test_organism_training_bench_quick(tmp_path):
     for variant in ("full", "random-speech-only", "planted", "decodable-only"):
         assert (tmp_path / variant / "model.safetensors").exists(), variant
         assert re.search(rf"^{variant}\s+\d+ s$", out, re.M), out
+
+
+def test_demo_bench_quick(tmp_path):
+    """The demo in a fresh process on 2 sentences: wall time, workers and each stage reported."""
+    out = _run("bench_demo.py", "--out", str(tmp_path), "--limit", "2", "--", "--max-words", "4")
+    assert re.search(r"demo wall time: [0-9.]+ s = [0-9.]+x the 300 s target", out), out
+    assert re.search(r"workers: \d+ processes x \d+ torch threads", out), out
+    for stage in ("lens", "lens_seen", "ablation", "viewer"):
+        assert re.search(rf"^{stage} +[0-9.]+ +[0-9.]+%$", out, re.M), out
