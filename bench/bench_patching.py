@@ -18,13 +18,12 @@ import random
 import tempfile
 import time
 
-import einops
 import pandas as pd
 import torch
 
 import speech_interp as si
-from speech_interp.causal.patching import build_tasks, cell_edits
-from speech_interp.core.edits import Readout, capture, metric_from_logits, run_edited
+from speech_interp.causal.patching import build_tasks, corrupt_run, patch_batch
+from speech_interp.core.edits import Readout, capture, metric_from_logits
 from speech_interp.data import Utterance, Word
 from speech_interp.data.pairs import Pair
 from speech_interp.testing import save_tiny_model
@@ -46,22 +45,28 @@ def make_pair(n_words: int, seed: int = 0) -> Pair:
     return Pair("bench", clean, corrupt, i)
 
 
-def ours(model, task, n_layers: int, batch_size: int, device: str = "cpu") -> torch.Tensor:
-    """Full resid_pre grid [layers, pos] with our batched engine."""
+def ours(model, task, n_layers: int, batch_size: int, device: str = "cpu", cells=None):
+    """Our batched engine on the resid_pre grid [layers, pos] (``cells``: only these (layer,
+    pos) pairs, a frame with those columns; the rest of the grid is NaN). On a local nnsight
+    model each batch runs only the suffix after a cached prefix, from its lowest layer up."""
     T = len(task.corrupt_ids)
     sites = [(la, "resid_pre") for la in range(n_layers)]
     acts, _ = capture(model, task.clean_ids[None].to(device), sites, task.clean_readout)
+    pairs = [(la, p) for la in range(n_layers) for p in range(T)]
+    if cells is not None:
+        pairs = sorted(zip(cells["layer"], cells["pos"], strict=True))
     grid = pd.DataFrame(
-        [("resid_pre", la, p, p, p) for la in range(n_layers) for p in range(T)],
+        [("resid_pre", la, p, p, p) for la, p in pairs],
         columns=["component", "layer", "position", "clean_position", "corrupt_position"],
     )
-    out = []
+    run = corrupt_run(model, task, remote=False)
+    out = torch.full((n_layers, T), float("nan"))
     for start in range(0, len(grid), batch_size):
         chunk = grid.iloc[start : start + batch_size].reset_index(drop=True)
-        ids = einops.repeat(task.corrupt_ids, "pos -> b pos", b=len(chunk)).to(device)
-        edits = cell_edits(chunk, acts, range(len(chunk)))
-        out.append(run_edited(model, ids, edits, task.corrupt_readout))
-    return einops.rearrange(torch.cat(out), "(l p) -> l p", l=n_layers)
+        values = torch.as_tensor(patch_batch(model, task, chunk, acts, False, run))
+        layer, pos = (torch.tensor(chunk[c].to_numpy()) for c in ("layer", "position"))
+        out[layer, pos] = values
+    return out
 
 
 def theirs(model, task) -> torch.Tensor:

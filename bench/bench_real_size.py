@@ -215,9 +215,7 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         build_model(Path(tmp), args.shape, args.layers or None, dtype)
         model, layout = si.load(tmp, backend="tl", device=args.device, dtype=dtype)
-        nn_model = None
-        if not args.skip_attribution:
-            nn_model, _ = si.load(tmp, backend="nnsight", device=args.device, dtype=dtype)
+        nn_model, _ = si.load(tmp, backend="nnsight", device=args.device, dtype=dtype)
     pair = make_pair(args.units, args.words, layout.n_units)
     (task,), _ = build_tasks([pair], layout, model.tokenizer, kinds=["speech"])
     L, T = si.n_layers(model), len(task.corrupt_ids)
@@ -231,32 +229,46 @@ def main(argv: list[str] | None = None) -> dict:
         model(task.corrupt_ids[None].to(args.device))
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    _sync(args.device)
-    start = time.perf_counter()
-    ours = exact_grid(model, task, L, args.batch_size, args.device)  # bench_patching's engine
-    _sync(args.device)
-    t_ours = time.perf_counter() - start
     n_cells = L * T
     grid = pd.DataFrame([(la, p) for la in range(L) for p in range(T)], columns=["layer", "pos"])
     if args.tl_cells and args.tl_cells < n_cells:
         grid = grid.sample(n=args.tl_cells, random_state=0).reset_index(drop=True)
-    start = time.perf_counter()
-    theirs = tl_cells(model, task, grid, args.device)
-    _sync(args.device)
-    t_tl = time.perf_counter() - start
-    shared = ours[torch.as_tensor(grid.layer.to_list()), torch.as_tensor(grid.pos.to_list())]
-    per_ours, per_tl = t_ours / n_cells, t_tl / len(grid)
+
+    def timed(fn):
+        _sync(args.device)
+        start = time.perf_counter()
+        value = fn()
+        _sync(args.device)
+        return value, time.perf_counter() - start
+
+    # the tool on nnsight (suffix after a cached prefix, blocks from the lowest patched layer up)
+    # over the whole grid; on the bridge (whole prompt, every block) and TransformerLens's own
+    # loop over the sampled cells
+    ours, t_ours = timed(lambda: exact_grid(nn_model, task, L, args.batch_size, args.device))
+    bridge, t_bridge = timed(
+        lambda: exact_grid(model, task, L, args.batch_size, args.device, cells=grid)
+    )
+    theirs, t_tl = timed(lambda: tl_cells(model, task, grid, args.device))
+    at = (torch.as_tensor(grid.layer.to_list()), torch.as_tensor(grid.pos.to_list()))
+    per_ours, per_bridge, per_tl = t_ours / n_cells, t_bridge / len(grid), t_tl / len(grid)
+    diff = float((ours[at] - theirs).abs().max())
+    diff_bridge = float((bridge[at] - theirs).abs().max())
     print(f"exact resid_pre patching, {L} x {T} = {n_cells} cells (batch {args.batch_size}):")
-    print(f"  ours {t_ours:.1f} s ({per_ours * 1e3:.1f} ms/cell); TransformerLens "
-          f"{len(grid)} cells in {t_tl:.1f} s ({per_tl * 1e3:.1f} ms/cell, "
+    print(f"  ours on nnsight, every cell: {t_ours:.1f} s ({per_ours * 1e3:.1f} ms/cell)")
+    print(f"  ours on the bridge, {len(grid)} cells: {t_bridge:.1f} s "
+          f"({per_bridge * 1e3:.1f} ms/cell)")  # fmt: skip
+    print(f"  TransformerLens, {len(grid)} cells: {t_tl:.1f} s ({per_tl * 1e3:.1f} ms/cell, "
           f"{per_tl * n_cells:.0f} s for the grid)")  # fmt: skip
     print(
-        f"  ratio (TransformerLens / ours, per cell): {per_tl / per_ours:.1f}x; max abs "
-        f"difference on the {len(grid)} shared cells: {(shared - theirs).abs().max():.2e}"
+        f"  ratio (TransformerLens / ours, per cell): {per_tl / per_ours:.1f}x on nnsight, "
+        f"{per_tl / per_bridge:.1f}x on the bridge; max abs difference on the {len(grid)} "
+        f"shared cells: {diff:.2e} (nnsight), "
+        f"{diff_bridge:.2e} (bridge)"
     )
     if args.device.startswith("cuda"):
         print(f"  peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
-    result = {"per_cell_ratio": per_tl / per_ours, "max_diff": float((shared - theirs).abs().max())}
+    result = {"per_cell_ratio": per_tl / per_ours, "per_cell_ratio_bridge": per_tl / per_bridge,
+              "max_diff": diff, "max_diff_bridge": diff_bridge}  # fmt: skip
     if not args.skip_attribution:
         result.update(attribution_vs_exact(model, layout, pair, args.batch_size, nn_model))
         if args.device.startswith("cuda"):

@@ -18,10 +18,12 @@ and ``corrupt_metric`` are kept beside it.
 
 **Batching.** A batch holds copies of the corrupted prompt; row i patches cell i. The clean
 activations of a task are read once. Cells are cut into batches of ``batch_size`` in a fixed
-order, so a resumed sweep runs exactly the same batches. On a local nnsight model the tokens
-before a task's first patched or read-out position, which no patch can change, are run once and
-kept as a KV cache; each batch then computes the suffix only (the same values to float
-rounding; TransformerLens's bridge does not fill HF caches, so it runs the whole prompt).
+order, so a resumed sweep runs exactly the same batches. On a local nnsight model the corrupted
+prompt is run once with its KV cache and residuals kept; each batch then computes only what its
+patches can change: the tokens from its first patched or read-out position on (the earlier ones
+from the cache), through the blocks from its lowest patched layer up (the blocks below are
+skipped, their outputs taken from the kept run). The same values to float rounding;
+TransformerLens's bridge does not fill HF caches, so there every batch runs the whole prompt.
 
 **Resume.** With ``out_dir``, every finished batch is appended to ``patch_cells.log`` there
 (``patch_checkpoint.json`` records what the sweep was run with); a rerun skips finished batches
@@ -162,41 +164,61 @@ def clean_run(model, task: PatchTask, sites, *, remote: bool | str = False):
     return acts, float(clean[0]), float(corrupt[0])
 
 
-def _run_batch(
-    model, task: PatchTask, grid: pd.DataFrame, clean_acts, remote, prefix=None
-) -> np.ndarray:
-    """Patched metrics of one batch (row j patches grid row j); with ``prefix`` (start, cache)
-    only the suffix from ``start`` is run."""
-    edits = cell_edits(grid, clean_acts, range(len(grid)))
-    if prefix is None:
-        ids = einops.repeat(task.corrupt_ids, "pos -> b pos", b=len(grid))
-        return run_edited(model, ids, edits, task.corrupt_readout, remote=remote).numpy()
-    start, cache = prefix
-    ids = einops.repeat(task.corrupt_ids[start:], "pos -> b pos", b=len(grid))
-    for e in edits:
-        e.positions = e.positions - start
-    r = task.corrupt_readout
-    readout = Readout(r.positions - start, r.targets, r.weights)
-    batch_cache = copy.deepcopy(cache)
-    batch_cache.batch_repeat_interleave(len(grid))
-    return run_edited(model, ids, edits, readout, prefix_cache=batch_cache).numpy()
+@dataclass
+class CorruptRun:
+    """The unpatched corrupted run of a task on a local nnsight model: its KV cache and every
+    block's input (``resid[l]`` is block l's input, ``resid[L]`` the last block's output)."""
+
+    cache: object  # an HF cache of the whole corrupted prompt
+    resid: tuple[Tensor, ...]  # [1, pos, d] each
 
 
-def prefix_cache(model, task: PatchTask, grid: pd.DataFrame, remote):
-    """(start, KV cache of the corrupted prompt before ``start``) where ``start`` is the task's
-    first patched or read-out position; None where it does not apply (TransformerLens, remote,
-    nothing before the first position)."""
+def corrupt_run(model, task: PatchTask, remote) -> CorruptRun | None:
+    """The corrupted prompt run once with its cache and residuals kept; None where batches must
+    run the whole prompt through every block (TransformerLens, whose bridge does not fill HF
+    caches; remote runs)."""
     if remote or backend_of(model) != "nnsight":
         return None
-    start = min(int(grid["corrupt_position"].min()), int(task.corrupt_readout.positions.min()))
-    if start < 1:
-        return None
     with torch.no_grad():
-        out = hf_model(model)(task.corrupt_ids[None, :start], use_cache=True)
+        out = hf_model(model)(task.corrupt_ids[None], use_cache=True, output_hidden_states=True)
     cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
-    if cache is None or cache.get_seq_length() != start:
+    if cache is None or cache.get_seq_length() != len(task.corrupt_ids):
         return None
-    return start, cache
+    return CorruptRun(cache, tuple(h.detach() for h in out.hidden_states))
+
+
+def patch_batch(
+    model, task: PatchTask, grid: pd.DataFrame, clean_acts, remote, run: CorruptRun | None = None
+) -> np.ndarray:
+    """Patched metrics of one batch (row j patches grid row j). With the corrupted ``run``, no
+    patch can change the tokens before the batch's first patched or read-out position, nor the
+    blocks below its lowest patched layer: those tokens come from the cache, those blocks are
+    skipped (their output is the corrupted run's), and only the rest is computed."""
+    edits = cell_edits(grid, clean_acts, range(len(grid)))
+    b = len(grid)
+    device = next(hf_model(model).parameters()).device
+    if run is None:
+        ids = einops.repeat(task.corrupt_ids, "pos -> b pos", b=b).to(device)
+        return run_edited(model, ids, edits, task.corrupt_readout, remote=remote).numpy()
+    r = task.corrupt_readout
+    start = min(int(grid["corrupt_position"].min()), int(r.positions.min()))
+    first = int(grid["layer"].min())
+    cache = None
+    if start > 0:
+        cache = copy.deepcopy(run.cache)
+        cache.crop(start - len(task.corrupt_ids))  # negative: drop that many from the end
+        cache.batch_repeat_interleave(b)
+    for e in edits:
+        e.positions = e.positions - start
+    # a skipped block's output, as the blocks return it; the input of the first block run is a
+    # copy (edits write into it), the others are views
+    skip = {i: einops.repeat(run.resid[i + 1][:, start:], "1 pos d -> b pos d", b=b)
+            for i in range(first)}  # fmt: skip
+    if first:
+        skip[first - 1] = skip[first - 1].contiguous()
+    ids = einops.repeat(task.corrupt_ids[start:], "pos -> b pos", b=b).to(device)
+    readout = Readout(r.positions - start, r.targets, r.weights)
+    return run_edited(model, ids, edits, readout, prefix_cache=cache, skip_blocks=skip).numpy()
 
 
 def sweep_context(
@@ -272,9 +294,9 @@ def patch_sweep(
                 continue
             sites = sorted(set(zip(grid["layer"], grid["component"], strict=True)))
             acts, clean, corrupt = clean_run(model, task, sites, remote=remote)
-            prefix = prefix_cache(model, task, grid, remote)
+            run = corrupt_run(model, task, remote)
             for chunk in todo:
-                patched = _run_batch(model, task, chunk, acts, remote, prefix)
+                patched = patch_batch(model, task, chunk, acts, remote, run)
                 rows = recovery_rows(
                     chunk, model=model_id, backend=backend, method="exact", pair=task.pair,
                     metric=task.kind, patched=patched, clean=clean, corrupt=corrupt,
@@ -394,6 +416,8 @@ __all__ = [
     "build_tasks",
     "cell_edits",
     "clean_run",
+    "corrupt_run",
+    "patch_batch",
     "patch_sweep",
     "patched_metric",
     "summarize_patching",

@@ -194,17 +194,24 @@ def run_edited(
     *,
     remote: bool | str = False,
     prefix_cache=None,
+    skip_blocks: dict[int, Tensor] | None = None,
 ) -> Float[Tensor, " batch"]:
     """One forward pass with ``edits`` applied; the readout metric of every row.
 
     ``prefix_cache``: an HF cache of the tokens *before* ``input_ids`` (batch-expanded), so only
-    the suffix is computed; edit and readout positions count from the suffix's start. Local
-    nnsight only: TransformerLens's bridge does not fill HF caches.
+    the suffix is computed; edit and readout positions count from the suffix's start.
+    ``skip_blocks``: block index -> the output that block would give (``[batch, pos, d]``); those
+    blocks are not run (nnsight's ``skip``), so edits must lie above them. Both local nnsight
+    only: TransformerLens's bridge does not fill HF caches.
     """
     backend, remote, r, _, kw = _prepare(model, input_ids, readout, remote, edits=edits)
-    if prefix_cache is not None:
+    skip_blocks = skip_blocks or {}
+    if prefix_cache is not None or skip_blocks:
         if backend != "nnsight" or remote:
-            raise ValueError("prefix_cache runs on a local nnsight model only")
+            raise ValueError("prefix_cache and skip_blocks run on a local nnsight model only")
+    if skip_blocks and min((e.layer for e in edits), default=n_layers(model)) <= max(skip_blocks):
+        raise ValueError("an edit lies in or below a skipped block")
+    if prefix_cache is not None:
         params = inspect.signature(hf_model(model).forward).parameters
         kw = {**kw, ("cache" if "cache" in params else "past_key_values"): prefix_cache}
     merged = merge_edits(edits)
@@ -214,7 +221,7 @@ def run_edited(
             logits = model.run_with_hooks(input_ids, fwd_hooks=hooks, **kw)
         return metric_from_logits(logits, r).detach().cpu()
     with torch.no_grad():
-        return _nn_edited(model, input_ids, merged, r, remote, kw).detach().cpu()
+        return _nn_edited(model, input_ids, merged, r, remote, kw, skip_blocks).detach().cpu()
 
 
 def _tl_hook(edit):
@@ -230,11 +237,13 @@ def _trace_parts(model):
     return submodule(model, "blocks"), paths.attn, paths.mlp
 
 
-def _nn_edited(model, input_ids, merged, r, remote, kw) -> Tensor:
+def _nn_edited(model, input_ids, merged, r, remote, kw, skip_blocks=None) -> Tensor:
     blocks, attn, mlp = _trace_parts(model)
     r_pos, r_tgt, r_w = r.positions, r.targets, r.weights
     out = {}
     with model.trace(input_ids, remote=remote, **kw):
+        for layer, value in sorted((skip_blocks or {}).items()):
+            blocks[layer].skip(value)
         for (layer, comp), edit in merged.items():
             apply_edit(site_value(blocks[layer], comp, attn, mlp), *edit)
         out["metric"] = log_prob_readout(model.output.logits, r_pos, r_tgt, r_w).save()

@@ -4,6 +4,7 @@ nnsight's remote simulation runs, a sweep resumes after an interruption, bad inp
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import speech_interp.causal.patching as patching
 from speech_interp.causal import PATCH_COLUMNS
@@ -104,7 +105,7 @@ def test_resume_after_interruption(models, pairs, tmp_path, monkeypatch):
     kw = dict(batch_size=7, progress=False, kinds=["speech"])
     full = patch_sweep(models["tl"], models["layout"], pairs, out_dir=tmp_path / "full", **kw)
     calls = {"n": 0}
-    real = patching._run_batch
+    real = patching.patch_batch
 
     def flaky(*args):
         calls["n"] += 1
@@ -112,20 +113,20 @@ def test_resume_after_interruption(models, pairs, tmp_path, monkeypatch):
             raise KeyboardInterrupt("simulated interruption")
         return real(*args)
 
-    monkeypatch.setattr(patching, "_run_batch", flaky)
+    monkeypatch.setattr(patching, "patch_batch", flaky)
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
         patch_sweep(models["tl"], models["layout"], pairs, out_dir=out, **kw)
     partial = (out / "patch_cells.log").read_text().splitlines()
     assert 0 < len(partial) < len(full.table)
-    monkeypatch.setattr(patching, "_run_batch", real)
+    monkeypatch.setattr(patching, "patch_batch", real)
     ran = {"n": 0}
 
     def counting(*args):
         ran["n"] += 1
         return real(*args)
 
-    monkeypatch.setattr(patching, "_run_batch", counting)
+    monkeypatch.setattr(patching, "patch_batch", counting)
     resumed = patch_sweep(models["tl"], models["layout"], pairs, out_dir=out, **kw)
     pd.testing.assert_frame_equal(resumed.table, full.table, check_exact=True)
     n_batches = sum(-(-len(g) // 7) for g in full.table.groupby(["pair", "metric"]).groups.values())
@@ -191,15 +192,42 @@ def test_bad_input(models, pairs, monkeypatch):
             sweep(models["tl"], models["layout"], pairs, layers=[-1], progress=False)
 
 
-def test_nnsight_runs_the_suffix_after_a_cached_prefix(models, pairs):
-    from speech_interp.causal.patching import build_tasks, prefix_cache, task_grid
+def test_nnsight_batches_run_only_what_their_patches_can_change(models, pairs):
+    """On local nnsight a batch runs the suffix after a cached prefix through the blocks from
+    its lowest patched layer up (the lower ones skipped): the same values as the whole prompt
+    through every block, for every component."""
+    from speech_interp.causal.patching import (
+        build_tasks,
+        clean_run,
+        corrupt_run,
+        patch_batch,
+        task_grid,
+    )
+    from speech_interp.core.edits import COMPONENTS, Edit, run_edited
 
+    nn = models["nnsight"]
     tasks, _ = build_tasks(pairs, models["layout"], models["tl"].tokenizer, ["speech"])
     task = tasks[0]
-    grid = task_grid(task, [0, 1], ["resid_pre"])
-    start, cache = prefix_cache(models["nnsight"], task, grid, remote=False)
-    assert 0 < start <= int(grid.corrupt_position.min()) and cache.get_seq_length() == start
+    run = corrupt_run(nn, task, remote=False)
+    T = len(task.corrupt_ids)
+    assert run.cache.get_seq_length() == T and len(run.resid) == 3  # 2 blocks: 3 streams
     # the paths that must run the whole prompt: TransformerLens, nnsight's remote simulation
-    assert prefix_cache(models["tl"], task, grid, remote=False) is None
-    assert prefix_cache(models["nnsight"], task, grid, remote="local") is None
-    # (test_nnsight_sweep_equals_tl checks the suffix path's values against TransformerLens)
+    assert corrupt_run(models["tl"], task, remote=False) is None
+    assert corrupt_run(nn, task, remote="local") is None
+    grid = task_grid(task, [0, 1], list(COMPONENTS))
+    sites = sorted(set(zip(grid["layer"], grid["component"], strict=True)))
+    acts, _, _ = clean_run(nn, task, sites)
+    for layer in (0, 1):  # batches whose lowest layer is 0 (nothing skipped) and 1
+        batch = grid[grid.layer == layer].reset_index(drop=True)
+        assert int(batch.corrupt_position.min()) > 0  # a cached prefix is used
+        fast = patch_batch(nn, task, batch, acts, False, run)
+        whole = patch_batch(nn, task, batch, acts, False, None)
+        np.testing.assert_allclose(fast, whole, rtol=0, atol=1e-5)
+    below = Edit.add(0, "resid_pre", [0], [0], torch.zeros(1, run.resid[0].shape[-1]))
+    with pytest.raises(ValueError, match="below a skipped block"):
+        run_edited(nn, task.corrupt_ids[None], [below], task.corrupt_readout,
+                   skip_blocks={0: run.resid[1]})  # fmt: skip
+    with pytest.raises(ValueError, match="local nnsight model only"):
+        run_edited(models["tl"], task.corrupt_ids[None], [], task.corrupt_readout,
+                   skip_blocks={0: run.resid[1]})  # fmt: skip
+    # (test_nnsight_sweep_equals_tl checks whole sweeps against TransformerLens)
