@@ -147,7 +147,7 @@ def attribution_vs_exact(model, layout, pair, batch_size: int, nn_model=None) ->
         )
         diff = (nn_exact.table.patched - exact.table.patched).abs().max()
         speedup = t_exact / t_nn
-        print(f"exact sweep on nnsight (cached prefix, suffix only): {t_nn:.1f} s = "
+        print(f"exact sweep on nnsight (cached prefix, skipped lower blocks): {t_nn:.1f} s = "
               f"{speedup:.1f}x faster than on the bridge; max |diff| {diff:.1e}")  # fmt: skip
         out["nnsight_prefix_speedup"] = speedup
     rho = spearman(both.value_exact, both.value_attr)
