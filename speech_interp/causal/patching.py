@@ -63,6 +63,7 @@ from speech_interp.causal.tables import (
     tidy_patch,
 )
 from speech_interp.core.edits import COMPONENTS, Edit, Readout, capture, run_edited
+from speech_interp.core.memory import plan_batch_size
 from speech_interp.core.runs import RunContext, block_list, run_context
 from speech_interp.data.pairs import Pair, align, validate_pair
 from speech_interp.data.targets import TargetResolver
@@ -92,6 +93,7 @@ class PatchResult:
 
     table: pd.DataFrame
     skipped: pd.DataFrame = field(default_factory=pd.DataFrame)
+    batch_size: int | None = None  # the batch size the sweep ran with
 
 
 def build_tasks(
@@ -240,7 +242,7 @@ def patch_sweep(
     kinds: Sequence[str] = KINDS,
     components: Sequence[str] = COMPONENTS,
     layers: Sequence[int] | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = 64,
     remote: bool | str = False,
     out_dir: str | Path | None = None,
     model_id: str | None = None,
@@ -256,7 +258,10 @@ def patch_sweep(
         kinds: metric kinds to read out (:data:`speech_interp.causal.readouts.KINDS`).
         components: components to patch, among ``resid_pre attn_out mlp_out resid_post``.
         layers: blocks to patch (default: all).
-        batch_size: patched cells per forward pass (values do not depend on it).
+        batch_size: patched cells per forward pass (values do not depend on it); None: the
+            largest power of two whose estimated memory fits in 80% of what is free on the
+            model's device (:func:`speech_interp.core.memory.plan_batch_size`). A batch too
+            large for the free memory fails before any forward pass, with the numbers.
         out_dir: directory of the resumable checkpoint (``patch_cells.log``); None: no checkpoint.
         remote, model_id, progress, tokenizer: as for every routine
             (:func:`speech_interp.core.runs.run_context`).
@@ -264,13 +269,21 @@ def patch_sweep(
     Returns:
         :class:`PatchResult`: one row per cell (``PATCH_COLUMNS`` + extras) and the skipped tasks.
     """
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     ctx, layers = sweep_context(model, components, layers, remote, tokenizer, model_id)
     backend, remote, model_id = ctx.backend, ctx.remote, ctx.model_id
     tasks, skipped = build_tasks(pairs, layout, ctx.tokenizer, kinds)
     if not tasks:
         raise ValueError(f"no pair can be read out with metrics {list(kinds)}: {_reasons(skipped)}")
+    if remote is True:  # the server's memory is not ours to measure
+        batch_size = batch_size or 64
+    else:
+        if batch_size is None and out_dir is not None:  # resuming: the batches run before
+            batch_size = _checkpoint_batch_size(Path(out_dir))
+        longest = max(len(t.corrupt_ids) for t in tasks)
+        n_read = max(t.corrupt_readout.positions.numel() for t in tasks)
+        batch_size = plan_batch_size(model, longest, n_read, batch_size)
     meta = {
         "model": model_id,
         "backend": backend,
@@ -309,7 +322,15 @@ def patch_sweep(
     cells = pd.concat([f for f in frames if len(f)], ignore_index=True)
     table = tidy_patch(cells.drop_duplicates(subset=KEY, keep="last"), components)
     _warn_flat(table)
-    return PatchResult(table, skipped)
+    return PatchResult(table, skipped, batch_size)
+
+
+def _checkpoint_batch_size(out_dir: Path) -> int | None:
+    """The batch size of the sweep checkpointed in ``out_dir`` (None: no checkpoint)."""
+    meta = out_dir / CHECKPOINT_META
+    if not (meta.exists() and (out_dir / CHECKPOINT).exists()):
+        return None
+    return json.loads(meta.read_text()).get("batch_size")
 
 
 def _reasons(skipped: pd.DataFrame) -> str:

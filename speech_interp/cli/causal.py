@@ -109,7 +109,10 @@ def patch_command(
         str | None, typer.Option(help="span of blocks, e.g. 2-4 (default: all)")
     ] = None,
     max_pairs: MaxPairs = 20,
-    batch_size: Annotated[int, typer.Option(help="patched cells per forward pass")] = 64,
+    batch_size: Annotated[
+        int,
+        typer.Option(help="patched cells per forward pass (0: the largest that fits in memory)"),
+    ] = 0,
     metrics: Annotated[str, typer.Option(help="comma list of speech, text")] = "speech,text",
     attribution: Annotated[bool, typer.Option(help="also run attribution patching")] = True,
     layers: Layers = None,
@@ -138,7 +141,7 @@ def patch_command(
     blocks = None if span is None else checked(block_list, span, n_layers(loaded), flag="--blocks")
     pairs = make_pairs(utterances, seed=seed, max_pairs=max_pairs)
     kw = dict(kinds=kinds, layers=blocks, remote=rem, model_id=model)
-    exact = patch_sweep(loaded, layout, pairs, batch_size=batch_size, out_dir=out, **kw)
+    exact = patch_sweep(loaded, layout, pairs, batch_size=batch_size or None, out_dir=out, **kw)
     write_csv(_pairs_frame(pairs), out / "pairs.csv")
     tables = [exact.table]
     if attribution:
@@ -152,7 +155,7 @@ def patch_command(
     for kind in sorted(set(exact.table["metric"])):
         plot_patching_heatmap(exact.table, out / f"patch_heatmap_{kind}.png", metric=kind)
     _finish(out, model, seed, data_info, "patch", backend=backend, remote=remote,
-            blocks=blocks, metrics=kinds, n_pairs=len(pairs), batch_size=batch_size,
+            blocks=blocks, metrics=kinds, n_pairs=len(pairs), batch_size=exact.batch_size,
             skipped=exact.skipped.to_dict(orient="records"))  # fmt: skip
     typer.echo(f"patch: {len(pairs)} pairs, {len(exact.table)} exact cells -> {out}")
     return table
