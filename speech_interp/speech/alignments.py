@@ -119,13 +119,11 @@ def read_alignment(
 def _text(path: Path) -> str:
     """A text file as str: UTF-16 with BOM, else UTF-8 (BOM allowed); CRLF becomes LF."""
     raw = path.read_bytes()
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        text = raw.decode("utf-16")
-    else:
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as err:
-            raise AlignmentError(f"{path}: not UTF-8 or UTF-16 with BOM ({err})") from None
+    utf16 = raw.startswith((b"\xff\xfe", b"\xfe\xff"))
+    try:
+        text = raw.decode("utf-16" if utf16 else "utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise AlignmentError(f"{path}: not UTF-8 or UTF-16 with BOM ({err})") from None
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 

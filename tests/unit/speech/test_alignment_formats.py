@@ -105,3 +105,11 @@ def test_ctm_confidence_comments_and_channels(tmp_path):
         read_alignment(path, channel="C")
     with pytest.raises(AlignmentError, match="channel= only applies to ctm files"):
         read_alignment(tmp_path / "sw.ctm", fmt="tsv", channel="A")
+
+
+def test_truncated_utf16_is_a_clear_error(tmp_path):
+    """A UTF-16 BOM followed by an odd number of bytes (a cut file) names the problem."""
+    path = tmp_path / "cut.ctm"
+    path.write_bytes("sw02001 A 0.10 0.30 hello 0.98\n".encode("utf-16")[:-1])
+    with pytest.raises(AlignmentError, match="not UTF-8 or UTF-16 with BOM"):
+        read_alignment(path)
