@@ -514,7 +514,7 @@ def run_demo(
     utterances, seen, _ = demo_data(job.data, split, limit)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    desc = f"demo ({workers} process{'es' if workers > 1 else ''}, about 10 s per model on 2 cores)"
+    desc = f"demo ({workers} process{'es' if workers > 1 else ''}; about 3 min on 2 cores)"
     bar = tqdm(total=len(variants), desc=desc, unit="model")
     causal_set = set(causal_models) if causal else set()
     outcomes = run_outcomes(variants, causal_set, job, workers, bar)

@@ -74,6 +74,10 @@ def lens_command(
     out: Annotated[Path, typer.Option(help="output directory")] = Path("out/lens"),
     seed: Seed = 0,
     chunk_size: Annotated[int, typer.Option(help="vocabulary rows per scoring chunk")] = 8192,
+    batch_rows: Annotated[
+        int,
+        typer.Option(help="utterances scored together up to this many positions x streams"),
+    ] = 4096,
     tuned_steps: Annotated[int, typer.Option(help="steps when fitting a tuned lens")] = 500,
     text_tokenizer: TextTokenizer = None,
     trust_remote_code: TrustRemoteCode = False,
@@ -91,8 +95,9 @@ def lens_command(
         lens, tuned_path, loaded, utterances, layout, seed, tuned_steps
     )
     result = run_lens(
-        loaded, layout, utterances, lens=lens_obj, chunk_size=chunk_size, seed=seed, model_id=model
-    )
+        loaded, layout, utterances, lens=lens_obj, chunk_size=chunk_size, seed=seed,
+        model_id=model, batch_rows=batch_rows,
+    )  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     write_csv(result.summary, out / "lens.csv")
     write_csv(result.words, out / "lens_words.csv")
@@ -112,6 +117,7 @@ def lens_command(
         "tuned_path": str(tuned_path) if tuned_path else None,
         "tuned_lens": lens_note,
         "chunk_size": chunk_size,
+        "batch_rows": batch_rows,
         "n_spoken_words": n_words,
         "position_rules": list(POSITION_RULES),
         "controls": "matched on category and frequency (speech_interp.data.targets); expected "

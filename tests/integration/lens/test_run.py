@@ -380,7 +380,7 @@ def test_lens_command_end_to_end(models, tmp_path):
         warnings.simplefilter("ignore")
         result = lens_command(
             model=models["path"], data=data_file, split="eval", backend="tl", out=out, seed=1,
-            chunk_size=100,
+            chunk_size=100, batch_rows=1,
         )  # fmt: skip
         lens_command(
             model=models["path"],
@@ -397,7 +397,7 @@ def test_lens_command_end_to_end(models, tmp_path):
     table = pd.read_csv(out / "lens.csv")
     assert list(table.columns) == LENS_COLUMNS and len(table) == len(result.summary)
     run = json.loads((out / "run.json").read_text())
-    assert run["model_id"] == models["path"] and run["seed"] == 1
+    assert run["model_id"] == models["path"] and run["seed"] == 1 and run["batch_rows"] == 1
     assert run["split"] == "eval" and run["n_utterances"] == 3  # the "other" split is left out
     assert list(run["weights_sha256"]) == ["model.safetensors"]
     assert set(run["packages"]) == {
