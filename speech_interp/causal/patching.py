@@ -63,7 +63,7 @@ from speech_interp.causal.tables import (
     tidy_patch,
 )
 from speech_interp.core.edits import COMPONENTS, Edit, Readout, capture, run_edited
-from speech_interp.core.memory import plan_batch_size
+from speech_interp.core.memory import model_device, plan_batch_size
 from speech_interp.core.runs import RunContext, block_list, run_context
 from speech_interp.data.pairs import Pair, align, validate_pair
 from speech_interp.data.targets import TargetResolver
@@ -198,7 +198,7 @@ def patch_batch(
     skipped (their output is the corrupted run's), and only the rest is computed."""
     edits = cell_edits(grid, clean_acts, range(len(grid)))
     b = len(grid)
-    device = next(hf_model(model).parameters()).device
+    device = model_device(model)
     if run is None:
         ids = einops.repeat(task.corrupt_ids, "pos -> b pos", b=b).to(device)
         return run_edited(model, ids, edits, task.corrupt_readout, remote=remote).numpy()
