@@ -64,6 +64,7 @@ from speech_interp.causal.tables import (
 )
 from speech_interp.core.edits import COMPONENTS, Edit, Readout, capture, run_edited
 from speech_interp.core.memory import model_device, plan_batch_size
+from speech_interp.core.residuals import no_logits_kwargs
 from speech_interp.core.runs import RunContext, block_list, run_context
 from speech_interp.data.pairs import Pair, align, validate_pair
 from speech_interp.data.targets import TargetResolver
@@ -181,8 +182,11 @@ def corrupt_run(model, task: PatchTask, remote) -> CorruptRun | None:
     caches; remote runs)."""
     if remote or backend_of(model) != "nnsight":
         return None
-    with torch.no_grad():
-        out = hf_model(model)(task.corrupt_ids[None], use_cache=True, output_hidden_states=True)
+    with torch.no_grad():  # its logits are not read: the last position's only
+        out = hf_model(model)(
+            task.corrupt_ids[None], use_cache=True, output_hidden_states=True,
+            **no_logits_kwargs(model),
+        )  # fmt: skip
     cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
     if cache is None or cache.get_seq_length() != len(task.corrupt_ids):
         return None
