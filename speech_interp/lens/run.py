@@ -168,9 +168,9 @@ def _plan(
 def _merge_plans(plans: list[_Plan]) -> _Plan:
     """One plan for several prompts whose read rows are concatenated in order: rows, slots and
     pools are offset, and groups renumbered with the largest number of kinds."""
-    n_kinds = max(p.n_kinds for p in plans)
     if len(plans) == 1:
         return plans[0]
+    n_kinds = max(p.n_kinds for p in plans)
     parts: dict[str, list[Tensor]] = {}
     row0 = slot0 = 0
     for p in plans:
@@ -187,14 +187,13 @@ def _merge_plans(plans: list[_Plan]) -> _Plan:
             "pool_tok": p.pool_tok,
             "pool_group": (pool_slot + slot0) * n_kinds + pool_kind,
         }
-        shifted |= {f"rule:{r}": flag for r, flag in p.query_rules.items()}
         for key, value in shifted.items():
             parts.setdefault(key, []).append(value)
         row0 += len(p.rows)
         slot0 += p.n_slots
-    cat = {key: torch.cat(value) for key, value in parts.items()}
-    rules = {key[5:]: cat.pop(key) for key in list(cat) if key.startswith("rule:")}
-    return _Plan(**cat, query_rules=rules, n_slots=slot0, n_kinds=n_kinds)
+    rules = {r: torch.cat([p.query_rules[r] for p in plans]) for r in plans[0].query_rules}
+    return _Plan(**{key: torch.cat(v) for key, v in parts.items()}, query_rules=rules,
+                 n_slots=slot0, n_kinds=n_kinds)  # fmt: skip
 
 
 def _aggregate(scores: Scores, plan: _Plan) -> dict[str, np.ndarray]:
@@ -327,8 +326,8 @@ def run_lens(
         stacks = residual_stacks(model, [p.input_ids for _, p, _, _ in pending], remote=remote)
         with torch.no_grad():
             plans = [p for *_, p in pending]
-            rows = [p.rows.to(s.device) for s, p in zip(stacks, plans, strict=True)]
-            resid = torch.cat([s[:, r] for s, r in zip(stacks, rows, strict=True)], dim=1)
+            read = [s[:, p.rows.to(s.device)] for s, p in zip(stacks, plans, strict=True)]
+            resid = torch.cat(read, dim=1)
             plan = _merge_plans(plans)
             streams = lens_obj.score_streams(
                 resid, plan.query_row, plan.query_tok, layout, chunk_size,

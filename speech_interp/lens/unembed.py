@@ -206,7 +206,7 @@ class _RankCounter:
         table[self.slot, self.col] = values
         return torch.searchsorted(sorted_rows, table, right=right)[self.slot, self.col]
 
-    def finish(self, text_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def finish(self) -> tuple[Tensor, Tensor, Tensor]:
         """(target logit, rank among text tokens, rank among all tokens)."""
         if self.near:
             q, value, is_text = (torch.cat(parts) for parts in zip(*self.near, strict=True))
@@ -341,10 +341,10 @@ def score_hidden(
             index = einops.repeat(pool_index, "r -> r c", c=stop - start)
             pool_logits = pool_logits.scatter_reduce(0, index, rows, "amax")
             pooled.update(pool_logits, start, stop, t_mask)
-    target, rank_text, rank_full = counter.finish(text_mask)
+    target, rank_text, rank_full = counter.finish()
     p_rank_text, p_rank_full = empty, empty
     if n_pools:
-        _, p_rank_text, p_rank_full = pooled.finish(text_mask)
+        _, p_rank_text, p_rank_full = pooled.finish()
     return Scores(
         target, rank_text, rank_full, lse_all, lse_speech, top_id, top_logit,
         p_rank_text, p_rank_full,
