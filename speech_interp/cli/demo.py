@@ -391,7 +391,6 @@ class DemoJob:
     max_words: int
     probe: bool
     viewer_utterances: int
-    threads: int
 
 
 @functools.cache
@@ -412,13 +411,10 @@ def model_outcome(variant: str, job: DemoJob, causal: bool) -> dict:
     sentences, the report rows, spoken knowledge, the viewer grids and, with ``causal``, the
     ablation verdict (its table and figure are written to ``job.out``). Runs in a worker
     process or in the caller's."""
-    import torch
-
     from speech_interp.lens import excess_over_control, run_lens
     from speech_interp.models import load, tokenizer_of
     from speech_interp.plotting.viewer import viewer_grids
 
-    torch.set_num_threads(job.threads)
     utterances, seen, facts = demo_data(job.data, job.split, job.limit)
     clock = Stopwatch()
     outcome: dict = {"variant": variant, "seen_row": None, "knowledge": None, "verdict": None}
@@ -456,9 +452,19 @@ def default_workers(n_models: int) -> int:
     return max(1, min(os.cpu_count() or 1, n_models, 8))
 
 
-def run_outcomes(variants, causal_models, job: DemoJob, workers: int, bar) -> dict[str, dict]:
-    """:func:`model_outcome` of every variant, in ``workers`` processes (1: in this one). The
-    causal models go first (they take longest), so the processes finish close together."""
+def _worker_threads(threads: int) -> None:
+    """Start of a worker process: its share of the cores as torch threads."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def run_outcomes(
+    variants, causal_models, job: DemoJob, workers: int, threads: int, bar
+) -> dict[str, dict]:
+    """:func:`model_outcome` of every variant, in ``workers`` processes with ``threads`` torch
+    threads each (1 worker: in this process, its threads as they are). The causal models go
+    first (they take longest), so the processes finish close together."""
     order = sorted(variants, key=lambda v: v not in causal_models)
     outcomes: dict[str, dict] = {}
     if workers == 1:
@@ -468,7 +474,9 @@ def run_outcomes(variants, causal_models, job: DemoJob, workers: int, bar) -> di
             bar.update(1)
         return outcomes
     context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_worker_threads, initargs=(threads,)
+    ) as pool:
         futures = {pool.submit(model_outcome, v, job, v in causal_models): v for v in order}
         for future in as_completed(futures):
             outcomes[futures[future]] = future.result()
@@ -507,17 +515,20 @@ def run_demo(
     workers = default_workers(len(variants)) if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    job = DemoJob(
-        out, backend, Path(data), split, limit, seed, max_words, probe, viewer_utterances, threads
-    )
+    if workers == 1:
+        import torch
+
+        threads = torch.get_num_threads()
+    else:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+    job = DemoJob(out, backend, Path(data), split, limit, seed, max_words, probe, viewer_utterances)
     utterances, seen, _ = demo_data(job.data, split, limit)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     desc = f"demo ({workers} process{'es' if workers > 1 else ''}; about 3 min on 2 cores)"
     bar = tqdm(total=len(variants), desc=desc, unit="model")
     causal_set = set(causal_models) if causal else set()
-    outcomes = run_outcomes(variants, causal_set, job, workers, bar)
+    outcomes = run_outcomes(variants, causal_set, job, workers, threads, bar)
     bar.close()
     ordered = [outcomes[v] for v in variants]
     clock = Stopwatch()
