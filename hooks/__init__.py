@@ -20,6 +20,7 @@ from .sims import SIMS
 from .spec import FamilySpec, SpecError, TokenLayout
 from .speechgpt import SPEECHGPT
 from .spiritlm import SPIRITLM, SPIRITLM_EXPRESSIVE
+from .text import TEXT
 
 FAMILIES: dict[str, FamilySpec] = {
     spec.name: spec
@@ -32,6 +33,7 @@ FAMILIES: dict[str, FamilySpec] = {
         GLM4_VOICE,
         ORGANISM,
         GENERIC,
+        TEXT,
     )
 }
 
@@ -57,11 +59,11 @@ def detect_family(tokenizer) -> FamilySpec:
         return scored[0][2]
     if GENERIC.matches(vocab) > 0:
         return GENERIC
+    speech = [f"{s.name}: {s.unit_pattern}" for s in FAMILIES.values() if not s.text_only]
     raise SpecError(
-        "the tokenizer has no speech-unit tokens of any known family "
-        f"({', '.join(f'{s.name}: {s.unit_pattern}' for s in FAMILIES.values())}); "
-        "this looks like a text-only model. Pass family=generic_spec(pattern) if your "
-        "units use another pattern."
+        f"the tokenizer has no speech-unit tokens of any known family ({', '.join(speech)}); "
+        "this looks like a text-only model (load it with family='text' to read it on text). "
+        "Pass family=generic_spec(pattern) if your units use another pattern."
     )
 
 
@@ -75,6 +77,7 @@ __all__ = [
     "ORGANISM",
     "SIMS",
     "SPEECHGPT",
+    "TEXT",
     "SPIRITLM",
     "SPIRITLM_EXPRESSIVE",
     "SpecError",

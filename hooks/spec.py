@@ -70,6 +70,8 @@ class FamilySpec:
     # The checkpoint's config names code outside transformers (auto_map): loading it needs the
     # user's opt-in (speech_interp.load(..., trust_remote_code=True)).
     remote_code: bool = False
+    # A plain text LM: no unit tokens is its layout, not an error (speech_interp.hooks.text).
+    text_only: bool = False
 
     @property
     def wraps_speech(self) -> bool:
@@ -222,12 +224,12 @@ class TokenLayout:
                         )
                     unit = unit * spec.levels + level
                 by_unit[unit] = idx
-        if not by_unit:
+        if not by_unit and not spec.text_only:
             raise SpecError(
                 f"the tokenizer has no speech tokens matching {spec.unit_pattern!r} "
                 f"(family {spec.name!r}); is this a speech-text model?"
             )
-        n_units = max(by_unit) + 1
+        n_units = max(by_unit) + 1 if by_unit else 0
         missing = sorted(set(range(n_units)) - set(by_unit))
         if missing:
             raise SpecError(

