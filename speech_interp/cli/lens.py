@@ -2,7 +2,9 @@
 
 Outputs in ``--out``: ``lens.csv`` (tidy summary, the columns in :data:`LENS_COLUMNS`),
 ``lens_words.csv`` (one row per spoken word x layer), ``lens_pool.csv`` (one row per word x
-layer x member of its control pool), ``phases.json`` (layer bands and their
+layer x member of its control pool), ``lens_quality.csv`` (per layer: KL to the final
+distribution, top-1 agreement, the constant-guess baseline, informative or not:
+:mod:`speech_interp.lens.quality`), ``phases.json`` (layer bands and their
 rules), ``phase_curves.png``, ``token_heatmap.png`` (first utterance with spoken words) and
 ``run.json``.
 """
@@ -85,6 +87,11 @@ def lens_command(
     """Logit / tuned lens per word and layer: transcription, next word, speech mass, phases."""
     from speech_interp.lens import phase_bands, run_lens
     from speech_interp.lens.metrics import CI_RULE, POSITION_RULES
+    from speech_interp.lens.quality import (
+        UNINFORMATIVE_RULE,
+        quality_warning,
+        uninformative_layers,
+    )
     from speech_interp.plotting import plot_phase_curves, plot_token_heatmap
 
     check_lens_options(lens, tuned_path)
@@ -102,6 +109,8 @@ def lens_command(
     write_csv(result.summary, out / "lens.csv")
     write_csv(result.words, out / "lens_words.csv")
     write_csv(result.pool, out / "lens_pool.csv")
+    write_csv(result.quality, out / "lens_quality.csv")
+    warning = quality_warning(result.quality, lens)
     write_phases(out, phase_bands(result, seed=seed))
     plot_phase_curves(result.summary, out / "phase_curves.png", title=model)
     spoken = next(u for u in utterances if any(w.modality == "speech" for w in u.words))
@@ -123,10 +132,17 @@ def lens_command(
         "controls": "matched on category and frequency (speech_interp.data.targets); expected "
         "control over each word's pool in transcription_control_expected",
         "ci": CI_RULE,
+        "lens_quality": {
+            "rule": UNINFORMATIVE_RULE,
+            "uninformative_layers": uninformative_layers(result.quality),
+            "warning": warning,
+        },
         "words_target_missing": result.n_missing,
         "missing_words": result.missing.to_dict(orient="records"),
     }
     write_run_json(out, model, seed, data=data_info["data"], extra=extra)
+    if warning:
+        typer.echo(warning, err=True)
     typer.echo(f"lens: {n_words} spoken words, {result.n_missing} without a target -> {out}")
     return result
 

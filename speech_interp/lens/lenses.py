@@ -98,7 +98,10 @@ class Lens:
     ) -> list[Scores]:
         """:meth:`score` of every stream (``resid[l]`` is stream ``l``) in one vocabulary pass.
 
-        The streams are stacked and scored together with ``chunk_size // n_streams`` vocabulary
+        Each stream's rows are compared with the last stream's at the same position
+        (``Scores.kl_to_ref``: KL(final distribution || lens distribution), the tuned-lens
+        paper's lens quality measure, and ``top_full_id``). The streams are stacked and scored
+        together with ``chunk_size // n_streams`` vocabulary
         rows per chunk, so memory stays O(pos x chunk_size), as for one stream. Max-pooled
         queries (:func:`score_hidden`) pool within each stream.
         """
@@ -123,9 +126,11 @@ class Lens:
                 pool_query=einops.rearrange(pool_query[None] + shift, "s q -> (s q)"),
                 pool_tok=einops.repeat(pool_tok, "q -> (s q)", s=n_streams),
             )
+        final_rows = (n_streams - 1) * n_pos + torch.arange(n_pos, device=hidden.device)
         scores = score_hidden(
-            hidden, self._unembed(), stacked_pos, stacked_tok, layout, chunk, **pooled
-        )
+            hidden, self._unembed(), stacked_pos, stacked_tok, layout, chunk, **pooled,
+            reference_rows=einops.repeat(final_rows, "p -> (s p)", s=n_streams),
+        )  # fmt: skip
         return scores.split(n_streams)
 
 

@@ -28,6 +28,10 @@ is < k, so tokens tied with the target count in its favour.
   (utterance-final) are out of n; ``words=content`` keeps words whose *next* word is content.
 - ``speech_mass``: lens probability (full-vocabulary softmax) on speech-unit tokens, averaged over
   the word's positions (``any``) or at its last position (``last``), then over words; ``k`` empty.
+- lens quality (:mod:`speech_interp.lens.quality`), over the full vocabulary at the word's
+  positions (``any``), averaged over the positions and then over words: ``kl_to_final`` (KL of
+  the model's final distribution to the lens's, nats; ``k`` empty) and ``top1_agreement``
+  (share of positions whose lens top-1 is the model's own final top-1; ``k`` 1).
 
 ``vocab`` is ``text`` (rank among text-vocabulary tokens) or ``full`` (among all tokens);
 ``words=content`` keeps content words (their own flag; the next word's flag for next_word). A
@@ -69,6 +73,7 @@ LENS_COLUMNS = [
 VOCABS = ("text", "full")
 POSITION_RULES = ("after_uniqueness", "any", "last", "pre_onset", "maxpool")
 MASS_RULES = ("any", "last")
+QUALITY_METRICS = {"kl_to_final": pd.NA, "top1_agreement": 1}  # metric -> its k
 # metric -> (rank-column prefix, position rules, column holding the content flag it filters on,
 #            column naming the word type its CIs cluster on)
 METRICS = {
@@ -200,6 +205,15 @@ def summarize(
             cols = [(pd.NA, "full", rule, word_set) for rule in MASS_RULES]
             mean, lo, hi = _ci(np.concatenate(blocks, axis=1), types[keep], n_boot, seed, alpha)
             rows += _rows(key, layers, "speech_mass", cols, mean, lo, hi, int(keep.sum()))
+        for metric, k in QUALITY_METRICS.items():
+            if metric not in group:
+                continue
+            for word_set in ("all", "content"):
+                keep = _word_filter(group, "content", word_set)
+                values = per_item(group, metric)[keep]
+                mean, lo, hi = _ci(values, types[keep], n_boot, seed, alpha)
+                cols = [(k, "full", "any", word_set)]
+                rows += _rows(key, layers, metric, cols, mean, lo, hi, int(keep.sum()))
     return _tidy(rows)
 
 

@@ -43,6 +43,7 @@ from speech_interp.lens.metrics import (
     excess_over_control,
     summarize,
 )
+from speech_interp.lens.quality import lens_quality
 from speech_interp.lens.unembed import Scores, causal_lm
 from speech_interp.models import backend_of, tokenizer_of
 
@@ -196,9 +197,11 @@ def _merge_plans(plans: list[_Plan]) -> _Plan:
                  n_slots=slot0, n_kinds=n_kinds)  # fmt: skip
 
 
-def _aggregate(scores: Scores, plan: _Plan) -> dict[str, np.ndarray]:
+def _aggregate(scores: Scores, plan: _Plan, final_top: Tensor) -> dict[str, np.ndarray]:
     """Per-slot values of one layer: ranks per kind ``[s, kinds]`` under every position rule and
-    vocabulary (``"{vocab}_{rule}"``), speech mass and the top text token at the last position."""
+    vocabulary (``"{vocab}_{rule}"``), speech mass, lens quality (KL to the final distribution
+    and top-1 agreement with the final top-1 ``final_top``, each averaged over the word's
+    positions) and the top text token at the last position."""
     dev = scores.rank_text.device
     groups = plan.n_slots * plan.n_kinds
     qg = plan.query_group.to(dev)
@@ -222,6 +225,13 @@ def _aggregate(scores: Scores, plan: _Plan) -> dict[str, np.ndarray]:
     counts = torch.bincount(slot, minlength=plan.n_slots).double()
     out["speech_mass_any"] = (sums / counts).numpy()
     out["speech_mass_last"] = mass[plan.last_of_slot].numpy()
+    agree = (scores.top_full_id.cpu() == final_top.cpu()).double()[word_rows]
+    for name, values in (
+        ("kl_to_final", scores.kl_to_ref.cpu()[word_rows]),
+        ("top1_agreement", agree),
+    ):
+        total = torch.zeros(plan.n_slots, dtype=torch.float64).index_add_(0, slot, values.double())
+        out[name] = (total / counts).numpy()
     out["top_text_id_last"] = scores.top_text_id.cpu()[plan.last_of_slot].numpy()
     return out
 
@@ -229,12 +239,15 @@ def _aggregate(scores: Scores, plan: _Plan) -> dict[str, np.ndarray]:
 @dataclass
 class LensResult:
     """``summary``: tidy rows with the ``lens.csv`` columns; ``words``: one row per word x layer;
-    ``pool``: one row per word x layer x member of its control pool (the expected control)."""
+    ``pool``: one row per word x layer x member of its control pool (the expected control);
+    ``quality``: one row per layer, the lens's quality and whether it is informative there
+    (:func:`speech_interp.lens.quality.lens_quality`)."""
 
     summary: pd.DataFrame
     words: pd.DataFrame
     missing: pd.DataFrame = field(default_factory=pd.DataFrame)
     pool: pd.DataFrame = field(default_factory=pd.DataFrame)
+    quality: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def n_missing(self) -> int:
@@ -318,6 +331,7 @@ def run_lens(
     pool_rows: list[pd.DataFrame] = []
     n_streams = n_layers(model) + 1
     pending: list[tuple[int, Prompt, list[dict], _Plan]] = []
+    final_tops: list[tuple[Tensor, Tensor]] = []  # (item, model's own top-1) per word position
 
     def flush() -> None:
         """Score the pending utterances: one forward pass, one vocabulary pass."""
@@ -333,7 +347,10 @@ def run_lens(
                 resid, plan.query_row, plan.query_tok, layout, chunk_size,
                 pool_of_pos=plan.slot_of_row, pool_query=plan.pool_query, pool_tok=plan.pool_tok,
             )  # fmt: skip
-        per_layer = [_aggregate(scores, plan) for scores in streams]
+        final_top = streams[-1].top_full_id
+        per_layer = [_aggregate(scores, plan, final_top) for scores in streams]
+        word_rows = plan.slot_of_row >= 0
+        final_tops.append((plan.slot_of_row[word_rows] + len(meta), final_top.cpu()[word_rows]))
         s = 0
         for u, _, rows, _ in pending:
             for row in rows:
@@ -375,7 +392,9 @@ def run_lens(
     pool.insert(0, "model", model_id)
     missing = _report_missing(words)
     summary = summarize(words, ks, pool=pool, n_boot=n_boot, seed=seed)
-    return LensResult(summary, words, missing, pool)
+    items, tops = (torch.cat(parts) for parts in zip(*final_tops, strict=True))
+    quality = lens_quality(summary, items.numpy(), tops.numpy())
+    return LensResult(summary, words, missing, pool, quality)
 
 
 def _word_values(per_layer: list[dict[str, np.ndarray]], s: int) -> dict[str, np.ndarray]:
@@ -475,7 +494,8 @@ def _words_frame(meta, values, model_id, backend, lens_name, tok) -> pd.DataFram
     names = dict(zip(uniq, tok.batch_decode([[i] for i in uniq]), strict=True))
     frame["top_text_last"] = [names.get(i) for i in top.tolist()]
     ordered = ["model", "backend", "lens", *base.columns, "layer", *RANK_COLUMNS]
-    ordered += ["speech_mass_any", "speech_mass_last", "top_text_last"]
+    ordered += ["speech_mass_any", "speech_mass_last", "kl_to_final", "top1_agreement"]
+    ordered += ["top_text_last"]
     return frame[ordered]
 
 

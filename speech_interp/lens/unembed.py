@@ -93,6 +93,8 @@ class Scores:
     top_text_logit: Float[Tensor, " pos"]
     pooled_rank_text: Int[Tensor, " pq"]  # ranks of the max-pooled queries
     pooled_rank_full: Int[Tensor, " pq"]
+    top_full_id: Int[Tensor, " pos"]  # top-1 over the full vocabulary
+    kl_to_ref: Float[Tensor, " pos"]  # float64 KL(reference row || row); NaN without references
 
     def split(self, n: int) -> list[Scores]:
         """Cut scores of ``n`` equal stacked blocks (queries, pooled queries and positions) into
@@ -144,7 +146,7 @@ class _RankCounter:
         # (query, logit, is text) of tokens within an estimate's error bound
         self.near: list[tuple[Tensor, Tensor, Tensor]] = []
         uniq, slot = torch.unique(rows, return_inverse=True) if n else (rows, rows)
-        self.sort = n >= SORT_FROM_QUERIES_PER_ROW * max(1, uniq.numel())
+        self.sort = n > 0 and n >= SORT_FROM_QUERIES_PER_ROW * max(1, uniq.numel())
         if self.sort:
             # queries laid out as a (row, column) table, the shape searchsorted takes
             order = torch.argsort(slot, stable=True)
@@ -253,6 +255,7 @@ def score_hidden(
     pool_of_pos: Int[Tensor, " pos"] | None = None,
     pool_query: Int[Tensor, " pq"] | None = None,
     pool_tok: Int[Tensor, " pq"] | None = None,
+    reference_rows: Int[Tensor, " pos"] | None = None,
 ) -> Scores:
     """Walk the vocabulary in chunks: ranks of (position, token) queries and per-position sums.
 
@@ -262,6 +265,11 @@ def score_hidden(
     Max-pooled queries: ``pool_of_pos[p]`` puts row ``p`` in a pool (-1: none); the pool's logits
     are the element-wise max over its rows' logits, and pooled query ``j`` asks for the rank of
     ``pool_tok[j]`` in pool ``pool_query[j]`` (``Scores.pooled_rank_text`` / ``_full``).
+
+    ``reference_rows[p]``: the row whose distribution row ``p`` is compared with
+    (``Scores.kl_to_ref``: KL(reference || row) over the full vocabulary, float64, accumulated
+    in the same pass as an online softmax-weighted mean: ``KL = E_ref[z_ref - z_p] - lse_ref +
+    lse_p``).
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -320,11 +328,27 @@ def score_hidden(
     lse_speech = torch.full((n_pos,), -torch.inf, device=dev, dtype=torch.float64)
     top_logit = torch.full((n_pos,), -torch.inf, device=dev)
     top_id = torch.full((n_pos,), -1, dtype=torch.long, device=dev)
+    full_logit = torch.full((n_pos,), -torch.inf, device=dev)
+    full_id = torch.full((n_pos,), -1, dtype=torch.long, device=dev)
+    if reference_rows is not None:
+        reference_rows = reference_rows.to(dev).long()
+        weighted = torch.zeros(n_pos, device=dev, dtype=torch.float64)  # E_ref[z_ref - z] so far
     for start in range(0, V, chunk_size):
         stop = min(V, start + chunk_size)
         logits = unembed.logits(hidden, start, stop)
         t_mask = text_mask[start:stop]
-        lse_all = torch.logaddexp(lse_all, logits.logsumexp(-1).double())
+        chunk_lse = logits.logsumexp(-1).double()
+        if reference_rows is not None:
+            ref_lse = torch.logaddexp(lse_all, chunk_lse)[reference_rows]  # after this chunk
+            ref = logits.index_select(0, reference_rows)
+            w = torch.exp(ref - ref_lse[:, None].float())
+            part = (w * (ref - logits)).sum(-1, dtype=torch.float64)
+            weighted = weighted * torch.exp(lse_all[reference_rows] - ref_lse) + part
+        lse_all = torch.logaddexp(lse_all, chunk_lse)
+        best_full, idx_full = logits.max(-1)
+        better_full = best_full > full_logit
+        full_logit = torch.where(better_full, best_full, full_logit)
+        full_id = torch.where(better_full, idx_full + start, full_id)
         s_ids = speech_ids[(speech_ids >= start) & (speech_ids < stop)] - start
         if s_ids.numel():
             s_lse = logits.index_select(-1, s_ids).logsumexp(-1).double()
@@ -345,9 +369,12 @@ def score_hidden(
     p_rank_text, p_rank_full = empty, empty
     if n_pools:
         _, p_rank_text, p_rank_full = pooled.finish()
+    kl = torch.full((n_pos,), torch.nan, device=dev, dtype=torch.float64)
+    if reference_rows is not None:
+        kl = (weighted - lse_all[reference_rows] + lse_all).clamp_min(0.0)
     return Scores(
         target, rank_text, rank_full, lse_all, lse_speech, top_id, top_logit,
-        p_rank_text, p_rank_full,
+        p_rank_text, p_rank_full, full_id, kl,
     )  # fmt: skip
 
 

@@ -122,6 +122,12 @@ def test_lens_matches_hand_computation(models, data, tl_result):
             assert row.speech_mass_last == pytest.approx(float(mass[-1]), abs=1e-6)
             top = lg[pos[-1]].masked_fill(~text, -torch.inf).argmax()
             assert row.top_text_last == tok.decode([int(top)])
+            # lens quality against the model's own output distribution (HF logits)
+            logp, final = probs[row.layer, pos].log(), probs[-1, pos]
+            kl = (final * (final.log() - logp)).sum(-1)
+            assert row.kl_to_final == pytest.approx(float(kl.mean()), rel=1e-4, abs=1e-5)
+            agree = logits[row.layer, pos].argmax(-1) == logits[-1, pos].argmax(-1)
+            assert row.top1_agreement == pytest.approx(float(agree.double().mean()))
             checked += 1
     assert checked == len(words) and checked > 40
     # summary rates are the mean of the per-word hits, n counts the words
@@ -145,6 +151,8 @@ def test_summary_shape_and_columns(tl_result, models):
         "next_word",
         "next_word_control",
         "speech_mass",
+        "kl_to_final",
+        "top1_agreement",
     }
     assert set(s[s.metric == "next_word"].position_rule) == {"last"}
     rules = {"after_uniqueness", "any", "last", "pre_onset", "maxpool"}
@@ -208,9 +216,9 @@ def test_chunked_equals_unchunked(models, data, tl_result):
         whole.words[RANK_COLUMNS].to_numpy(), chunked.words[RANK_COLUMNS].to_numpy()
     )
     assert (whole.words.top_text_last == chunked.words.top_text_last).all()
-    rates = whole.summary.metric != "speech_mass"
+    rates = ~whole.summary.metric.isin(["speech_mass", "kl_to_final"])
     pd.testing.assert_frame_equal(whole.summary[rates], chunked.summary[rates])
-    mass = ["speech_mass_any", "speech_mass_last"]
+    mass = ["speech_mass_any", "speech_mass_last", "kl_to_final"]
     # float32 log-sum-exp within a chunk: chunking moves the mass by float32 rounding only
     np.testing.assert_allclose(whole.words[mass], chunked.words[mass], rtol=0, atol=1e-6)
 

@@ -121,3 +121,19 @@ def test_many_queries_per_row_match_brute_force(chunk_size):
         above = logits[p] > logits[p, t]
         assert int(s.rank_full[j]) == int(above.sum())
         assert int(s.rank_text[j]) == int((above & layout.text_mask).sum())
+
+
+@pytest.mark.parametrize("chunk_size", [1, 4, 7, 100])
+def test_kl_to_reference_and_full_top1_match_brute_force(chunk_size):
+    unembed, layout, hidden = _setup(seed=2)
+    hidden = hidden * 3.0  # peaked distributions: the online rescaling matters
+    refs = torch.tensor([2, 2, 2])  # every row against row 2 (row 2 against itself: KL 0)
+    empty = torch.zeros(0, dtype=torch.long)
+    s = score_hidden(hidden, unembed, empty, empty, layout, chunk_size, reference_rows=refs)
+    logp = (hidden @ unembed.weight.T).double().log_softmax(-1)
+    expected = (logp[refs].exp() * (logp[refs] - logp)).sum(-1)
+    torch.testing.assert_close(s.kl_to_ref, expected, rtol=1e-5, atol=1e-6)
+    assert float(s.kl_to_ref[2]) == pytest.approx(0.0, abs=1e-6)
+    assert s.top_full_id.tolist() == logp.argmax(-1).tolist()
+    no_refs = score_hidden(hidden, unembed, empty, empty, layout, chunk_size)
+    assert torch.isnan(no_refs.kl_to_ref).all()
