@@ -237,3 +237,32 @@ def plot_token_heatmap(
 
 
 __all__ = ["plot_phase_curves", "plot_token_heatmap"]
+
+
+def plot_text_curves(
+    curves: pd.DataFrame, out_png: str | Path, *, title: str | None = None
+) -> Path:
+    """Lens validation on text (:func:`speech_interp.lens.validate.text_lens_curves`): KL to the
+    final distribution (log scale), current-token and next-token top-k rates, and top-1
+    agreement per layer, one line per lens."""
+    measures = [c for c in curves.columns if c.startswith(("current_token", "next_token"))]
+    panels = ["kl_to_final", *measures, "top1_agreement"]
+    fig = new_figure((3.2 * len(panels), 3.0))
+    axes = fig.subplots(1, len(panels))
+    for ax, measure in zip(axes, panels, strict=True):
+        for lens, group in curves.groupby("lens", sort=False):
+            group = group.sort_values("layer")
+            ax.plot(group["layer"], group[measure], marker=".", label=str(lens))
+        ax.set_title(measure.replace("_", " "), fontsize=9)
+        ax.set_xlabel("stream (layer)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if measure == "kl_to_final":
+            ax.set_yscale("symlog", linthresh=0.1)
+            ax.set_ylabel("nats")
+        else:
+            ax.set_ylim(-0.02, 1.02)
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, out_png)
