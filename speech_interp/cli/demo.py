@@ -264,6 +264,34 @@ def knowledge_markdown(knowledge: list[dict], rows: dict, knobs: list[dict]) -> 
     return lines
 
 
+def quality_markdown(rows: list[dict], quality: dict[str, pd.DataFrame]) -> list[str]:
+    """The lens's quality at each variant's reported layer and its uninformative layers."""
+    from speech_interp.lens.quality import uninformative_layers
+
+    lines = [
+        "",
+        "Lens quality at the reported layer (at the spoken words' positions, full vocabulary):",
+        "KL(model's final distribution || lens distribution) in nats, and how often the lens",
+        "top-1 is the model's own top-1 against a constant guess of its commonest top-1. A layer",
+        "where the lens does no better than that guess is uninformative (rule in",
+        "`speech_interp.lens.quality`), and its rates do not read the model.",
+        "",
+        "| variant | layer | KL to final | top-1 agreement | constant guess | "
+        "uninformative layers |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        q = quality[row["variant"]]
+        layer = row["transcription"]["layer"]
+        at = q[q["layer"] == layer].iloc[0]
+        bad = ", ".join(str(x) for x in uninformative_layers(q)) or "none"
+        lines.append(
+            f"| {row['variant']} | {layer} | {at['kl_to_final']:.3f} | "
+            f"{at['top1_agreement']:.3f} | {at['constant_guess']:.3f} | {bad} |"
+        )
+    return lines
+
+
 def verdict_markdown(all_verdicts: dict) -> list[str]:
     lines = [
         "",
@@ -305,6 +333,7 @@ def write_report(
     seen_rows: list[dict] | None = None,
     knowledge: list[dict] | None = None,
     knobs: list[dict] | None = None,
+    quality: dict[str, pd.DataFrame] | None = None,
 ) -> Path:
     lines = [
         "# speech-interp demo: the shipped organism",
@@ -328,6 +357,8 @@ def write_report(
             f"{_fmt(r['expected_control'])} | {_fmt(r['pre_onset'])} | {_fmt(r['excess'])} | "
             f"{_fmt(r['excess_pre_onset'])} | {r['n']} |"
         )
+    if quality:
+        lines += quality_markdown(rows, quality)
     lines += [
         "",
         "The same words and layer under the other position rules (`any`: a hit at any of the",
@@ -426,7 +457,9 @@ def model_outcome(variant: str, job: DemoJob, causal: bool) -> dict:
         )
         excess = excess_over_control(result.words, k=5, seed=job.seed)
         outcome["row"] = report_rows(variant, result, job.seed, excess)
-    outcome.update(summary=result.summary, words=result.words, excess=excess)
+    outcome.update(
+        summary=result.summary, words=result.words, excess=excess, quality=result.quality
+    )
     if seen:
         with clock("lens_seen"):
             seen_result = run_lens(
@@ -508,6 +541,11 @@ def run_demo(
     same code on the same data whatever the number of workers."""
     from speech_interp.lens import phase_bands
     from speech_interp.lens.metrics import CI_RULE
+    from speech_interp.lens.quality import (
+        UNINFORMATIVE_RULE,
+        quality_warning,
+        uninformative_layers,
+    )
     from speech_interp.plotting import plot_phase_curves
     from speech_interp.plotting.viewer import assemble_viewer, organism_audio, write_viewer
 
@@ -538,6 +576,7 @@ def run_demo(
     summaries = {v: o["summary"] for v, o in zip(variants, ordered, strict=True)}
     words = {v: o["words"] for v, o in zip(variants, ordered, strict=True)}
     rows = [o["row"] for o in ordered]
+    quality = {v: o["quality"] for v, o in zip(variants, ordered, strict=True)}
     seen_rows = [o["seen_row"] for o in ordered if o["seen_row"] is not None]
     knowledge = [o["knowledge"] for o in ordered if o["knowledge"] is not None]
     all_verdicts = {v: o["verdict"] for v, o in zip(variants, ordered, strict=True)
@@ -564,6 +603,7 @@ def run_demo(
             {v: o["grids"] for v, o in zip(variants, ordered, strict=True)},
             summaries=summaries, bands={v: bands[bands["model"] == v] for v in variants},
             verdicts=all_verdicts, audio=organism_audio(shown),
+            warnings={v: quality_warning(q, "logit") for v, q in quality.items()},
         )  # fmt: skip
         write_viewer(out / "viewer.html", viewer)
     extra = {
@@ -586,11 +626,15 @@ def run_demo(
         # seconds per stage summed over the worker processes (with several workers they add up
         # to more than the wall time)
         "timings": clock.report(),
+        "lens_quality": {
+            "rule": UNINFORMATIVE_RULE,
+            "uninformative_layers": {v: uninformative_layers(q) for v, q in quality.items()},
+        },
     }
     write_run_json(
         out, "organism", seed, weights_dir=ORGANISM_DIR / variants[0], data=data, extra=extra
     )
-    return write_report(out, rows, bands, split, all_verdicts, seen_rows, knowledge, knobs)
+    return write_report(out, rows, bands, split, all_verdicts, seen_rows, knowledge, knobs, quality)
 
 
 def demo_command(

@@ -43,6 +43,7 @@ def view_command(
     from speech_interp.artifacts import write_run_json
     from speech_interp.cli.lens import check_lens_options, lens_for_command
     from speech_interp.lens import phase_bands, run_lens
+    from speech_interp.lens.quality import quality_warning
     from speech_interp.plotting.viewer import organism_audio, viewer_data, write_viewer
 
     check_lens_options(lens, tuned_path)
@@ -62,6 +63,7 @@ def view_command(
         {model: (loaded, layout)}, utts, lens=lens_obj, k=k,
         summaries={model: result.summary}, bands={model: phase_bands(result, seed=seed)},
         audio=organism_audio(utts) if layout.spec.name == "organism" else None,
+        warnings={model: quality_warning(result.quality, lens)},
     )  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     path = write_viewer(out / "viewer.html", data_out)

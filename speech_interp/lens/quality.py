@@ -69,7 +69,8 @@ def quality_warning(quality: pd.DataFrame, lens: str) -> str | None:
     return (
         f"warning: the {lens} lens is uninformative at {len(bad)} of {len(quality)} layers "
         f"({_spans(bad)}): its top-1 matches the model's own output no more often than a "
-        "constant guess, so its rates there do not read the model (try --lens tuned)"
+        "constant guess, so its rates there do not read the model"
+        + (" (try --lens tuned)" if lens == "logit" else "")
     )
 
 

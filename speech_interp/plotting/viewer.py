@@ -137,11 +137,13 @@ def viewer_data(
     bands: Mapping[str, pd.DataFrame] | None = None,
     verdicts: Mapping[str, dict] | None = None,
     audio: Mapping[int, dict] | None = None,
+    warnings: Mapping[str, str | None] | None = None,
 ) -> dict:
     """JSON-ready data of the viewer: ``models`` maps a name to ``(model, layout)``; all models
     must share one tokenizer layout (e.g. the organism's variants). ``lens``: a registered lens
     name or a Lens object (a fitted :class:`~speech_interp.lens.TunedLens`). ``audio``: per
-    utterance index, :func:`audio_entry` (e.g. :func:`organism_audio`)."""
+    utterance index, :func:`audio_entry` (e.g. :func:`organism_audio`). ``warnings``: per model,
+    a line shown above its curves (:func:`speech_interp.lens.quality.quality_warning`)."""
     if not models:
         raise ValueError("the viewer needs at least one model")
     utterances = list(utterances)
@@ -156,7 +158,7 @@ def viewer_data(
     name = lens if isinstance(lens, str) else getattr(lens, "name", type(lens).__name__)
     return assemble_viewer(
         tokenizer_of(first_model), layout, utterances, grids, lens_name=name, k=k,
-        summaries=summaries, bands=bands, verdicts=verdicts, audio=audio,
+        summaries=summaries, bands=bands, verdicts=verdicts, audio=audio, warnings=warnings,
     )  # fmt: skip
 
 
@@ -172,6 +174,7 @@ def assemble_viewer(
     bands: Mapping[str, pd.DataFrame] | None = None,
     verdicts: Mapping[str, dict] | None = None,
     audio: Mapping[int, dict] | None = None,
+    warnings: Mapping[str, str | None] | None = None,
 ) -> dict:
     """The viewer's data from each model's :func:`viewer_grids` (computed anywhere, e.g. in
     worker processes): the utterances' tokens and words, the summaries and the vocabulary."""
@@ -193,6 +196,8 @@ def assemble_viewer(
                 (summaries or {}).get(name), (bands or {}).get(name), (verdicts or {}).get(name)
             ),
         }
+        if (warnings or {}).get(name):
+            variants[name]["summary"]["warning"] = warnings[name]
     for i, frame in enumerate(frames):
         frame["audio"] = (audio or {}).get(i)
         seen.update(frame["tokens"])

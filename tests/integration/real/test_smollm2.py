@@ -189,7 +189,9 @@ def test_causal_commands_run_on_real_weights(sims, data, tmp_path):
 def test_view_and_convert_on_real_weights(sims, data, tmp_path):
     _invoke(["view", "--model", str(sims["dir"]), "--data", str(data), "--utterances", "1",
              "--out", str(tmp_path / "v")])  # fmt: skip
-    assert (tmp_path / "v" / "viewer.html").stat().st_size > 10_000
+    html = (tmp_path / "v" / "viewer.html").read_text()
+    assert len(html) > 10_000
+    assert "the logit lens is uninformative at" in html  # blind layers are flagged in the page
     out = tmp_path / "plain"
     _invoke(["convert", str(sims["dir"]), "--out", str(out)])
     plain, layout = si.load(str(out), backend="nnsight")
@@ -198,3 +200,19 @@ def test_view_and_convert_on_real_weights(sims, data, tmp_path):
         torch.testing.assert_close(
             si.hf_model(plain)(ids).logits, si.hf_model(sims["nnsight"])(ids).logits
         )
+
+
+def test_real_weights_bench_quick(sims):
+    """bench/bench_real_weights.py end to end on the checkpoint (2 sentences)."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[3] / "bench" / "bench_real_weights.py"
+    cmd = [sys.executable, str(bench), "--checkpoint", str(sims["dir"]), "--quick",
+           "--threads", "1"]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = re.findall(r"^(\S.*?)\s+(tl|nnsight|-)\s+([0-9.]+)\s+([0-9.]+)x", out.stdout, re.M)
+    assert len(rows) == 11 and all(float(r[3]) > 0 for r in rows), out.stdout
