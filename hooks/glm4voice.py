@@ -27,6 +27,8 @@ GLM4_VOICE = FamilySpec(
     speech_end="<|end_of_audio|>",
     unit_rate_hz=12.5,
     n_units=16384,
+    added_tokens=tuple(f"<|audio_{u}|>" for u in range(16384))
+    + ("<|begin_of_audio|>", "<|end_of_audio|>"),
     dedup=False,
     remote_code=True,
     min_units_to_detect=100,

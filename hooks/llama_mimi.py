@@ -35,6 +35,8 @@ LLAMA_MIMI = FamilySpec(
     unit_rate_hz=12.5,
     n_units=MIMI_CODEBOOK * MIMI_LEVELS,
     levels=MIMI_LEVELS,
+    added_tokens=tuple(f"<{c}_{lv}>" for c in range(MIMI_CODEBOOK) for lv in range(MIMI_LEVELS))
+    + ("<audio>", "</audio>"),
     dedup=False,
     min_units_to_detect=100,
     architectures=("LlamaForCausalLM",),

@@ -37,6 +37,7 @@ SIMS = FamilySpec(
     unit_rate_hz=25.0,
     n_units=500,
     unit_word_rule="end",
+    added_tokens=SLAMKIT_ADDED_TOKENS,
     architectures=("Qwen2ForCausalLM", "LlamaForCausalLM"),
     checkpoints=("slprl/SIMS-7B", "slprl/SIMS-Qwen2.5-*", "slprl/SIMS-Llama3.2-3B"),
     unit_extractor="mhubert: slprl/mhubert-base-25hz layer 11 + 500-centroid k-means",

@@ -22,10 +22,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import torch
-from jaxtyping import Bool, Int
-from torch import Tensor
+if TYPE_CHECKING:  # torch is imported where a layout is built, so that reading specs stays light
+    from jaxtyping import Bool, Int
+    from torch import Tensor
 
 
 class SpecError(ValueError):
@@ -72,6 +73,9 @@ class FamilySpec:
     remote_code: bool = False
     # A plain text LM: no unit tokens is its layout, not an error (speech_interp.hooks.text).
     text_only: bool = False
+    # The unit and marker tokens the family adds to its base text vocabulary, in the order its
+    # own tokenizer code adds them (units first); what make-checkpoint and the test fixtures add.
+    added_tokens: tuple[str, ...] = ()
 
     @property
     def wraps_speech(self) -> bool:
@@ -174,6 +178,8 @@ class TokenLayout:
 
     def units_to_tokens(self, units: Sequence[int] | Tensor) -> Int[Tensor, " n"]:
         """Map unit ids to token ids; a unit outside the model's range is an error."""
+        import torch
+
         u = torch.as_tensor(units, dtype=torch.long)
         emitted = self.spec.emitted_units
         if emitted is not None and ((u >= emitted) & (u < self.n_units)).any():
@@ -193,6 +199,8 @@ class TokenLayout:
 
     def tokens_to_units(self, token_ids: Sequence[int] | Tensor) -> Int[Tensor, " n"]:
         """Map token ids to unit ids; -1 where a token is not a unit."""
+        import torch
+
         ids = torch.as_tensor(token_ids, dtype=torch.long)
         lookup = torch.full((self.vocab_size,), -1, dtype=torch.long)
         lookup[self.unit_token_ids] = torch.arange(self.n_units)
@@ -202,6 +210,8 @@ class TokenLayout:
     def from_tokenizer(
         cls, spec: FamilySpec, tokenizer, model_vocab_size: int | None = None
     ) -> TokenLayout:
+        import torch
+
         vocab: dict[str, int] = tokenizer.get_vocab()
         tok_size = max(vocab.values()) + 1
         vocab_size = model_vocab_size if model_vocab_size is not None else tok_size

@@ -27,6 +27,7 @@ SPEECHGPT = FamilySpec(
     speech_end="<eosp>",
     unit_rate_hz=50.0,
     n_units=1000,
+    added_tokens=tuple(f"<{u}>" for u in range(1000)) + ("<sosp>", "<eosp>"),
     min_units_to_detect=100,
     architectures=("LlamaForCausalLM",),
     checkpoints=("fnlp/SpeechGPT-7B-cm",),

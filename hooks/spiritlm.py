@@ -67,11 +67,14 @@ _COMMON = dict(
     prompt_rule="string",
     emitted_units=500,
 )
+_HUBERT_TOKENS = tuple(f"[Hu{u}]" for u in range(501))
+_MARKERS = ("[Text]", "[Speech]")
 
 SPIRITLM = FamilySpec(
     name="spiritlm",
     description="SpiritLM base: Llama-2 with HuBERT units",
     checkpoints=("spirit-lm-base-7b (local dir)",),
+    added_tokens=_HUBERT_TOKENS + _MARKERS,
     **_COMMON,
 )
 
@@ -80,5 +83,9 @@ SPIRITLM_EXPRESSIVE = FamilySpec(
     description="SpiritLM expressive: HuBERT units plus pitch and style tokens",
     extra_speech_patterns={"pitch": r"\[Pi(\d+)\]", "style": r"\[St(\d+)\]"},
     checkpoints=("spirit-lm-expressive-7b (local dir)",),
+    added_tokens=_HUBERT_TOKENS
+    + tuple(f"[Pi{u}]" for u in range(64))
+    + tuple(f"[St{u}]" for u in range(100))
+    + _MARKERS,
     **_COMMON,
 )

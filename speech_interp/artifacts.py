@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.metadata as md
-import inspect
 import json
 import os
 import platform
@@ -124,37 +123,20 @@ def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
     return Path(path)
 
 
-def weights_dir_of(model: str) -> Path | None:
-    """The local directory holding a model's weights: a path (or ``organism[:v]``) as given, else
-    the HF cache (no network); None when the weights are not available locally."""
-    from speech_interp.models import resolve_source
-
-    source = Path(resolve_source(model))
-    if source.is_dir():
-        return source
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(model, local_files_only=True))
-    except Exception:  # not cached locally: run.json says so
-        return None
-
-
 def write_run_json(
     out_dir: str | Path,
     model_id: str,
     seed: int,
     *,
-    weights_dir: str | Path | None = None,
+    weights_dir: str | Path | None,
     data: str | Path | None = None,
     extra: dict | None = None,
 ) -> Path:
-    """Write ``out_dir/run.json``; weights are looked up from ``model_id`` unless ``weights_dir``
-    is given, and a missing weights directory is recorded, not hidden."""
+    """Write ``out_dir/run.json``. ``weights_dir``: the model's local weights directory, from
+    :func:`speech_interp.models.weights_dir_of`; None (not available locally) is recorded, not
+    hidden."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if weights_dir is None:
-        weights_dir = weights_dir_of(model_id)
     info: dict = {"model_id": model_id, "weights_dir": None, "weights_sha256": None}
     if weights_dir is not None and Path(weights_dir).is_dir():
         info["weights_dir"] = str(weights_dir)
@@ -176,12 +158,11 @@ def write_run_json(
     return write_text(out / "run.json", json.dumps(info, indent=2, default=str) + "\n")
 
 
-def write_phases(out_dir: str | Path, bands: pd.DataFrame) -> Path:
-    """Write ``out_dir/phases.json`` from :func:`speech_interp.lens.phase_bands`' frame."""
-    from speech_interp.lens.phases import phase_bands
-
+def write_phases(out_dir: str | Path, bands: pd.DataFrame, rule: str) -> Path:
+    """Write ``out_dir/phases.json`` from :func:`speech_interp.lens.phase_bands`' frame and the
+    rule that made it (:data:`speech_interp.lens.phases.PHASE_RULE`)."""
     records = json.loads(bands.to_json(orient="records"))
-    content = {"bands": records, "rule": inspect.cleandoc(phase_bands.__doc__ or "")}
+    content = {"bands": records, "rule": rule}
     return write_text(Path(out_dir) / "phases.json", json.dumps(content, indent=2) + "\n")
 
 
@@ -211,7 +192,6 @@ __all__ = [
     "atomic_path",
     "package_versions",
     "sha256_file",
-    "weights_dir_of",
     "weights_sha256",
     "write_csv",
     "write_phases",

@@ -38,9 +38,10 @@ from speech_interp.checkpoints import (
     save_slamkit,
     slamkit_tokenizer,
 )
+from speech_interp.hooks.spiritlm import SPIRITLM
 
 FORMATS = ("sims", "spiritlm", "plain")
-SPIRITLM_TOKENS = tuple(f"[Hu{u}]" for u in range(501)) + ("[Text]", "[Speech]")
+SPIRITLM_TOKENS = SPIRITLM.added_tokens
 UNIT_INIT_RULE = (
     "transformers resize_token_embeddings (mean_resizing=True, as slamkit's UnitLM.__init__ "
     "calls it): new rows ~ normal with the text LM's embedding mean and covariance, seeded"

@@ -15,7 +15,8 @@ import torch
 from transformers import AutoConfig, AutoTokenizer
 
 from speech_interp.hooks import FamilySpec, SpecError, TokenLayout, detect_family, get_family
-from speech_interp.organism import ORGANISM_DIR, SHIPPED_MODELS
+from speech_interp.hooks.organism import SHIPPED_MODELS
+from speech_interp.shipped import ORGANISM_DIR
 
 Backend = Literal["tl", "nnsight"]
 BACKENDS: tuple[str, ...] = ("tl", "nnsight")
@@ -65,6 +66,20 @@ def resolve_source(name_or_path: str) -> str:
             "'owner/name')"
         )
     return str(Path(name_or_path).expanduser()) if looks_like_path else name_or_path
+
+
+def weights_dir_of(model: str) -> Path | None:
+    """The local directory holding a model's weights: a path (or ``organism[:v]``) as given, else
+    the HF cache (no network); None when the weights are not available locally."""
+    source = Path(resolve_source(model))
+    if source.is_dir():
+        return source
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(model, local_files_only=True))
+    except Exception:  # not cached locally: run.json says so
+        return None
 
 
 def check_hub_source(source: str) -> None:
@@ -284,5 +299,6 @@ __all__ = [
     "layout_for",
     "load",
     "resolve_source",
+    "weights_dir_of",
     "tokenizer_of",
 ]

@@ -22,6 +22,7 @@ from transformers import (
 )
 
 from speech_interp.data.utterances import Utterance, Word
+from speech_interp.hooks import FAMILIES
 from speech_interp.organism.tokenizer import word_bpe_tokenizer
 
 TINY_WORDS = (
@@ -29,28 +30,18 @@ TINY_WORDS = (
     "and is on under near happy old young garden lake"
 ).split()
 
+
+def _units_and_markers(spec) -> tuple[list[str], list[str]]:
+    markers = set(spec.marker_tokens.values())
+    units = [t for t in spec.added_tokens if t not in markers]
+    return units, [t for t in spec.added_tokens if t in markers]
+
+
+# Each family's unit and marker tokens, as its own tokenizer code adds them (hooks/), and a
+# vocabulary with none ("text-only").
 FAMILY_TOKENS = {
-    "sims": ([f"<Un{i}>" for i in range(500)], ["<speech>", "<text>"]),
-    "spiritlm": ([f"[Hu{i}]" for i in range(501)], ["[Text]", "[Speech]"]),
-    "spiritlm-expressive": (
-        [f"[Hu{i}]" for i in range(501)]
-        + [f"[Pi{i}]" for i in range(64)]
-        + [f"[St{i}]" for i in range(100)],
-        ["[Text]", "[Speech]"],
-    ),
-    "organism": ([f"<unit{i}>" for i in range(64)], ["<speech>", "<text>"]),
-    # the token strings and order of each project's own tokenizer code (sources in hooks/)
-    "speechgpt": ([f"<{i}>" for i in range(1000)], ["<sosp>", "<eosp>"]),
-    "llama-mimi": (
-        [f"<{code}_{level}>" for code in range(2048) for level in range(4)],
-        ["<audio>", "</audio>"],
-    ),
-    "glm-4-voice": (
-        [f"<|audio_{i}|>" for i in range(16384)],
-        ["<|begin_of_audio|>", "<|end_of_audio|>"],
-    ),
-    "text-only": ([], []),
-}
+    name: _units_and_markers(spec) for name, spec in FAMILIES.items() if spec.added_tokens
+} | {"text-only": ([], [])}
 
 _ARCHS = {
     "qwen2": (Qwen2Config, Qwen2ForCausalLM),

@@ -76,7 +76,11 @@ def _finish(out: Path, model: str, seed: int, data_info: dict, command: str, **e
     """``run.json`` of a causal command: the shared fields, the data selection, the command's."""
     chosen = {k: v for k, v in data_info.items() if k != "data"}
     extra = {"command": command, **chosen, **extra}
-    write_run_json(out, model, seed, data=data_info["data"], extra=extra)
+    from speech_interp.models import weights_dir_of
+
+    write_run_json(
+        out, model, seed, weights_dir=weights_dir_of(model), data=data_info["data"], extra=extra
+    )
 
 
 def _pairs_frame(pairs) -> pd.DataFrame:

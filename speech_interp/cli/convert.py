@@ -23,10 +23,13 @@ def convert_command(
 
     path = convert_checkpoint(checkpoint, out, text_tokenizer=text_tokenizer)
     _, layout = load(str(path), backend="tl")  # the converted directory loads and is detected
+    from speech_interp.models import weights_dir_of
+
     write_run_json(
         path,
         checkpoint,
         0,
+        weights_dir=weights_dir_of(checkpoint),
         extra={"command": "convert", "text_tokenizer": text_tokenizer, "family": layout.spec.name},
     )
     typer.echo(
@@ -60,6 +63,7 @@ def make_checkpoint_command(
         path,
         str(path),
         seed,
+        weights_dir=path,
         extra={
             "command": "make-checkpoint",
             "text_lm": text_lm,

@@ -541,6 +541,7 @@ def run_demo(
     same code on the same data whatever the number of workers."""
     from speech_interp.lens import phase_bands
     from speech_interp.lens.metrics import CI_RULE
+    from speech_interp.lens.phases import PHASE_RULE
     from speech_interp.lens.quality import (
         UNINFORMATIVE_RULE,
         quality_warning,
@@ -586,7 +587,7 @@ def run_demo(
     with clock("outputs"):
         summary = pd.concat(summaries.values(), ignore_index=True)
         write_csv(summary, out / "lens.csv")
-        write_phases(out, bands)
+        write_phases(out, bands, PHASE_RULE)
         knobs = knob_rows(words, {r["variant"]: r for r in rows}, seed)
         best = {"heldout": rows, "seen_in_training": seen_rows, "spoken_knowledge": knowledge,
                 "knobs": knobs}  # fmt: skip

@@ -87,6 +87,7 @@ def lens_command(
     """Logit / tuned lens per word and layer: transcription, next word, speech mass, phases."""
     from speech_interp.lens import phase_bands, run_lens
     from speech_interp.lens.metrics import CI_RULE, POSITION_RULES
+    from speech_interp.lens.phases import PHASE_RULE
     from speech_interp.lens.quality import (
         UNINFORMATIVE_RULE,
         quality_warning,
@@ -111,7 +112,7 @@ def lens_command(
     write_csv(result.pool, out / "lens_pool.csv")
     write_csv(result.quality, out / "lens_quality.csv")
     warning = quality_warning(result.quality, lens)
-    write_phases(out, phase_bands(result, seed=seed))
+    write_phases(out, phase_bands(result, seed=seed), PHASE_RULE)
     plot_phase_curves(result.summary, out / "phase_curves.png", title=model)
     spoken = next(u for u in utterances if any(w.modality == "speech" for w in u.words))
     prompt = spoken.to_prompt(layout, loaded.tokenizer)
@@ -140,7 +141,11 @@ def lens_command(
         "words_target_missing": result.n_missing,
         "missing_words": result.missing.to_dict(orient="records"),
     }
-    write_run_json(out, model, seed, data=data_info["data"], extra=extra)
+    from speech_interp.models import weights_dir_of
+
+    write_run_json(
+        out, model, seed, weights_dir=weights_dir_of(model), data=data_info["data"], extra=extra
+    )
     if warning:
         typer.echo(warning, err=True)
     typer.echo(f"lens: {n_words} spoken words, {result.n_missing} without a target -> {out}")
@@ -204,10 +209,13 @@ def fit_lens_command(
     curves = text_lens_curves(loaded, {"logit": "logit", "tuned": lens}, val_prompts)
     write_csv(curves, out / "text_curves.csv")
     plot_text_curves(curves, out / "text_curves.png", title=f"{model}: lenses on held-out text")
+    from speech_interp.models import weights_dir_of
+
     write_run_json(
         out,
         model,
         seed,
+        weights_dir=weights_dir_of(model),
         extra={
             "command": "fit-lens",
             "text": "CPython pydoc_data.topics prose: even paragraphs fit, odd paragraphs validate",

@@ -69,7 +69,11 @@ def view_command(
     path = write_viewer(out / "viewer.html", data_out)
     extra = {"command": "view", **{key: v for key, v in data_info.items() if key != "data"}}
     extra.update(n_utterances=len(utts), k=k, lens=lens, tuned_lens=lens_note, backend=backend)
-    write_run_json(out, model, seed, data=data_info["data"], extra=extra)
+    from speech_interp.models import weights_dir_of
+
+    write_run_json(
+        out, model, seed, weights_dir=weights_dir_of(model), data=data_info["data"], extra=extra
+    )
     typer.echo(f"view: {len(utts)} utterances, {path.stat().st_size / 1e6:.2f} MB -> {path}")
     return path
 

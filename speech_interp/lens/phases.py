@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import numpy as np
@@ -85,4 +86,7 @@ def _band(key, phase: str, qualifying: list[int], rule: str) -> dict:
     }
 
 
-__all__ = ["phase_bands"]
+# The rule as phases.json records it: phase_bands' docstring.
+PHASE_RULE = inspect.cleandoc(phase_bands.__doc__ or "")
+
+__all__ = ["PHASE_RULE", "phase_bands"]
