@@ -18,11 +18,17 @@ import sys
 import time
 from pathlib import Path
 
+from speech_interp.organism import VARIANTS
+from speech_interp.organism.train import VARIANT_SPECS
+
 TARGET_SECONDS = 3600.0
-TEXT_INIT = ["full", "no-interleave", "speech-only"]
-RANDOM_INIT = ["random-init", "random-separate", "random-speech-only"]
+# The two processes' schedule, by init (speech_interp.organism.train.VARIANT_SPECS); it covers
+# every shipped variant once (checked at start).
+TEXT_INIT = [v for v, s in VARIANT_SPECS.items() if s.init == "text" and not s.control]
+RANDOM_INIT = [v for v, s in VARIANT_SPECS.items() if s.init == "random"]
 FIRST = (TEXT_INIT, RANDOM_INIT)
-AFTER_TEXT_STAGE = (["planted"], ["decodable-only"])
+AFTER_TEXT_STAGE = tuple([v] for v, s in VARIANT_SPECS.items() if s.control)
+assert sorted(sum(FIRST + AFTER_TEXT_STAGE, [])) == sorted(VARIANTS)
 
 
 def _start(variants: list[str], args, log) -> subprocess.Popen:

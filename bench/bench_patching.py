@@ -22,7 +22,8 @@ import pandas as pd
 import torch
 
 import speech_interp as si
-from speech_interp.causal.patching import build_tasks, corrupt_run, patch_batch
+from speech_interp.causal.patching import corrupt_run, patch_batch
+from speech_interp.causal.tasks import build_tasks
 from speech_interp.core.edits import Readout, capture, metric_from_logits
 from speech_interp.data import Utterance, Word
 from speech_interp.data.pairs import Pair

@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
     os.environ.setdefault("TQDM_DISABLE", "1")  # TransformerLens's per-cell progress bar
 
     import speech_interp as si
-    from speech_interp.causal.patching import build_tasks
+    from speech_interp.causal.tasks import build_tasks
 
     dtype = getattr(torch, args.dtype)
     with tempfile.TemporaryDirectory() as tmp:

@@ -24,15 +24,10 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from speech_interp.causal.patching import (
-    PatchResult,
-    PatchTask,
-    build_tasks,
-    sweep_context,
-    task_grid,
-)
+from speech_interp.causal.patching import PatchResult, sweep_context
 from speech_interp.causal.readouts import KINDS
 from speech_interp.causal.tables import recovery_rows, tidy_patch
+from speech_interp.causal.tasks import PatchTask, build_tasks, task_grid
 from speech_interp.core.edits import COMPONENTS, capture, gradients
 from speech_interp.core.residuals import n_layers
 from speech_interp.data.pairs import Pair

@@ -1,10 +1,6 @@
 """Exact activation patching (denoising) over layers x aligned positions, batched and resumable.
 
-**Tasks.** Every pair (:mod:`speech_interp.data.pairs`) gives one task per metric kind: both
-prompts cut after the differing word, then the clean next word read out the way the kind says
-(:mod:`speech_interp.causal.readouts`: ``speech``, its units; ``text``, its text target after a
-switch to text). The read-out is identical in both prompts. A pair lacking what a kind needs is
-skipped for that kind (listed in ``PatchResult.skipped``).
+**Tasks** (:mod:`speech_interp.causal.tasks`): one per pair and metric kind.
 
 **Cells** are (component, layer, position) with component in resid_pre / attn_out / mlp_out /
 resid_post and position the aligned offset of :func:`speech_interp.data.align` (negative inside
@@ -25,23 +21,15 @@ from the cache), through the blocks from its lowest patched layer up (the blocks
 skipped, their outputs taken from the kept run). The same values to float rounding;
 TransformerLens's bridge does not fill HF caches, so there every batch runs the whole prompt.
 
-**Resume.** With ``out_dir``, every finished batch is appended to ``patch_cells.log`` there
-(``patch_checkpoint.json`` records what the sweep was run with); a rerun skips finished batches
-and the returned table is the same as an uninterrupted run's, bit for bit. The log holds one
-cell per line, ``<crc32 of the JSON, 8 hex digits> <JSON record>``, written with one ``write``
-per batch, flushed and fsynced: a run killed at any byte leaves at most one last line without
-its newline or with a checksum that fails; reading stops there, and the file is cut back to the
-last good line before anything is appended (so a partial line is never continued). JSON floats
-round-trip exactly, so resumed values are the original ones.
+**Resume** (:mod:`speech_interp.causal.checkpoint`): with ``out_dir``, every finished batch is
+appended to ``patch_cells.log`` there; a rerun skips finished batches and the returned table is
+the same as an uninterrupted run's, bit for bit.
 """
 
 from __future__ import annotations
 
 import copy
-import json
-import os
 import warnings
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,42 +38,24 @@ import einops
 import numpy as np
 import pandas as pd
 import torch
-from jaxtyping import Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from speech_interp.causal.readouts import KINDS, check_kinds, continuation
+from speech_interp.causal.checkpoint import KEY, Checkpoint, checkpoint_batch_size
+from speech_interp.causal.readouts import KINDS
 from speech_interp.causal.tables import (
     EPS,
-    EXTRA_COLUMNS,
-    PATCH_COLUMNS,
     recovery_rows,
     tidy_patch,
 )
+from speech_interp.causal.tasks import PatchTask, build_tasks, task_grid
 from speech_interp.core.edits import COMPONENTS, Edit, Readout, capture, run_edited
 from speech_interp.core.memory import model_device, plan_batch_size
 from speech_interp.core.residuals import no_logits_kwargs
 from speech_interp.core.runs import RunContext, block_list, run_context
-from speech_interp.data.pairs import Pair, align, validate_pair
-from speech_interp.data.targets import TargetResolver
+from speech_interp.data.pairs import Pair
 from speech_interp.hooks import TokenLayout
 from speech_interp.models import backend_of, hf_model
-
-KEY = ["pair", "metric", "component", "layer", "position"]
-CHECKPOINT, CHECKPOINT_META = "patch_cells.log", "patch_checkpoint.json"
-
-
-@dataclass
-class PatchTask:
-    """One pair under one metric kind: both prompts, read-outs and the patchable positions."""
-
-    pair: str
-    kind: str
-    clean_ids: Int[Tensor, " clean_pos"]
-    corrupt_ids: Int[Tensor, " corrupt_pos"]
-    clean_readout: Readout
-    corrupt_readout: Readout
-    cells: pd.DataFrame  # offset, clean_position, corrupt_position
 
 
 @dataclass
@@ -95,44 +65,6 @@ class PatchResult:
     table: pd.DataFrame
     skipped: pd.DataFrame = field(default_factory=pd.DataFrame)
     batch_size: int | None = None  # the batch size the sweep ran with
-
-
-def build_tasks(
-    pairs: Sequence[Pair], layout: TokenLayout, tokenizer, kinds: Sequence[str] = KINDS
-) -> tuple[list[PatchTask], pd.DataFrame]:
-    """Tasks for every pair and kind (rules in the module docstring) and the skipped ones."""
-    kinds = check_kinds(kinds)
-    resolver = TargetResolver(tokenizer, layout)
-    tasks, skipped = [], []
-    for pair in pairs:
-        w = validate_pair(pair.clean, pair.corrupt)
-        cp, rp = pair.clean.to_prompt(layout, tokenizer), pair.corrupt.to_prompt(layout, tokenizer)
-        al = align(cp, rp, w)
-        nxt = pair.clean.words[w + 1] if w + 1 < len(pair.clean.words) else None
-        for kind in kinds:
-            clean = continuation(cp.input_ids[: al.clean_last + 1], nxt, kind, layout, resolver)
-            if isinstance(clean, str):
-                skipped.append({"pair": pair.id, "metric": kind, "reason": clean})
-                continue
-            corrupt = continuation(rp.input_ids[: al.corrupt_last + 1], nxt, kind, layout, resolver)
-            n_read = clean[1].positions.shape[1]
-            cells = al.cells(max_after=n_read - 1 if kind == "speech" else 1)
-            tasks.append(
-                PatchTask(pair.id, kind, clean[0], corrupt[0], clean[1], corrupt[1], cells)
-            )
-    return tasks, pd.DataFrame(skipped, columns=["pair", "metric", "reason"])
-
-
-def task_grid(task: PatchTask, layers: Sequence[int], components: Sequence[str]) -> pd.DataFrame:
-    """Every (component, layer, position) cell of a task, in the fixed sweep order."""
-    rows = [
-        (comp, layer, int(c.offset), int(c.clean_position), int(c.corrupt_position))
-        for comp in components
-        for layer in layers
-        for c in task.cells.itertuples()
-    ]
-    cols = ["component", "layer", "position", "clean_position", "corrupt_position"]
-    return pd.DataFrame(rows, columns=cols)
 
 
 def cell_edits(grid: pd.DataFrame, clean_acts: dict, rows: Sequence[int]) -> list[Edit]:
@@ -284,7 +216,7 @@ def patch_sweep(
         batch_size = batch_size or 64
     else:
         if batch_size is None and out_dir is not None:  # resuming: the batches run before
-            batch_size = _checkpoint_batch_size(Path(out_dir))
+            batch_size = checkpoint_batch_size(Path(out_dir))
         longest = max(len(t.corrupt_ids) for t in tasks)
         n_read = max(t.corrupt_readout.positions.numel() for t in tasks)
         batch_size = plan_batch_size(model, longest, n_read, batch_size)
@@ -329,14 +261,6 @@ def patch_sweep(
     return PatchResult(table, skipped, batch_size)
 
 
-def _checkpoint_batch_size(out_dir: Path) -> int | None:
-    """The batch size of the sweep checkpointed in ``out_dir`` (None: no checkpoint)."""
-    meta = out_dir / CHECKPOINT_META
-    if not (meta.exists() and (out_dir / CHECKPOINT).exists()):
-        return None
-    return json.loads(meta.read_text()).get("batch_size")
-
-
 def _reasons(skipped: pd.DataFrame) -> str:
     return "; ".join(sorted(set(skipped["reason"]))) or "no pairs"
 
@@ -358,77 +282,6 @@ def _warn_flat(table: pd.DataFrame) -> None:
         )
 
 
-class Checkpoint:
-    """Append-only, checksummed log of finished cells plus the sweep settings it belongs to
-    (format and crash rule in the module docstring)."""
-
-    COLUMNS = PATCH_COLUMNS + EXTRA_COLUMNS
-
-    def __init__(self, out_dir: str | Path, meta: dict):
-        from speech_interp.artifacts import write_text
-
-        self.dir = Path(out_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.path, meta_path = self.dir / CHECKPOINT, self.dir / CHECKPOINT_META
-        if meta_path.exists() and self.path.exists():
-            old = json.loads(meta_path.read_text())
-            if old != meta:
-                diff = sorted(k for k in set(old) | set(meta) if old.get(k) != meta.get(k))
-                raise ValueError(
-                    f"{self.path} holds cells of a different sweep (differs in {diff}); "
-                    "use another output directory or delete the checkpoint to start over"
-                )
-        else:
-            self.path.unlink(missing_ok=True)
-            write_text(meta_path, json.dumps(meta, indent=2) + "\n")
-        self.done = self._read()
-
-    @staticmethod
-    def _line(record: dict) -> bytes:
-        body = json.dumps(record, separators=(",", ":")).encode()
-        return b"%08x %s\n" % (zlib.crc32(body), body)
-
-    def _read(self) -> pd.DataFrame:
-        """Every intact record; the file is cut back to the end of the last one."""
-        records, good = [], 0
-        data = self.path.read_bytes() if self.path.exists() else b""
-        for line in data.splitlines(keepends=True):
-            if not line.endswith(b"\n") or len(line) < 10 or line[8:9] != b" ":
-                break
-            body = line[9:-1]
-            if line[:8] != b"%08x" % zlib.crc32(body):
-                break
-            records.append(json.loads(body))
-            good += len(line)
-        if good < len(data):
-            with self.path.open("r+b") as fh:
-                fh.truncate(good)
-                fh.flush()
-                os.fsync(fh.fileno())
-        frame = pd.DataFrame(records, columns=self.COLUMNS)
-        return frame.drop_duplicates(subset=KEY, keep="last")
-
-    def keys(self) -> set:
-        d = self.done
-        cols = [d[c] for c in ("pair", "metric", "component")]
-        cols += [d["layer"].astype(int), d["position"].astype(int)]
-        return set(zip(*cols, strict=True))
-
-    def append(self, rows: pd.DataFrame) -> None:
-        """Append a finished batch: one write, flushed and fsynced."""
-        records = rows[self.COLUMNS].to_dict(orient="records")
-        blob = b"".join(self._line(_plain(r)) for r in records)
-        with self.path.open("ab") as fh:
-            fh.write(blob)
-            fh.flush()
-            os.fsync(fh.fileno())
-
-
-def _plain(record: dict) -> dict:
-    """numpy scalars as Python numbers (exact: float64 -> float)."""
-    return {k: (v.item() if hasattr(v, "item") else v) for k, v in record.items()}
-
-
 def summarize_patching(table: pd.DataFrame) -> pd.DataFrame:
     """Mean value over pairs per (model, backend, method, metric, component, layer, position)."""
     keys = ["model", "backend", "method", "metric", "component", "layer", "position"]
@@ -437,8 +290,6 @@ def summarize_patching(table: pd.DataFrame) -> pd.DataFrame:
 
 __all__ = [
     "PatchResult",
-    "PatchTask",
-    "build_tasks",
     "cell_edits",
     "clean_run",
     "corrupt_run",
@@ -447,5 +298,4 @@ __all__ = [
     "patched_metric",
     "summarize_patching",
     "sweep_context",
-    "task_grid",
 ]

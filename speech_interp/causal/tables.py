@@ -82,7 +82,7 @@ def recovery_rows(
     clean: float,
     corrupt: float,
 ) -> pd.DataFrame:
-    """Rows of patched cells (``grid`` from :func:`~speech_interp.causal.patching.task_grid`)."""
+    """Rows of patched cells (``grid`` from :func:`~speech_interp.causal.tasks.task_grid`)."""
     patched = np.asarray(patched, dtype=np.float64)  # float64: the CSV round trip is exact
     denom = clean - corrupt
     value = (patched - corrupt) / denom if abs(denom) >= EPS else np.full(len(grid), np.nan)

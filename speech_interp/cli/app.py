@@ -19,8 +19,8 @@ from speech_interp.cli.convert import convert_command, make_checkpoint_command
 from speech_interp.cli.demo import demo_command
 from speech_interp.cli.info import doctor_command, models_command
 from speech_interp.cli.lens import fit_lens_command, lens_command
+from speech_interp.cli.organism import app as organism_app
 from speech_interp.cli.view import view_command
-from speech_interp.organism.cli import app as organism_app
 
 app = typer.Typer(
     help="Mechanistic interpretability for interleaved speech-text LMs.",

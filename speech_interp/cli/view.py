@@ -44,7 +44,8 @@ def view_command(
     from speech_interp.cli.lens import check_lens_options, lens_for_command
     from speech_interp.lens import phase_bands, run_lens
     from speech_interp.lens.quality import quality_warning
-    from speech_interp.plotting.viewer import organism_audio, viewer_data, write_viewer
+    from speech_interp.organism.audio import organism_audio
+    from speech_interp.plotting.viewer import viewer_data, write_viewer
 
     check_lens_options(lens, tuned_path)
     if utterances < 1:

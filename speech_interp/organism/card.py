@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-import speech_interp as si
 from speech_interp.data import read_utterances, select_sentences
 from speech_interp.lens import excess_over_control, phase_bands, run_lens
+from speech_interp.models import load
 
 SPLITS = {"eval": "training voices, held-out sentences", "heldout_voice": "held-out voices"}
 
@@ -156,7 +156,7 @@ def variant_section(vdir: Path, data: Path, seed: int) -> str:
     for r in info["heldout_loss"]:
         parts.append(f"| {r['modality']} | {r['voices']} | {r['loss']:.4f} | {r['n']} |")
     parts += ["", "Probes:\n", probes_markdown(info["probes"]), ""]
-    model, layout = si.load(str(vdir), backend="tl")
+    model, layout = load(str(vdir), backend="tl")
     _, utts = read_utterances(data)
     utts = select_sentences(utts, "heldout")
     for split, frame in lens_tables(model, layout, utts, vdir.name, seed).items():

@@ -35,6 +35,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from speech_interp.data.prompt import SPEECH
 from speech_interp.hooks import ORGANISM, TokenLayout, submodule
+from speech_interp.hooks.organism import ORGANISM_UNITS
 from speech_interp.organism import ORGANISM_DIR
 
 from .corpus import SequenceSampler, collate
@@ -68,7 +69,7 @@ VARIANT_SPECS: dict[str, VariantSpec] = {
 
 @dataclass(frozen=True)
 class OrganismConfig:
-    n_units: int = 64
+    n_units: int = ORGANISM_UNITS
     d_model: int = 128
     n_layers: int = 6
     n_heads: int = 4

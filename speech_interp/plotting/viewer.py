@@ -232,37 +232,6 @@ def audio_entry(wave: torch.Tensor, sample_rate: int, spans) -> dict:
                                   for s in spans]}  # fmt: skip
 
 
-def organism_audio(utterances: Sequence[Utterance]) -> dict[int, dict]:
-    """Re-synthesised audio of organism utterances (espeak-ng, each spoken word alone, as the
-    organism's units were made); {} when espeak-ng is not installed."""
-    import shutil
-    import tempfile
-
-    from speech_interp.organism.voices import HELDOUT_VOICES, TRAIN_VOICES, synthesize
-    from speech_interp.speech.audio import SAMPLE_RATE
-
-    if shutil.which("espeak-ng") is None:
-        return {}
-    voices = {v.name: v for v in TRAIN_VOICES + HELDOUT_VOICES}
-    out: dict[int, dict] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for i, utt in enumerate(utterances):
-            if utt.voice not in voices:
-                continue
-            parts, spans, t = [], [], 0.0
-            for w in utt.words:
-                if w.modality != "speech":
-                    spans.append(None)
-                    continue
-                x = synthesize(w.word, voices[utt.voice], Path(tmp))
-                spans.append((t, t + x.numel() / SAMPLE_RATE))
-                t += x.numel() / SAMPLE_RATE
-                parts.append(x)
-            if parts:
-                out[i] = audio_entry(torch.cat(parts), SAMPLE_RATE, spans)
-    return out
-
-
 def write_viewer(path: str | Path, data: dict) -> Path:
     """The self-contained page: the template with ``data`` inlined (``</`` escaped)."""
     template = resources.files("speech_interp.plotting").joinpath(TEMPLATE).read_text()
@@ -273,7 +242,6 @@ def write_viewer(path: str | Path, data: dict) -> Path:
 __all__ = [
     "assemble_viewer",
     "audio_entry",
-    "organism_audio",
     "viewer_data",
     "viewer_grids",
     "write_viewer",

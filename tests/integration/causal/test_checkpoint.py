@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from speech_interp.causal import patch_sweep
-from speech_interp.causal.patching import CHECKPOINT, CHECKPOINT_META, Checkpoint
+from speech_interp.causal.checkpoint import CHECKPOINT, CHECKPOINT_META, Checkpoint
 from speech_interp.data import make_pairs
 from speech_interp.testing import causal_utterances
 

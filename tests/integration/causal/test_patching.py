@@ -9,13 +9,8 @@ import torch
 import speech_interp.causal.patching as patching
 from speech_interp.causal import PATCH_COLUMNS
 from speech_interp.causal.attribution import attribute_task, attribution_sweep, rank_agreement
-from speech_interp.causal.patching import (
-    build_tasks,
-    clean_run,
-    patch_sweep,
-    patched_metric,
-    task_grid,
-)
+from speech_interp.causal.patching import clean_run, patch_sweep, patched_metric
+from speech_interp.causal.tasks import build_tasks, task_grid
 from speech_interp.core.edits import COMPONENTS, Edit, capture, run_edited
 from speech_interp.core.remote import RemoteError
 from speech_interp.data.pairs import Pair, make_pairs
@@ -197,12 +192,11 @@ def test_nnsight_batches_run_only_what_their_patches_can_change(models, pairs):
     its lowest patched layer up (the lower ones skipped): the same values as the whole prompt
     through every block, for every component."""
     from speech_interp.causal.patching import (
-        build_tasks,
         clean_run,
         corrupt_run,
         patch_batch,
-        task_grid,
     )
+    from speech_interp.causal.tasks import build_tasks, task_grid
     from speech_interp.core.edits import COMPONENTS, Edit, run_edited
 
     nn = models["nnsight"]

@@ -6,8 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from speech_interp.cli import app
-from speech_interp.cli.demo import CAUSAL_MODELS
 from speech_interp.organism import SHIPPED_MODELS
+from speech_interp.organism.demo import CAUSAL_MODELS
 
 pytestmark = pytest.mark.integration
 VERDICTS = {"load-bearing", "decodable-only", "neither", "insufficient-data"}
@@ -48,7 +48,7 @@ def test_demo_writes_lens_plots_and_report(tmp_path):
 
 def test_demo_numbers_do_not_depend_on_the_worker_processes(tmp_path):
     """The same models in this process and in two worker processes: the same files."""
-    from speech_interp.cli.demo import run_demo
+    from speech_interp.organism.demo import run_demo
 
     kw = dict(variants=("full", "planted", "random-init"), causal_models=("planted",), limit=4,
               max_words=6, viewer_utterances=2)  # fmt: skip

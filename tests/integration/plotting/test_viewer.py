@@ -15,7 +15,8 @@ import speech_interp as si
 from speech_interp.data import TargetResolver, read_utterances, select_sentences, select_split
 from speech_interp.lens.grid import lens_grid
 from speech_interp.organism import SHIPPED_DATA
-from speech_interp.plotting.viewer import organism_audio, viewer_data, write_viewer
+from speech_interp.organism.audio import organism_audio
+from speech_interp.plotting.viewer import viewer_data, write_viewer
 
 pytestmark = pytest.mark.integration
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

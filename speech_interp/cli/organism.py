@@ -24,8 +24,7 @@ def evaluate_dir(variant_dir: Path, data: Path, seed: int) -> dict:
 
     from speech_interp.data import read_utterances
     from speech_interp.hooks import ORGANISM
-
-    from .evaluate import heldout_losses, probe_accuracies
+    from speech_interp.organism.evaluate import heldout_losses, probe_accuracies
 
     model = LlamaForCausalLM.from_pretrained(variant_dir, dtype=torch.float32).eval()
     tok = AutoTokenizer.from_pretrained(variant_dir)
@@ -58,9 +57,8 @@ def train(
     """Train organism variant(s), write weights + tokenizer + eval data + results."""
     from speech_interp.artifacts import write_run_json
     from speech_interp.data import write_utterances
-
-    from .evaluate import eval_utterances
-    from .train import OrganismConfig, save_trained, train_variant
+    from speech_interp.organism.evaluate import eval_utterances
+    from speech_interp.organism.train import OrganismConfig, save_trained, train_variant
 
     variants = list(VARIANTS) if variant == "all" else variant.split(",")
     for v in variants:
@@ -109,14 +107,14 @@ def card(
     seed: int = typer.Option(0, help="seed of the control draw and bootstrap"),
 ) -> None:
     """Recompute the model card's figures from saved variants and write them as markdown."""
-    from .card import variant_section
+    from speech_interp.organism.card import variant_section
 
     data = root / "eval.jsonl"
     names = [v for v in SHIPPED_MODELS if (root / v).is_dir()]
     sections = [variant_section(root / v, data, seed) for v in names]
     if not sections:
         raise typer.BadParameter(f"no trained variants under {root}")
-    from .card import recurrence_markdown
+    from speech_interp.organism.card import recurrence_markdown
 
     write_text(out, "\n\n".join([recurrence_markdown(), *sections]) + "\n")
     console.print(f"wrote {out}")
