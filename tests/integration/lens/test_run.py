@@ -459,7 +459,7 @@ def test_saved_lens_is_loadable_by_tuned_lens(models, tmp_path):
 def test_text_input_lens_matches_hand_computation(models, data):
     """The organism's text-pathway diagnostic, on any model: current / next word top-5 over the
     text vocabulary per stream, against HF hidden states -> final norm -> lm_head."""
-    from speech_interp.organism.text_lens import text_input_lens
+    from speech_interp.lens.text_input import text_input_lens
 
     model, layout = models["tl"], models["layout"]
     frame = text_input_lens(model, layout, data, k=5)
