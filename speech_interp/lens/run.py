@@ -43,10 +43,11 @@ from speech_interp.lens.frames import (
     word_values,
     words_frame,
 )
-from speech_interp.lens.lenses import Lens, as_lens
+from speech_interp.lens.lenses import Lens
 from speech_interp.lens.metrics import excess_over_control, summarize
 from speech_interp.lens.plan import Plan, merge_plans, plan_utterance
 from speech_interp.lens.quality import lens_quality
+from speech_interp.lens.registry import as_lens
 
 
 @dataclass
