@@ -29,37 +29,38 @@ from speech_interp.cli.common import (
     load_for_command,
 )
 
+LensName = Annotated[str, typer.Option(help="a registered lens: logit | tuned")]
+TunedPath = Annotated[
+    Path | None,
+    typer.Option(help="tuned-lens dir (params.pt + config.json); fit and saved if absent"),
+]
+TunedSteps = Annotated[int, typer.Option(help="steps when fitting a tuned lens")]
+
 
 def check_lens_options(lens: str, tuned_path: Path | None) -> None:
     """``--lens`` / ``--tuned-path`` checked before any model loads."""
     from speech_interp.lens import LENSES
+    from speech_interp.lens.registry import lenses_reading_path
 
     if lens not in LENSES:
         raise typer.BadParameter(f"--lens must be one of {', '.join(LENSES)}, got {lens!r}")
-    if lens == "logit" and tuned_path is not None:
-        raise typer.BadParameter("--tuned-path is only used with --lens tuned")
+    if tuned_path is not None and not LENSES[lens].needs_path:
+        with_path = " | ".join(lenses_reading_path())
+        raise typer.BadParameter(f"--tuned-path is only used with --lens {with_path}")
 
 
 def lens_for_command(lens: str, tuned_path, model, utterances, layout, seed: int, steps: int):
-    """(lens object or name, note for run.json): the logit lens, or a tuned lens loaded from
-    ``tuned_path`` (fit on the data and saved there when absent)."""
-    if lens == "logit":
-        return "logit", None
-    return _tuned_lens(tuned_path, model, utterances, layout, seed, steps)
+    """(lens object, note for run.json) from the registry
+    (:func:`~speech_interp.lens.registry.build_lens`); a lens read from a directory (the tuned
+    lens: loaded from ``tuned_path``, or fit on the data and saved there when absent) needs
+    ``--tuned-path``."""
+    from speech_interp.lens import LENSES, build_lens
 
-
-def _tuned_lens(tuned_path: Path | None, model, utterances, layout, seed: int, steps: int):
-    from speech_interp.lens import TunedLens
-
-    if tuned_path is None:
-        raise typer.BadParameter("--lens tuned needs --tuned-path (a tuned-lens directory)")
-    if (tuned_path / "params.pt").exists():
-        return TunedLens.load(tuned_path, model=model), "loaded"
-    prompts = [u.to_prompt(layout, model.tokenizer) for u in utterances]
-    lens = TunedLens.from_model(model)
-    lens.fit(model, prompts, steps=steps, seed=seed)
-    lens.save(tuned_path)
-    return lens, f"fit on the data's {len(prompts)} prompts ({steps} steps) and saved"
+    if tuned_path is None and LENSES[lens].needs_path:
+        raise typer.BadParameter(f"--lens {lens} needs --tuned-path (a {lens}-lens directory)")
+    return build_lens(
+        lens, model, layout, path=tuned_path, utterances=utterances, seed=seed, steps=steps
+    )
 
 
 def lens_command(
@@ -68,11 +69,8 @@ def lens_command(
     split: Split = None,
     sentences: Sentences = "heldout",
     backend: Backend = "tl",
-    lens: Annotated[str, typer.Option(help="a registered lens: logit | tuned")] = "logit",
-    tuned_path: Annotated[
-        Path | None,
-        typer.Option(help="tuned-lens dir (params.pt + config.json); fit and saved if absent"),
-    ] = None,
+    lens: LensName = "logit",
+    tuned_path: TunedPath = None,
     out: Annotated[Path, typer.Option(help="output directory")] = Path("out/lens"),
     seed: Seed = 0,
     chunk_size: Annotated[int, typer.Option(help="vocabulary rows per scoring chunk")] = 8192,
@@ -80,12 +78,12 @@ def lens_command(
         int,
         typer.Option(help="utterances scored together up to this many positions x streams"),
     ] = 4096,
-    tuned_steps: Annotated[int, typer.Option(help="steps when fitting a tuned lens")] = 500,
+    tuned_steps: TunedSteps = 500,
     text_tokenizer: TextTokenizer = None,
     trust_remote_code: TrustRemoteCode = False,
 ) -> object:
     """Logit / tuned lens per word and layer: transcription, next word, speech mass, phases."""
-    from speech_interp.lens import phase_bands, run_lens
+    from speech_interp.lens import LENS_CSV, phase_bands, run_lens
     from speech_interp.lens.metrics import CI_RULE, POSITION_RULES
     from speech_interp.lens.phases import PHASE_RULE
     from speech_interp.lens.quality import (
@@ -107,7 +105,7 @@ def lens_command(
         model_id=model, batch_rows=batch_rows,
     )  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
-    write_csv(result.summary, out / "lens.csv")
+    write_csv(result.summary, out / LENS_CSV)
     write_csv(result.words, out / "lens_words.csv")
     write_csv(result.pool, out / "lens_pool.csv")
     write_csv(result.quality, out / "lens_quality.csv")

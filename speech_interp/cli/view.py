@@ -18,6 +18,7 @@ from speech_interp.cli.common import (
     TrustRemoteCode,
     load_for_command,
 )
+from speech_interp.cli.lens import LensName, TunedPath, TunedSteps
 
 
 def view_command(
@@ -26,12 +27,9 @@ def view_command(
     split: Split = None,
     sentences: Sentences = "heldout",
     utterances: Annotated[int, typer.Option(help="the first N utterances of the data")] = 20,
-    lens: Annotated[str, typer.Option(help="a registered lens: logit | tuned")] = "logit",
-    tuned_path: Annotated[
-        Path | None,
-        typer.Option(help="tuned-lens dir (params.pt + config.json); fit and saved if absent"),
-    ] = None,
-    tuned_steps: Annotated[int, typer.Option(help="steps when fitting a tuned lens")] = 500,
+    lens: LensName = "logit",
+    tuned_path: TunedPath = None,
+    tuned_steps: TunedSteps = 500,
     k: Annotated[int, typer.Option(help="top-k text tokens in each cell's hover")] = 5,
     backend: Backend = "tl",
     out: Annotated[Path, typer.Option(help="output directory")] = Path("out/view"),

@@ -18,7 +18,8 @@ from torch import Tensor
 from speech_interp.core.residuals import residual_stack
 from speech_interp.data.prompt import Prompt
 from speech_interp.hooks import TokenLayout
-from speech_interp.lens.lenses import Lens, as_lens
+from speech_interp.lens.lenses import Lens
+from speech_interp.lens.registry import as_lens
 
 
 @dataclass

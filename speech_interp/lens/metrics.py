@@ -55,6 +55,7 @@ import pandas as pd
 
 from speech_interp.stats import bootstrap_ci, paired_excess
 
+LENS_CSV = "lens.csv"  # the file name of the summary table (columns: LENS_COLUMNS)
 LENS_COLUMNS = [
     "model",
     "backend",
@@ -365,6 +366,7 @@ def excess_difference(
 
 
 __all__ = [
+    "LENS_CSV",
     "BASELINES",
     "CI_RULE",
     "LENS_COLUMNS",

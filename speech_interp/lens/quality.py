@@ -15,12 +15,25 @@ read): the lens is *uninformative* at stream ``l < L`` when its ``top1_agreement
 than a **constant guess**'s: the same average of [the model's final top-1 is its commonest final
 top-1 at these positions]. There the lens tells less about what the model will output than
 ignoring the residual stream does, so its rates at that layer are not readings of the model.
+
+:func:`kl_to_final` measures the same KL over every position of any prompts (fitting and
+comparing lenses on text).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from speech_interp.core.residuals import residual_stack
+from speech_interp.data.prompt import Prompt
+from speech_interp.lens.lenses import Lens, prompt_ids
+from speech_interp.lens.registry import as_lens
 
 UNINFORMATIVE_RULE = (
     "uninformative at stream l < L: lens top-1 agreement with the model's final top-1 (at the "
@@ -86,7 +99,28 @@ def _spans(layers: list[int]) -> str:
     return ", ".join(parts)
 
 
+def kl_to_final(
+    lens: Lens, model, prompts: Sequence[Prompt | Tensor], *, remote: bool | str = False
+) -> pd.DataFrame:
+    """Mean KL(final distribution || lens distribution) per stream over all prompt positions."""
+    lens = as_lens(lens, model)
+    total = torch.zeros(lens.n_layers + 1, dtype=torch.float64)
+    n = 0
+    with torch.no_grad():
+        for p in prompts:
+            stack = residual_stack(model, prompt_ids(p)[None], remote=remote)[:, 0]
+            final = F.log_softmax(lens.logits_at(lens.n_layers, stack[-1]), dim=-1)
+            for layer in range(lens.n_layers + 1):
+                logp = F.log_softmax(lens.logits_at(layer, stack[layer]), dim=-1)
+                total[layer] += F.kl_div(logp, final, log_target=True, reduction="sum").double()
+            n += stack.shape[1]
+    if n == 0:
+        raise ValueError("kl_to_final needs at least one prompt")
+    return pd.DataFrame({"layer": range(lens.n_layers + 1), "kl": (total / n).numpy(), "n": n})
+
+
 __all__ = [
+    "kl_to_final",
     "UNINFORMATIVE_RULE",
     "constant_guess",
     "lens_quality",

@@ -25,7 +25,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from speech_interp.core.residuals import residual_stack
-from speech_interp.lens.lenses import Lens, as_lens
+from speech_interp.lens.lenses import Lens
+from speech_interp.lens.registry import as_lens
 
 MIN_WORDS = 20  # paragraphs shorter than this are headings or fragments
 

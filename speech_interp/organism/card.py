@@ -104,7 +104,7 @@ def probes_markdown(probes: list[dict]) -> str:
 def text_lens_markdown(model, layout, utts, seed: int) -> str:
     """The logit lens on the held-out sentences of the eval split rendered as text
     (:mod:`text_lens`)."""
-    from .text_lens import text_input_lens
+    from speech_interp.lens.text_input import text_input_lens
 
     utts = [u for u in utts if u.split == "eval"]
     frame = text_input_lens(model, layout, utts, seed=seed)

@@ -27,7 +27,7 @@ from speech_interp.data.targets import TargetResolver
 from speech_interp.data.uniqueness import uniqueness_points
 from speech_interp.data.utterances import Utterance
 from speech_interp.lens.grid import lens_grid
-from speech_interp.lens.run import word_unit_positions
+from speech_interp.lens.plan import word_unit_positions
 from speech_interp.models import tokenizer_of
 
 TEMPLATE = "viewer_template.html"

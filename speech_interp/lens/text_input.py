@@ -17,7 +17,7 @@ import torch
 
 from speech_interp.core.residuals import residual_stack
 from speech_interp.data.utterances import Utterance
-from speech_interp.lens.lenses import as_lens
+from speech_interp.lens.registry import as_lens
 from speech_interp.stats import bootstrap_ci
 
 
