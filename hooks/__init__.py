@@ -14,7 +14,7 @@ from __future__ import annotations
 from .generic import GENERIC, generic_spec
 from .glm4voice import GLM4_VOICE
 from .llama_mimi import LLAMA_MIMI
-from .organism import ORGANISM
+from .organism import ORGANISM, ORGANISM_UNITS
 from .paths import ModulePaths, get_submodule, module_paths, submodule
 from .sims import SIMS
 from .spec import FamilySpec, SpecError, TokenLayout
@@ -75,6 +75,7 @@ __all__ = [
     "LLAMA_MIMI",
     "ModulePaths",
     "ORGANISM",
+    "ORGANISM_UNITS",
     "SIMS",
     "SPEECHGPT",
     "TEXT",

@@ -266,7 +266,7 @@ def run_demo(
     process), each with its share of the cores as torch threads; every number is computed by the
     same code on the same data whatever the number of workers."""
     from speech_interp.lens import phase_bands
-    from speech_interp.lens.metrics import CI_RULE
+    from speech_interp.lens.metrics import CI_RULE, LENS_CSV
     from speech_interp.lens.phases import PHASE_RULE
     from speech_interp.lens.quality import (
         UNINFORMATIVE_RULE,
@@ -313,7 +313,7 @@ def run_demo(
         bands = phase_bands(pd.concat(words.values(), ignore_index=True), seed=seed)
     with clock("outputs"):
         summary = pd.concat(summaries.values(), ignore_index=True)
-        write_csv(summary, out / "lens.csv")
+        write_csv(summary, out / LENS_CSV)
         write_phases(out, bands, PHASE_RULE)
         knobs = knob_rows(words, {r["variant"]: r for r in rows}, seed)
         best = {"heldout": rows, "seen_in_training": seen_rows, "spoken_knowledge": knowledge,

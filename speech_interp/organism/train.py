@@ -14,9 +14,9 @@ sequence), speech-only}: ``full`` (text, interleaved), ``no-interleave`` (text, 
 ``planted_weight`` x cross-entropy of the logit lens at ``planted_layer`` towards the word's text
 token at every unit position of a spoken word: a positive control for the lens and causal tests),
 ``decodable-only`` (``planted``, but during training the input of block ``planted_layer`` has the
-component along the word's text direction moved onto a random other word's direction at every
-unit position, after the lens loss reads it: the word stays decodable there, yet later layers
-learn that this component carries nothing; the negative control of the causal tests).
+component along the word's text direction moved onto a random other word's direction at every unit
+position, after the lens loss reads it: the word stays decodable there, yet later layers learn that
+this component carries nothing; the negative control of the causal tests).
 """
 
 from __future__ import annotations
@@ -33,11 +33,10 @@ import torch.nn.functional as F
 from tqdm import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from speech_interp.data.prompt import SPEECH
-from speech_interp.hooks import ORGANISM, TokenLayout, submodule
-from speech_interp.hooks.organism import ORGANISM_UNITS
+from speech_interp.hooks import ORGANISM, ORGANISM_UNITS, TokenLayout, submodule
 from speech_interp.organism import ORGANISM_DIR
 
+from .controls import DirectionSwap, planted_targets
 from .corpus import SequenceSampler, collate
 from .evalset import excluded_texts
 from .grammar import P_SAME_ENTITY, P_SECOND
@@ -157,17 +156,6 @@ def _lr(step: int, total: int, peak: float, warmup: int) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def planted_targets(batch_prompts, word_token: dict[str, int], width: int) -> torch.Tensor:
-    """Per position: the text token of the spoken word it belongs to, else -100."""
-    out = torch.full((len(batch_prompts), width), -100, dtype=torch.long)
-    for i, p in enumerate(batch_prompts):
-        for pos in torch.nonzero(p.token_modality == SPEECH).flatten().tolist():
-            w = int(p.token_word[pos])
-            if w >= 0:
-                out[i, pos] = word_token[p.words[w]]
-    return out
-
-
 def train_stage(
     model: LlamaForCausalLM,
     sampler: SequenceSampler,
@@ -247,40 +235,6 @@ def _save_training_state(path, step, steps, desc, model, opt, sampler, swap, los
     }  # fmt: skip
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
-
-
-def text_directions(model: LlamaForCausalLM) -> torch.Tensor:
-    """Unit text direction of every token as the logit lens sees it: W_U[t] * final-norm weight."""
-    dirs = submodule(model, "unembed").weight * submodule(model, "final_norm").weight
-    return F.normalize(dirs, dim=-1)
-
-
-class DirectionSwap:
-    """Forward pre-hook moving, at spoken-word positions, the residual's component along the
-    word's text direction onto the direction of a random other lexicon word (seeded)."""
-
-    def __init__(self, model: LlamaForCausalLM, layer: int, word_ids: list[int], seed: int):
-        self.model, self.word_ids = model, torch.tensor(word_ids)
-        self.gen = torch.Generator().manual_seed(seed)
-        self.targets: torch.Tensor | None = None
-        submodule(model, "blocks")[layer].register_forward_pre_hook(self, with_kwargs=True)
-
-    def __call__(self, module, args, kwargs):
-        h = args[0] if args else kwargs["hidden_states"]
-        mask = self.targets >= 0
-        if not self.model.training or not mask.any():
-            return None
-        dirs = text_directions(self.model).detach()
-        own = dirs[self.targets[mask]]
-        other = dirs[
-            self.word_ids[torch.randint(len(self.word_ids), (own.shape[0],), generator=self.gen)]
-        ]
-        coeff = (h[mask] * own).sum(-1, keepdim=True)
-        h = h.clone()
-        h[mask] = h[mask] + coeff * (other - own)
-        if args:
-            return (h, *args[1:]), kwargs
-        return args, {**kwargs, "hidden_states": h}
 
 
 def speech_table(cfg: OrganismConfig, seed: int, cache_dir: Path, progress: bool) -> SpeechTable:
