@@ -152,3 +152,39 @@ def train_smol_command(
             f"[bold]{name}[/bold]: {info['train_s']:.0f} s; loss first 20 steps "
             f"{info['loss_first20']:.2f}, last 20 {info['loss_last20']:.2f} -> {vdir}"
         )
+
+
+@app.command("smol-eval")
+def smol_eval_command(
+    out: Path = typer.Option(Path("runs/smol-eval"), help="output directory"),
+    limit: int = typer.Option(60, help="held-out utterances of the shipped evaluation set"),
+    max_words: int = typer.Option(40, help="spoken words per band in the causal test"),
+    causal: bool = typer.Option(True, help="also run the ablation verdict on organism:smol"),
+    seed: int = typer.Option(0, help="seed of the control draw and bootstrap"),
+    threads: int = typer.Option(0, help="torch threads (0 = torch's default)"),
+) -> None:
+    """Organism v3 alone: the demo's SmolLM2 section at a larger size (smol.json, smol.md)."""
+    import torch
+
+    from speech_interp.artifacts import write_run_json
+    from speech_interp.organism import SHIPPED_DATA
+    from speech_interp.organism.demo import DemoJob
+    from speech_interp.organism.smol_demo import run_smol, smol_markdown, smol_missing
+
+    if (missing := smol_missing()) is not None:
+        raise typer.BadParameter(missing)
+    if threads:
+        torch.set_num_threads(threads)
+    out.mkdir(parents=True, exist_ok=True)
+    job = DemoJob(out, "tl", Path(SHIPPED_DATA), "eval", None, seed, max_words, False, 0)
+    t0 = time.time()
+    section = run_smol(job, limit=limit, causal=causal)
+    write_text(out / "smol.md", "\n".join(smol_markdown(section)) + "\n")
+    from speech_interp.shipped import ORGANISM_DIR
+
+    write_run_json(
+        out, "organism:smol", seed, weights_dir=ORGANISM_DIR / "smol", data=SHIPPED_DATA,
+        extra={"command": "organism smol-eval", "limit": limit, "max_words": max_words,
+               "causal": causal, "wall_seconds": round(time.time() - t0, 1)},
+    )  # fmt: skip
+    console.print((out / "smol.md").read_text())

@@ -341,17 +341,10 @@ def run_demo(
         write_viewer(out / "viewer.html", viewer)
     smol_section, smol_skipped = None, None
     if smol:
-        from speech_interp.organism.smol_demo import SMOL_LIMIT, run_smol, smol_missing
+        from speech_interp.organism.smol_demo import demo_section
 
-        smol_skipped = smol_missing()
-        if smol_skipped is None:
-            import torch
-
-            torch.set_num_threads(os.cpu_count() or 1)
-            with clock("smol"):
-                bar = tqdm(total=3, desc="demo: organism v3 (SmolLM2)", unit="model")
-                smol_section = run_smol(job, limit=smol_limit or SMOL_LIMIT, causal=causal, bar=bar)
-                bar.close()
+        with clock("smol"):
+            smol_section, smol_skipped = demo_section(job, limit, smol_limit, causal)
     extra = {
         "command": "demo",
         "variants": variants,

@@ -25,7 +25,8 @@ from speech_interp.shipped import ORGANISM_DIR
 # The tuned lens of the base SmolLM2 (``speech-interp fit-lens --model smollm2 --family text``),
 # shipped in float16 with its held-out text curves (text_curves.csv).
 SMOL_TUNED_DIR = ORGANISM_DIR / "tuned-smollm2"
-SMOL_LIMIT = 40  # held-out utterances per model (a 135M model: the lens costs ~1 s each)
+SMOL_LIMIT = 10  # held-out utterances per model in the demo (the lens: ~3-6 s each on 2 cores)
+SMOL_DEMO_WORDS = 20  # at most this many spoken words per band in the demo's causal test
 SMOL_CAUSAL: tuple[str, ...] = ("smol",)
 LENS_RULE = (
     "Stated before any smol result was read: the targets are read with the candidate lens of "
@@ -82,8 +83,16 @@ def _lens_object(name: str, model):
         return TunedLens.load(SMOL_TUNED_DIR, model=model)
 
 
-def smol_outcome(variant: str, job: DemoJob, limit: int, causal: bool) -> dict:
-    """Every lens's rows on ``variant``, the chosen lens, knowledge and (``causal``) the verdict."""
+def lenses_to_run(variant: str, all_lenses: bool) -> list[str]:
+    """Every candidate with ``all_lenses``; else the chosen one, and every candidate on ``smol``
+    (the target: the blind logit lens beside the chosen one)."""
+    if all_lenses or variant == "smol":
+        return candidate_lenses(variant)
+    return [chosen_lens(variant)]
+
+
+def smol_outcome(variant: str, job: DemoJob, limit: int, causal: bool, all_lenses: bool) -> dict:
+    """The lenses' rows on ``variant``, the chosen lens, knowledge and (``causal``) the verdict."""
     from speech_interp.lens import run_lens
     from speech_interp.models import load
 
@@ -93,7 +102,7 @@ def smol_outcome(variant: str, job: DemoJob, limit: int, causal: bool) -> dict:
         model, layout = load(f"organism:{variant}", backend=job.backend)
     out = {"variant": variant, "chosen_lens": chosen_lens(variant), "rows": {}, "summaries": []}
     results = {}
-    for name in candidate_lenses(variant):
+    for name in lenses_to_run(variant, all_lenses):
         with clock(f"lens_{name}"):
             result = run_lens(
                 model, layout, utterances, lens=_lens_object(name, model), seed=job.seed,
@@ -139,6 +148,8 @@ def smol_knobs(outcomes: dict[str, dict], seed: int) -> list[dict]:
         for reading in ("chosen", "logit"):
             la = target["chosen_lens"] if reading == "chosen" else "logit"
             lb = other["chosen_lens"] if reading == "chosen" else "logit"
+            if (reading == "logit" and la == lb == "logit" and rows) or lb not in other["words"]:
+                continue  # the same comparison twice, or a lens this run did not apply
             layer_a = target["rows"][la]["transcription"]["layer"]
             layer_b = other["rows"][lb]["transcription"]["layer"]
             mean, lo, hi, n = excess_difference(
@@ -150,13 +161,15 @@ def smol_knobs(outcomes: dict[str, dict], seed: int) -> list[dict]:
 
 
 def run_smol(job: DemoJob, *, limit: int = SMOL_LIMIT, variants=SMOL_MODELS,
-             causal_models=SMOL_CAUSAL, causal: bool = True, bar=None) -> dict:  # fmt: skip
-    """The section's outcomes in this process; writes ``smol_lens.csv`` and ``smol.json``."""
+             causal_models=SMOL_CAUSAL, causal: bool = True, all_lenses: bool = True,
+             bar=None) -> dict:  # fmt: skip
+    """The section's outcomes in this process (``all_lenses``: :func:`lenses_to_run`); writes
+    ``smol_lens.csv`` and ``smol.json``."""
     outcomes = {}
     for v in variants:
         if bar is not None:
             bar.set_postfix_str(v)
-        outcomes[v] = smol_outcome(v, job, limit, causal and v in causal_models)
+        outcomes[v] = smol_outcome(v, job, limit, causal and v in causal_models, all_lenses)
         if bar is not None:
             bar.update(1)
     summary = pd.concat([s for o in outcomes.values() for s in o["summaries"]], ignore_index=True)
@@ -164,6 +177,7 @@ def run_smol(job: DemoJob, *, limit: int = SMOL_LIMIT, variants=SMOL_MODELS,
     section = {
         "models": list(variants),
         "n_utterances": len(demo_data(job.data, job.split, limit)[0]),
+        "max_words": job.max_words,
         "lens_rule": LENS_RULE,
         "chosen_lens": {v: o["chosen_lens"] for v, o in outcomes.items()},
         "rows": [row for o in outcomes.values() for row in o["rows"].values()],
@@ -179,6 +193,27 @@ def run_smol(job: DemoJob, *, limit: int = SMOL_LIMIT, variants=SMOL_MODELS,
     return section
 
 
+def demo_section(job: DemoJob, limit: int | None, smol_limit: int | None, causal: bool):
+    """(section, None) of the demo's run (:data:`SMOL_LIMIT` utterances or ``--limit``'s if fewer,
+    at most :data:`SMOL_DEMO_WORDS` words per band, the chosen lenses; all cores), or (None, why
+    it was skipped)."""
+    import dataclasses
+    import os
+
+    import torch
+    from tqdm.auto import tqdm
+
+    if (missing := smol_missing()) is not None:
+        return None, missing
+    torch.set_num_threads(os.cpu_count() or 1)
+    smol_job = dataclasses.replace(job, max_words=min(job.max_words, SMOL_DEMO_WORDS))
+    n = smol_limit or min(limit or SMOL_LIMIT, SMOL_LIMIT)
+    bar = tqdm(total=len(SMOL_MODELS), desc="demo: organism v3 (SmolLM2)", unit="model")
+    section = run_smol(smol_job, limit=n, causal=causal, all_lenses=False, bar=bar)
+    bar.close()
+    return section, None
+
+
 def smol_markdown(section: dict) -> list[str]:
     """The report's organism-v3 section."""
     from speech_interp.organism.report import _fmt, verdict_markdown
@@ -189,7 +224,7 @@ def smol_markdown(section: dict) -> list[str]:
         "## Organism v3: SmolLM2-135M with trained speech rows",
         "",
         f"`organism:smol*` (only the 66 new embedding rows trained; rules as above), the first {n}",
-        "held-out utterances, every candidate lens. " + section["lens_rule"],
+        "held-out utterances. " + section["lens_rule"],
         "",
         "| model | lens | chosen | KL to final: text, spoken | layer | transcription | control | "
         "pre-onset | excess over control | excess over pre-onset | maxpool | next-word excess "
@@ -246,4 +281,12 @@ def write_smol_section(report: Path, section: dict) -> Path:
     return write_text(report, text)
 
 
-__all__ = ["LENS_RULE", "SMOL_LIMIT", "chosen_lens", "run_smol", "smol_missing"]
+__all__ = [
+    "LENS_RULE",
+    "SMOL_DEMO_WORDS",
+    "SMOL_LIMIT",
+    "lenses_to_run",
+    "chosen_lens",
+    "run_smol",
+    "smol_missing",
+]

@@ -6,8 +6,10 @@ import pytest
 from typer.testing import CliRunner
 
 from speech_interp.cli import app
+from speech_interp.hooks.organism import SMOL_MODELS
 from speech_interp.organism import SHIPPED_MODELS
 from speech_interp.organism.demo import CAUSAL_MODELS
+from speech_interp.organism.smol_demo import chosen_lens
 
 pytestmark = pytest.mark.integration
 VERDICTS = {"load-bearing", "decodable-only", "neither", "insufficient-data"}
@@ -16,7 +18,7 @@ VERDICTS = {"load-bearing", "decodable-only", "neither", "insufficient-data"}
 def test_demo_writes_lens_plots_and_report(tmp_path):
     out = tmp_path / "demo"
     result = CliRunner().invoke(
-        app, ["demo", "--out", str(out), "--limit", "6", "--max-words", "8"]
+        app, ["demo", "--out", str(out), "--limit", "6", "--max-words", "8", "--smol-limit", "3"]
     )
     assert result.exit_code == 0, result.output
     for name in ("lens.csv", "phases.json", "phase_curves.png", "viewer.html", "report.md"):
@@ -44,6 +46,20 @@ def test_demo_writes_lens_plots_and_report(tmp_path):
     assert t["excess"][0] == pytest.approx(t["rate"][0] - t["control"][0])
     assert t["excess_pre_onset"][0] == pytest.approx(t["rate"][0] - t["pre_onset"][0])
     assert run["n_seen_in_training"] == 6 and run["n_utterances"] == 6
+    # organism v3 (SmolLM2 + speech rows), at --limit's size
+    smol = json.loads((out / "smol.json").read_text())
+    assert smol["n_utterances"] == 3 and set(smol["models"]) == set(SMOL_MODELS)
+    assert {(r["variant"], r["lens"]) for r in smol["rows"]} >= {
+        ("smol", "logit"),
+        ("smol", "tuned"),
+    }
+    assert smol["chosen_lens"] == {v: chosen_lens(v) for v in SMOL_MODELS}
+    bands = smol["verdicts"]["smol"]["bands"]
+    assert [b["band"] for b in bands] == ["1-10", "11-20", "21-29"]
+    assert all(b["verdict"] in VERDICTS for b in bands)
+    assert "## Organism v3" in report or "## Organism v3" in (out / "report.md").read_text()
+    assert (out / "ablation_smol.png").stat().st_size > 0 and (out / "smol_lens.csv").exists()
+    assert run["smol"]["models"] == list(SMOL_MODELS)
 
 
 def test_demo_numbers_do_not_depend_on_the_worker_processes(tmp_path):
@@ -51,7 +67,7 @@ def test_demo_numbers_do_not_depend_on_the_worker_processes(tmp_path):
     from speech_interp.organism.demo import run_demo
 
     kw = dict(variants=("full", "planted", "random-init"), causal_models=("planted",), limit=4,
-              max_words=6, viewer_utterances=2)  # fmt: skip
+              max_words=6, viewer_utterances=2, smol=False)  # fmt: skip
     run_demo(tmp_path / "one", workers=1, **kw)
     run_demo(tmp_path / "two", workers=2, **kw)
     for name in ("best_layers.json", "verdict.json", "lens.csv", "phases.json", "report.md",
