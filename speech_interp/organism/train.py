@@ -149,7 +149,7 @@ def new_model(cfg: OrganismConfig, vocab_size: int, tok) -> LlamaForCausalLM:
     return LlamaForCausalLM(config)
 
 
-def _lr(step: int, total: int, peak: float, warmup: int) -> float:
+def cosine_lr(step: int, total: int, peak: float, warmup: int) -> float:
     if step < warmup:
         return peak * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
@@ -197,7 +197,7 @@ def train_stage(
     bar = tqdm(range(start, steps), desc=desc, disable=not progress)
     for step in bar:
         for group in opt.param_groups:
-            group["lr"] = _lr(step, steps, peak, cfg.warmup)
+            group["lr"] = cosine_lr(step, steps, peak, cfg.warmup)
         prompts = [sampler.sample().prompt for _ in range(cfg.batch_size)]
         batch = collate(prompts, pad_id)
         if swap is not None:
