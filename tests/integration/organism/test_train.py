@@ -95,7 +95,7 @@ def test_training_resumes_bit_identical(quick_runs, monkeypatch):
     cfg, cache = tr.OrganismConfig.quick(), quick_runs[0].parent / "cache"
     ref = tr.train_variant("decodable-only", cfg, 0, cache, progress=False)
     assert not list(cache.glob("*.resume.pt"))  # a finished stage leaves no state behind
-    real, calls = tr._lr, {"n": 0}
+    real, calls = tr.cosine_lr, {"n": 0}
 
     def interrupted(step, steps, peak, warmup):
         calls["n"] += 1
@@ -103,11 +103,11 @@ def test_training_resumes_bit_identical(quick_runs, monkeypatch):
             raise KeyboardInterrupt("simulated kill")
         return real(step, steps, peak, warmup)
 
-    monkeypatch.setattr(tr, "_lr", interrupted)
+    monkeypatch.setattr(tr, "cosine_lr", interrupted)
     with pytest.raises(KeyboardInterrupt):
         tr.train_variant("decodable-only", cfg, 0, cache, progress=False)
     assert len(list(cache.glob("mixed-*.resume.pt"))) == 1
-    monkeypatch.setattr(tr, "_lr", real)
+    monkeypatch.setattr(tr, "cosine_lr", real)
     resumed = tr.train_variant("decodable-only", cfg, 0, cache, progress=False)
     a, b = ref.model.state_dict(), resumed.model.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
