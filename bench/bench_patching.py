@@ -22,9 +22,10 @@ import pandas as pd
 import torch
 
 import speech_interp as si
-from speech_interp.causal.patching import corrupt_run, patch_batch
+from speech_interp.causal.patching import patch_batch
 from speech_interp.causal.tasks import build_tasks
 from speech_interp.core.edits import Readout, capture, metric_from_logits
+from speech_interp.core.kept import keep_run
 from speech_interp.data import Utterance, Word
 from speech_interp.data.pairs import Pair
 from speech_interp.testing import save_tiny_model
@@ -60,7 +61,7 @@ def ours(model, task, n_layers: int, batch_size: int, device: str = "cpu", cells
         [("resid_pre", la, p, p, p) for la, p in pairs],
         columns=["component", "layer", "position", "clean_position", "corrupt_position"],
     )
-    run = corrupt_run(model, task, remote=False)
+    run = keep_run(model, task.corrupt_ids, remote=False)
     out = torch.full((n_layers, T), float("nan"))
     for start in range(0, len(grid), batch_size):
         chunk = grid.iloc[start : start + batch_size].reset_index(drop=True)
@@ -96,7 +97,7 @@ def main() -> None:
         path = save_tiny_model(tmp, "sims", "qwen2", n_layers=args.layers, d_model=args.d_model)
         model, layout = si.load(str(path), backend="tl")
     pair = make_pair(args.words)
-    tasks, _ = build_tasks([pair], layout, model.tokenizer, kinds=["speech"])
+    tasks, _ = build_tasks([pair], layout, model.tokenizer, metrics=["speech"])
     task = tasks[0]
     assert len(task.clean_ids) == len(task.corrupt_ids), "the bench needs equal lengths"
     L, T = args.layers, len(task.corrupt_ids)

@@ -133,7 +133,7 @@ def attribution_vs_exact(model, layout, pair, batch_size: int, nn_model=None) ->
         result = fn()
         return result, time.perf_counter() - start
 
-    kw = dict(kinds=["speech"], progress=False)
+    kw = dict(metrics=["speech"], progress=False)
     exact, t_exact = timed(lambda: patch_sweep(model, layout, [pair], batch_size=batch_size, **kw))
     attr, t_attr = timed(lambda: attribution_sweep(model, layout, [pair], **kw))
     keys = ["component", "layer", "position"]
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> dict:
         model, layout = si.load(tmp, backend="tl", device=args.device, dtype=dtype)
         nn_model, _ = si.load(tmp, backend="nnsight", device=args.device, dtype=dtype)
     pair = make_pair(args.units, args.words, layout.n_units)
-    (task,), _ = build_tasks([pair], layout, model.tokenizer, kinds=["speech"])
+    (task,), _ = build_tasks([pair], layout, model.tokenizer, metrics=["speech"])
     L, T = si.n_layers(model), len(task.corrupt_ids)
     hf = si.hf_model(model)
     params = sum(p.numel() for p in hf.parameters())

@@ -51,6 +51,7 @@ _EXPORTS = {
     ),
     "speech_interp.causal": (
         "ablate",
+        "ablate_bands",
         "attribution_sweep",
         "patch_sweep",
         "rank_agreement",
@@ -83,6 +84,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and IDEs; tests check it names exactly _EXPORTS
     from speech_interp.causal import (
         ablate,
+        ablate_bands,
         attribution_sweep,
         patch_sweep,
         rank_agreement,

@@ -14,6 +14,7 @@ A new intervention goes here, expressed as :class:`~speech_interp.core.edits.Edi
 
 from speech_interp.causal.ablation import (
     ablate,
+    ablate_bands,
     fit_probe,
     fit_probes,
     random_directions,
@@ -21,7 +22,7 @@ from speech_interp.causal.ablation import (
 )
 from speech_interp.causal.attribution import attribution_sweep, rank_agreement
 from speech_interp.causal.patching import PatchResult, patch_sweep
-from speech_interp.causal.readouts import KINDS
+from speech_interp.causal.readouts import METRICS
 from speech_interp.causal.substitution import substitute
 from speech_interp.causal.tables import (
     ABLATION_COLUMNS,
@@ -34,12 +35,13 @@ from speech_interp.causal.verdict import VERDICTS, verdicts
 __all__ = [
     "ABLATION_COLUMNS",
     "EXTRA_COLUMNS",
-    "KINDS",
+    "METRICS",
     "PATCH_COLUMNS",
     "PatchResult",
     "SUBSTITUTION_COLUMNS",
     "VERDICTS",
     "ablate",
+    "ablate_bands",
     "attribution_sweep",
     "fit_probe",
     "fit_probes",

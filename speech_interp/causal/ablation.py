@@ -5,7 +5,7 @@ direction (amnesic style) and random directions of equal norm as the control dis
 (:mod:`speech_interp.core.runs`). An intervention acts on every stream of the band, at the spoken
 word's positions only.
 
-**Items**: every spoken content word with a next word, under each metric kind of
+**Items**: every spoken content word with a next word, under each metric of
 :mod:`speech_interp.causal.readouts` (``speech``: the next word's units; ``text``: its text
 target after a switch to text).
 
@@ -37,11 +37,12 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from speech_interp.causal.readouts import KINDS, WordItem, word_items
+from speech_interp.causal.band import band_streams, run_band_edits
+from speech_interp.causal.readouts import METRICS, word_items
 from speech_interp.causal.tables import ABLATION_COLUMNS, make_table
-from speech_interp.core.edits import Edit, run_edited, stream_site
+from speech_interp.core.edits import Edit
 from speech_interp.core.residuals import get_residuals, resid_names
-from speech_interp.core.runs import band_label, run_context, stream_band
+from speech_interp.core.runs import run_context
 from speech_interp.data.targets import TargetResolver
 from speech_interp.data.utterances import Utterance
 from speech_interp.hooks import TokenLayout
@@ -190,7 +191,7 @@ def ablate(
     n_random: int = 20,
     probe: bool = True,
     probes: dict[int, Probe] | None = None,
-    kinds: Sequence[str] = KINDS,
+    metrics: Sequence[str] = METRICS,
     seed: int = 0,
     probe_steps: int = 200,
     max_words: int | None = None,
@@ -210,7 +211,7 @@ def ablate(
         probe: also ablate a word-identity probe direction (fit per stream on all the data).
         probes: probes already fit (:func:`fit_probes`) for every stream of the band; used
             instead of fitting them again (``probe`` must be True).
-        kinds: metric kinds to read out (:data:`speech_interp.causal.readouts.KINDS`).
+        metrics: what to read out (:data:`speech_interp.causal.readouts.METRICS`).
         seed: seed of the random directions and the probe.
         probe_steps: optimisation steps of each probe.
         max_words: keep the first spoken words (data order); None keeps all.
@@ -218,13 +219,12 @@ def ablate(
             (:func:`speech_interp.core.runs.run_context`).
 
     Returns:
-        One row per word, metric kind and direction (``ABLATION_COLUMNS``).
+        One row per word, metric and direction (``ABLATION_COLUMNS``).
     """
     ctx = run_context(model, remote, tokenizer, model_id)
     remote, L, tok = ctx.remote, ctx.n_layers, ctx.tokenizer
-    lo, hi = stream_band(band, L)
-    streams = list(range(lo, hi + 1))
-    items, _ = word_items(utterances, layout, tok, kinds)
+    label, streams = band_streams(band, L)
+    items, _ = word_items(utterances, layout, tok, metrics)
     if max_words is not None:
         keep = list(dict.fromkeys((i.utterance, i.word_index) for i in items))[:max_words]
         items = [i for i in items if (i.utterance, i.word_index) in set(keep)]
@@ -237,7 +237,7 @@ def ablate(
             raise ValueError("probes given but probe=False: pass one or the other")
         missing = [s for s in streams if s not in probes]
         if missing:
-            raise ValueError(f"probes lack stream(s) {missing} of band {band_label((lo, hi))}")
+            raise ValueError(f"probes lack stream(s) {missing} of band {label}")
         probes = {s: probes[s] for s in streams}
     elif probe:
         probes = fit_probes(
@@ -257,19 +257,22 @@ def ablate(
         if probes and all(d is not None for d in probe_dirs.values()):
             named.append(("probe", -1, probe_dirs))
         named += [("random", i, {s: randoms[i] for s in streams}) for i in range(n_random)]
-        metric = _project_batch(model, item, [dirs for *_, dirs in named], streams, L, remote)
+        metric = run_band_edits(
+            model, item.ids, item.readout, item.positions, [dirs for *_, dirs in named], streams,
+            L, Edit.project, remote=remote,
+        )  # fmt: skip
         base = float(metric[0])
-        for (kind, draw, _), value in zip(named[1:], metric[1:].tolist(), strict=True):
+        for (direction, draw, _), value in zip(named[1:], metric[1:].tolist(), strict=True):
             rows.append(
                 {
                     "model": ctx.model_id,
                     "backend": ctx.backend,
-                    "band": band_label((lo, hi)),
+                    "band": label,
                     "utterance": item.utterance,
                     "word_index": item.word_index,
                     "word": item.word,
-                    "metric": item.kind,
-                    "direction": kind,
+                    "metric": item.metric,
+                    "direction": direction,
                     "draw": draw,
                     "base": base,
                     "ablated": value,
@@ -279,17 +282,34 @@ def ablate(
     return make_table(rows, ABLATION_COLUMNS)
 
 
-def _project_batch(model, item: WordItem, directions: list[dict], streams, L, remote) -> Tensor:
-    """Row r projects ``directions[r][stream]`` out of the word's positions at every stream."""
-    B, P = len(directions), len(item.positions)
-    rows = torch.arange(B).repeat_interleave(P)
-    pos = item.positions.repeat(B)
-    edits = []
-    for s in streams:
-        u = torch.stack([d[s] for d in directions]).repeat_interleave(P, dim=0)
-        edits.append(Edit.project(*stream_site(s, L), rows, pos, u))
-    ids = item.ids[None].expand(B, -1).contiguous()
-    return run_edited(model, ids, edits, item.readout, remote=remote)
+def ablate_bands(
+    model,
+    layout: TokenLayout,
+    utterances: Sequence[Utterance],
+    bands: Sequence[str],
+    *,
+    probe: bool = True,
+    seed: int = 0,
+    probe_steps: int = 200,
+    remote: bool | str = False,
+    tokenizer=None,
+    **kw,
+) -> pd.DataFrame:
+    """:func:`ablate` in every band, one table; with ``probe`` the probes are fit once for all
+    the bands' streams (the same probes as fit band by band: each stream's is its own). ``kw``
+    are :func:`ablate`'s other arguments."""
+    probes = None
+    if probe:
+        L = run_context(model, remote, tokenizer).n_layers
+        streams = sorted({s for b in bands for s in band_streams(b, L)[1]})
+        probes = fit_probes(model, layout, utterances, streams, seed=seed, steps=probe_steps,
+                            remote=remote, tokenizer=tokenizer)  # fmt: skip
+    tables = [
+        ablate(model, layout, utterances, band=b, probe=probe, probes=probes, seed=seed,
+               probe_steps=probe_steps, remote=remote, tokenizer=tokenizer, **kw)
+        for b in bands
+    ]  # fmt: skip
+    return pd.concat(tables, ignore_index=True)
 
 
 def summarize_ablation(table: pd.DataFrame) -> pd.DataFrame:
@@ -299,8 +319,8 @@ def summarize_ablation(table: pd.DataFrame) -> pd.DataFrame:
         rand = g[g["direction"] == "random"].groupby("draw")["effect"].mean()
         n_words = len(g[["utterance", "word_index"]].drop_duplicates())
         row = {"band": band, "metric": metric, "n_words": n_words}
-        for kind in ("text", "probe"):
-            row[f"{kind}_effect"] = float(g[g["direction"] == kind]["effect"].mean())
+        for direction in ("text", "probe"):
+            row[f"{direction}_effect"] = float(g[g["direction"] == direction]["effect"].mean())
         row.update(
             random_mean=float(rand.mean()),
             random_sd=float(rand.std(ddof=1)),
@@ -313,6 +333,7 @@ def summarize_ablation(table: pd.DataFrame) -> pd.DataFrame:
 __all__ = [
     "Probe",
     "ablate",
+    "ablate_bands",
     "effective_gain",
     "fit_probe",
     "fit_probes",

@@ -12,7 +12,7 @@ normalised recovery (divided by ``clean - corrupt``) under
 and activations are taken from there.
 
 :func:`rank_agreement` gives Spearman's rank correlation between the two methods (average ranks
-for ties, computed with pandas), overall and per metric kind and component.
+for ties, computed with pandas), overall and per metric and component.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from speech_interp.causal.patching import PatchResult, sweep_context
-from speech_interp.causal.readouts import KINDS
+from speech_interp.causal.readouts import METRICS
 from speech_interp.causal.tables import recovery_rows, tidy_patch
 from speech_interp.causal.tasks import PatchTask, build_tasks, task_grid
 from speech_interp.core.edits import COMPONENTS, capture, gradients
@@ -72,7 +72,7 @@ def attribution_sweep(
     layout: TokenLayout,
     pairs: Sequence[Pair],
     *,
-    kinds: Sequence[str] = KINDS,
+    metrics: Sequence[str] = METRICS,
     components: Sequence[str] = COMPONENTS,
     layers: Sequence[int] | None = None,
     remote: bool | str = False,
@@ -89,9 +89,9 @@ def attribution_sweep(
         :class:`~speech_interp.causal.patching.PatchResult` with ``method="attribution"`` rows.
     """
     ctx, layers = sweep_context(model, components, layers, remote, tokenizer, model_id)
-    tasks, skipped = build_tasks(pairs, layout, ctx.tokenizer, kinds)
+    tasks, skipped = build_tasks(pairs, layout, ctx.tokenizer, metrics)
     if not tasks:
-        raise ValueError(f"no pair can be read out with metrics {list(kinds)}")
+        raise ValueError(f"no pair can be read out with metrics {list(metrics)}")
     frames = []
     for task in tqdm(tasks, desc="attribution", disable=not progress):
         grid = task_grid(task, layers, components)
@@ -99,7 +99,7 @@ def attribution_sweep(
         frames.append(
             recovery_rows(
                 grid, model=ctx.model_id, backend=ctx.backend, method="attribution",
-                pair=task.pair, metric=task.kind, patched=patched, clean=clean, corrupt=corrupt,
+                pair=task.pair, metric=task.metric, patched=patched, clean=clean, corrupt=corrupt,
             )
         )  # fmt: skip
     return PatchResult(tidy_patch(pd.concat(frames, ignore_index=True), components), skipped)

@@ -1,6 +1,6 @@
 """Exact activation patching (denoising) over layers x aligned positions, batched and resumable.
 
-**Tasks** (:mod:`speech_interp.causal.tasks`): one per pair and metric kind.
+**Tasks** (:mod:`speech_interp.causal.tasks`): one per pair and metric.
 
 **Cells** are (component, layer, position) with component in resid_pre / attn_out / mlp_out /
 resid_post and position the aligned offset of :func:`speech_interp.data.align` (negative inside
@@ -18,8 +18,9 @@ order, so a resumed sweep runs exactly the same batches. On a local nnsight mode
 prompt is run once with its KV cache and residuals kept; each batch then computes only what its
 patches can change: the tokens from its first patched or read-out position on (the earlier ones
 from the cache), through the blocks from its lowest patched layer up (the blocks below are
-skipped, their outputs taken from the kept run). The same values to float rounding;
-TransformerLens's bridge does not fill HF caches, so there every batch runs the whole prompt.
+skipped, their outputs taken from the kept run; :mod:`speech_interp.core.kept`). The same values
+to float rounding; TransformerLens's bridge does not fill HF caches, so there every batch runs
+the whole prompt.
 
 **Resume** (:mod:`speech_interp.causal.checkpoint`): with ``out_dir``, every finished batch is
 appended to ``patch_cells.log`` there; a rerun skips finished batches and the returned table is
@@ -28,7 +29,6 @@ the same as an uninterrupted run's, bit for bit.
 
 from __future__ import annotations
 
-import copy
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,29 +38,27 @@ import einops
 import numpy as np
 import pandas as pd
 import torch
-from torch import Tensor
 from tqdm.auto import tqdm
 
 from speech_interp.causal.checkpoint import KEY, Checkpoint, checkpoint_batch_size
-from speech_interp.causal.readouts import KINDS
+from speech_interp.causal.readouts import METRICS
 from speech_interp.causal.tables import (
     EPS,
     recovery_rows,
     tidy_patch,
 )
 from speech_interp.causal.tasks import PatchTask, build_tasks, task_grid
-from speech_interp.core.edits import COMPONENTS, Edit, Readout, capture, run_edited
+from speech_interp.core.edits import COMPONENTS, Edit, capture, run_edited
+from speech_interp.core.kept import KeptRun, keep_run, run_kept
 from speech_interp.core.memory import model_device, plan_batch_size
-from speech_interp.core.residuals import no_logits_kwargs
 from speech_interp.core.runs import RunContext, block_list, run_context
 from speech_interp.data.pairs import Pair
 from speech_interp.hooks import TokenLayout
-from speech_interp.models import backend_of, hf_model
 
 
 @dataclass
 class PatchResult:
-    """``table``: one row per cell (``PATCH_COLUMNS`` + extras); ``skipped``: pair, kind, why."""
+    """``table``: one row per cell (``PATCH_COLUMNS`` + extras); ``skipped``: pair, metric, why."""
 
     table: pd.DataFrame
     skipped: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -99,64 +97,17 @@ def clean_run(model, task: PatchTask, sites, *, remote: bool | str = False):
     return acts, float(clean[0]), float(corrupt[0])
 
 
-@dataclass
-class CorruptRun:
-    """The unpatched corrupted run of a task on a local nnsight model: its KV cache and every
-    block's input (``resid[l]`` is block l's input, ``resid[L]`` the last block's output)."""
-
-    cache: object  # an HF cache of the whole corrupted prompt
-    resid: tuple[Tensor, ...]  # [1, pos, d] each
-
-
-def corrupt_run(model, task: PatchTask, remote) -> CorruptRun | None:
-    """The corrupted prompt run once with its cache and residuals kept; None where batches must
-    run the whole prompt through every block (TransformerLens, whose bridge does not fill HF
-    caches; remote runs)."""
-    if remote or backend_of(model) != "nnsight":
-        return None
-    with torch.no_grad():  # its logits are not read: the last position's only
-        out = hf_model(model)(
-            task.corrupt_ids[None], use_cache=True, output_hidden_states=True,
-            **no_logits_kwargs(model),
-        )  # fmt: skip
-    cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
-    if cache is None or cache.get_seq_length() != len(task.corrupt_ids):
-        return None
-    return CorruptRun(cache, tuple(h.detach() for h in out.hidden_states))
-
-
 def patch_batch(
-    model, task: PatchTask, grid: pd.DataFrame, clean_acts, remote, run: CorruptRun | None = None
+    model, task: PatchTask, grid: pd.DataFrame, clean_acts, remote, run: KeptRun | None = None
 ) -> np.ndarray:
-    """Patched metrics of one batch (row j patches grid row j). With the corrupted ``run``, no
-    patch can change the tokens before the batch's first patched or read-out position, nor the
-    blocks below its lowest patched layer: those tokens come from the cache, those blocks are
-    skipped (their output is the corrupted run's), and only the rest is computed."""
+    """Patched metrics of one batch (row j patches grid row j). With the corrupted prompt's kept
+    ``run`` (:func:`speech_interp.core.kept.keep_run`), only what the patches can change is
+    computed (:func:`speech_interp.core.kept.run_kept`); without, the whole prompt."""
     edits = cell_edits(grid, clean_acts, range(len(grid)))
-    b = len(grid)
-    device = model_device(model)
-    if run is None:
-        ids = einops.repeat(task.corrupt_ids, "pos -> b pos", b=b).to(device)
-        return run_edited(model, ids, edits, task.corrupt_readout, remote=remote).numpy()
-    r = task.corrupt_readout
-    start = min(int(grid["corrupt_position"].min()), int(r.positions.min()))
-    first = int(grid["layer"].min())
-    cache = None
-    if start > 0:
-        cache = copy.deepcopy(run.cache)
-        cache.crop(start - len(task.corrupt_ids))  # negative: drop that many from the end
-        cache.batch_repeat_interleave(b)
-    for e in edits:
-        e.positions = e.positions - start
-    # a skipped block's output, as the blocks return it; the input of the first block run is a
-    # copy (edits write into it), the others are views
-    skip = {i: einops.repeat(run.resid[i + 1][:, start:], "1 pos d -> b pos d", b=b)
-            for i in range(first)}  # fmt: skip
-    if first:
-        skip[first - 1] = skip[first - 1].contiguous()
-    ids = einops.repeat(task.corrupt_ids[start:], "pos -> b pos", b=b).to(device)
-    readout = Readout(r.positions - start, r.targets, r.weights)
-    return run_edited(model, ids, edits, readout, prefix_cache=cache, skip_blocks=skip).numpy()
+    if run is not None:
+        return run_kept(model, run, edits, task.corrupt_readout, len(grid)).numpy()
+    ids = einops.repeat(task.corrupt_ids, "pos -> b pos", b=len(grid)).to(model_device(model))
+    return run_edited(model, ids, edits, task.corrupt_readout, remote=remote).numpy()
 
 
 def sweep_context(
@@ -175,7 +126,7 @@ def patch_sweep(
     layout: TokenLayout,
     pairs: Sequence[Pair],
     *,
-    kinds: Sequence[str] = KINDS,
+    metrics: Sequence[str] = METRICS,
     components: Sequence[str] = COMPONENTS,
     layers: Sequence[int] | None = None,
     batch_size: int | None = 64,
@@ -191,7 +142,7 @@ def patch_sweep(
         model: a TransformerLens bridge or an nnsight model (:func:`speech_interp.load`).
         layout: the model's token layout.
         pairs: clean / corrupted pairs (:func:`speech_interp.data.make_pairs`).
-        kinds: metric kinds to read out (:data:`speech_interp.causal.readouts.KINDS`).
+        metrics: what to read out (:data:`speech_interp.causal.readouts.METRICS`).
         components: components to patch, among ``resid_pre attn_out mlp_out resid_post``.
         layers: blocks to patch (default: all).
         batch_size: patched cells per forward pass (values do not depend on it); None: the
@@ -209,9 +160,10 @@ def patch_sweep(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     ctx, layers = sweep_context(model, components, layers, remote, tokenizer, model_id)
     backend, remote, model_id = ctx.backend, ctx.remote, ctx.model_id
-    tasks, skipped = build_tasks(pairs, layout, ctx.tokenizer, kinds)
+    tasks, skipped = build_tasks(pairs, layout, ctx.tokenizer, metrics)
     if not tasks:
-        raise ValueError(f"no pair can be read out with metrics {list(kinds)}: {_reasons(skipped)}")
+        reasons = _reasons(skipped)
+        raise ValueError(f"no pair can be read out with metrics {list(metrics)}: {reasons}")
     if remote is True:  # the server's memory is not ours to measure
         batch_size = batch_size or 64
     else:
@@ -223,7 +175,7 @@ def patch_sweep(
     meta = {
         "model": model_id,
         "backend": backend,
-        "kinds": list(kinds),
+        "kinds": list(metrics),  # the checkpoint's key since its first format
         "batch_size": batch_size,
         "components": list(components),
         "layers": layers,
@@ -243,12 +195,12 @@ def patch_sweep(
                 continue
             sites = sorted(set(zip(grid["layer"], grid["component"], strict=True)))
             acts, clean, corrupt = clean_run(model, task, sites, remote=remote)
-            run = corrupt_run(model, task, remote)
+            run = keep_run(model, task.corrupt_ids, remote)
             for chunk in todo:
                 patched = patch_batch(model, task, chunk, acts, remote, run)
                 rows = recovery_rows(
                     chunk, model=model_id, backend=backend, method="exact", pair=task.pair,
-                    metric=task.kind, patched=patched, clean=clean, corrupt=corrupt,
+                    metric=task.metric, patched=patched, clean=clean, corrupt=corrupt,
                 )  # fmt: skip
                 if ckpt is not None:
                     ckpt.append(rows)
@@ -267,7 +219,7 @@ def _reasons(skipped: pd.DataFrame) -> str:
 
 def _finished(task: PatchTask, chunk: pd.DataFrame, done: set) -> bool:
     return all(
-        (task.pair, task.kind, c, int(la), int(p)) in done
+        (task.pair, task.metric, c, int(la), int(p)) in done
         for c, la, p in zip(chunk["component"], chunk["layer"], chunk["position"], strict=True)
     )
 
@@ -292,7 +244,6 @@ __all__ = [
     "PatchResult",
     "cell_edits",
     "clean_run",
-    "corrupt_run",
     "patch_batch",
     "patch_sweep",
     "patched_metric",

@@ -1,6 +1,6 @@
 """What every causal test reads out: the next word after a spoken word, in speech or in text.
 
-**Kinds** (:data:`KINDS`), for a prompt ``prefix`` that ends with the word's last unit and the
+**Metrics** (:data:`METRICS`), for a prompt ``prefix`` that ends with the word's last unit and the
 word ``nxt`` that follows it:
 
 - ``speech``: ``prefix`` + ``nxt``'s units; the metric is the sum of the log-probs of those units,
@@ -9,8 +9,9 @@ word ``nxt`` that follows it:
   ``nxt``'s text target token (rule in :mod:`speech_interp.data.targets`) at the marker. Needs a
   text marker in the family and a target for the word.
 
-A word without what a kind needs is skipped for that kind, with the reason :func:`why_not` gives;
-the callers list skipped words, they never drop them silently.
+A word without what a metric needs is skipped for that metric, with the reason :func:`why_not`
+gives; :func:`read_outs` is the one builder every causal test reads its prompts from, and the
+callers list what it skipped, they never drop it silently.
 """
 
 from __future__ import annotations
@@ -28,24 +29,24 @@ from speech_interp.data.targets import TargetResolver
 from speech_interp.data.utterances import Utterance, Word
 from speech_interp.hooks import TokenLayout
 
-KINDS: tuple[str, ...] = ("speech", "text")
+METRICS: tuple[str, ...] = ("speech", "text")
 
 
-def check_kinds(kinds: Sequence[str]) -> list[str]:
-    """The kinds as a list; unknown or no kinds are an error."""
-    bad = [k for k in kinds if k not in KINDS]
-    if bad or not kinds:
-        raise ValueError(f"metric kinds must be among {KINDS}, got {list(kinds)}")
-    return list(kinds)
+def check_metrics(metrics: Sequence[str]) -> list[str]:
+    """The metrics as a list; unknown or no metrics are an error."""
+    bad = [m for m in metrics if m not in METRICS]
+    if bad or not metrics:
+        raise ValueError(f"metrics must be among {METRICS}, got {list(metrics)}")
+    return list(metrics)
 
 
-def why_not(nxt: Word | None, kind: str, layout: TokenLayout, resolver) -> str | None:
-    """Why ``kind`` cannot read ``nxt`` out (None when it can)."""
-    if kind not in KINDS:
-        raise ValueError(f"metric kind must be one of {KINDS}, got {kind!r}")
+def why_not(nxt: Word | None, metric: str, layout: TokenLayout, resolver) -> str | None:
+    """Why ``metric`` cannot read ``nxt`` out (None when it can)."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     if nxt is None:
         return "the word is the utterance's last word (no next word to read out)"
-    if kind == "speech":
+    if metric == "speech":
         if nxt.modality != "speech" or not nxt.units:
             return f"the next word {nxt.word!r} is not spoken"
         return None
@@ -57,14 +58,14 @@ def why_not(nxt: Word | None, kind: str, layout: TokenLayout, resolver) -> str |
 
 
 def continuation(
-    prefix: Int[Tensor, " pos"], nxt: Word | None, kind: str, layout: TokenLayout, resolver
+    prefix: Int[Tensor, " pos"], nxt: Word | None, metric: str, layout: TokenLayout, resolver
 ) -> tuple[Int[Tensor, " ids"], Readout] | str:
-    """``prefix`` (ending with the word) + what ``kind`` reads out of ``nxt``; or why not."""
-    reason = why_not(nxt, kind, layout, resolver)
+    """``prefix`` (ending with the word) + what ``metric`` reads out of ``nxt``; or why not."""
+    reason = why_not(nxt, metric, layout, resolver)
     if reason is not None:
         return reason
     n = len(prefix)
-    if kind == "speech":
+    if metric == "speech":
         units = layout.units_to_tokens(list(nxt.units))
         ids = torch.cat([prefix, units])
         return ids, Readout.same(1, torch.arange(n - 1, n - 1 + len(units)), units)
@@ -72,14 +73,32 @@ def continuation(
     return ids, Readout.same(1, [n], [resolver(nxt.word).token_id])
 
 
+Prompt = tuple[Int[Tensor, " ids"], Readout]
+
+
+def read_outs(
+    prefix: Int[Tensor, " pos"], nxt: Word | None, metrics: Sequence[str], layout, resolver
+) -> tuple[dict[str, Prompt], dict[str, str]]:
+    """Every metric's prompt and read-out of ``nxt`` after ``prefix`` (metric -> (ids, readout),
+    in the order of ``metrics``), and why the others cannot read it (metric -> reason)."""
+    prompts, reasons = {}, {}
+    for metric in metrics:
+        got = continuation(prefix, nxt, metric, layout, resolver)
+        if isinstance(got, str):
+            reasons[metric] = got
+        else:
+            prompts[metric] = got
+    return prompts, reasons
+
+
 @dataclass
 class WordItem:
-    """One spoken word under one metric kind: a prompt ending in the read-out and its positions."""
+    """One spoken word under one metric: a prompt ending in the read-out and its positions."""
 
     utterance: str
     word_index: int
     word: str
-    kind: str
+    metric: str
     ids: Int[Tensor, " pos"]
     readout: Readout
     positions: Int[Tensor, " n"]  # the word's unit positions in ``ids``
@@ -89,10 +108,13 @@ SKIPPED_COLUMNS = ["utterance", "word_index", "metric", "reason"]
 
 
 def word_items(
-    utterances: Sequence[Utterance], layout: TokenLayout, tokenizer, kinds: Sequence[str] = KINDS
+    utterances: Sequence[Utterance],
+    layout: TokenLayout,
+    tokenizer,
+    metrics: Sequence[str] = METRICS,
 ) -> tuple[list[WordItem], pd.DataFrame]:
-    """Items for every spoken content word with a next word, and the (word, kind)s skipped."""
-    kinds = check_kinds(kinds)
+    """Items for every spoken content word with a next word, and the (word, metric)s skipped."""
+    metrics = check_metrics(metrics)
     resolver = TargetResolver(tokenizer, layout)
     items, skipped = [], []
     for utt in utterances:
@@ -104,13 +126,24 @@ def word_items(
                 prompt = utt.to_prompt(layout, tokenizer)
             pos = prompt.word_positions[w]
             prefix = prompt.input_ids[: int(pos[-1]) + 1]
-            for kind in kinds:
-                got = continuation(prefix, utt.words[w + 1], kind, layout, resolver)
-                if isinstance(got, str):
-                    skipped.append(dict(zip(SKIPPED_COLUMNS, (utt.id, w, kind, got), strict=True)))
-                    continue
-                items.append(WordItem(utt.id, w, word.word, kind, got[0], got[1], pos))
+            prompts, reasons = read_outs(prefix, utt.words[w + 1], metrics, layout, resolver)
+            for metric in metrics:  # the data's order: each metric's item or its reason
+                if metric in reasons:
+                    row = (utt.id, w, metric, reasons[metric])
+                    skipped.append(dict(zip(SKIPPED_COLUMNS, row, strict=True)))
+                else:
+                    ids, readout = prompts[metric]
+                    items.append(WordItem(utt.id, w, word.word, metric, ids, readout, pos))
     return items, pd.DataFrame(skipped, columns=SKIPPED_COLUMNS)
 
 
-__all__ = ["KINDS", "WordItem", "check_kinds", "continuation", "why_not", "word_items"]
+__all__ = [
+    "METRICS",
+    "Prompt",
+    "WordItem",
+    "check_metrics",
+    "continuation",
+    "read_outs",
+    "why_not",
+    "word_items",
+]

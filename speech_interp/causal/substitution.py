@@ -30,11 +30,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from speech_interp.causal.readouts import KINDS, continuation
+from speech_interp.causal.band import band_streams, run_band_edits
+from speech_interp.causal.readouts import METRICS, check_metrics, read_outs
 from speech_interp.causal.tables import SUBSTITUTION_COLUMNS, make_table
-from speech_interp.core.edits import Edit, run_edited, stream_site
+from speech_interp.core.edits import Edit
 from speech_interp.core.residuals import get_residuals, resid_names
-from speech_interp.core.runs import band_label, run_context, stream_band
+from speech_interp.core.runs import run_context
 from speech_interp.data.pairs import Pair, validate_pair
 from speech_interp.data.targets import TargetResolver
 from speech_interp.data.utterances import Utterance, Word
@@ -68,7 +69,7 @@ def substitute(
     band: str | Sequence[int],
     alphas: Sequence[float] = (1.0,),
     n_random: int = 5,
-    kinds: Sequence[str] = KINDS,
+    metrics: Sequence[str] = METRICS,
     seed: int = 0,
     remote: bool | str = False,
     model_id: str | None = None,
@@ -85,18 +86,18 @@ def substitute(
         band: residual streams ``"a-b"`` in the lens numbering (:mod:`speech_interp.core.runs`).
         alphas: move strengths (0 changes nothing).
         n_random: random deltas of the text delta's norm per stream (the control).
-        kinds: metric kinds to read out (:data:`speech_interp.causal.readouts.KINDS`).
+        metrics: what to read out (:data:`speech_interp.causal.readouts.METRICS`).
         seed: seed of the random deltas.
         remote, model_id, progress, tokenizer: as for every routine
             (:func:`speech_interp.core.runs.run_context`).
 
     Returns:
-        One row per pair, metric kind, alpha and direction (``SUBSTITUTION_COLUMNS``).
+        One row per pair, metric, alpha and direction (``SUBSTITUTION_COLUMNS``).
     """
     ctx = run_context(model, remote, tokenizer, model_id)
     remote, L, tok = ctx.remote, ctx.n_layers, ctx.tokenizer
-    lo, hi = stream_band(band, L)
-    streams = list(range(lo, hi + 1))
+    metrics = check_metrics(metrics)
+    label, streams = band_streams(band, L)
     resolver = TargetResolver(tok, layout)
     gen = torch.Generator().manual_seed(int(seed))
     rows = []
@@ -125,13 +126,15 @@ def substitute(
         pos = prompt.word_positions[w]
         prefix = prompt.input_ids[: int(pos[-1]) + 1]
         informative = pair.clean.words[w + 1].word.lower() != pair.donor_next.word.lower()
-        for kind in kinds:
-            own = continuation(prefix, pair.clean.words[w + 1], kind, layout, resolver)
-            oth = continuation(prefix, pair.donor_next, kind, layout, resolver)
-            if isinstance(own, str) or isinstance(oth, str):
-                continue
-            m_own = _moved(model, own, pos, [m[3] for m in moves], streams, L, remote)
-            m_oth = _moved(model, oth, pos, [m[3] for m in moves], streams, L, remote)
+        owns, _ = read_outs(prefix, pair.clean.words[w + 1], metrics, layout, resolver)
+        others, _ = read_outs(prefix, pair.donor_next, list(owns), layout, resolver)
+        for metric, oth in others.items():  # read on both sides
+            own = owns[metric]
+            m_own, m_oth = (
+                run_band_edits(model, *p, pos, [m[3] for m in moves], streams, L, Edit.add,
+                               unedited=1, remote=remote)
+                for p in (own, oth)
+            )  # fmt: skip
             base_own, base_oth = float(m_own[0]), float(m_oth[0])
             for j, (direction, draw, a, _) in enumerate(moves, start=1):
                 mo, mt = float(m_own[j]), float(m_oth[j])
@@ -140,11 +143,11 @@ def substitute(
                     {
                         "model": ctx.model_id,
                         "backend": ctx.backend,
-                        "band": band_label((lo, hi)),
+                        "band": label,
                         "pair": pair.id,
                         "word": pair.clean_word.word,
                         "other": other,
-                        "metric": kind,
+                        "metric": metric,
                         "alpha": float(a),
                         "direction": direction,
                         "draw": draw,
@@ -159,20 +162,6 @@ def substitute(
     if not rows:
         raise ValueError("no pair has continuations to read out on both sides (own and donor)")
     return make_table(rows, SUBSTITUTION_COLUMNS)
-
-
-def _moved(model, prompt_readout, positions, deltas: list[dict], streams, L, remote):
-    """Row 0: no move; row r: add ``deltas[r-1][stream]`` at the word's positions."""
-    ids, readout = prompt_readout
-    B, P = len(deltas) + 1, len(positions)
-    rows = torch.arange(1, B).repeat_interleave(P)
-    pos = positions.repeat(B - 1)
-    edits = []
-    for s in streams:
-        v = torch.stack([d[s] for d in deltas]).repeat_interleave(P, dim=0)
-        edits.append(Edit.add(*stream_site(s, L), rows, pos, v))
-    batch = ids[None].expand(B, -1).contiguous()
-    return run_edited(model, batch, edits, readout, remote=remote)
 
 
 def summarize_substitution(table: pd.DataFrame) -> pd.DataFrame:

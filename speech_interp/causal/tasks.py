@@ -1,10 +1,10 @@
-"""Patching tasks: a pair under one metric kind, its two prompts, read-outs and patchable cells.
+"""Patching tasks: a pair under one metric, its two prompts, read-outs and patchable cells.
 
-**Tasks.** Every pair (:mod:`speech_interp.data.pairs`) gives one task per metric kind: both
-prompts cut after the differing word, then the clean next word read out the way the kind says
-(:mod:`speech_interp.causal.readouts`: ``speech``, its units; ``text``, its text target after a
-switch to text). The read-out is identical in both prompts. A pair lacking what a kind needs is
-skipped for that kind (listed in ``PatchResult.skipped``).
+**Tasks.** Every pair (:mod:`speech_interp.data.pairs`) gives one task per metric: both prompts
+cut after the differing word, then the clean next word read out the way the metric says
+(:func:`speech_interp.causal.readouts.read_outs`: ``speech``, its units; ``text``, its text
+target after a switch to text). The read-out is identical in both prompts. A pair lacking what a
+metric needs is skipped for that metric (listed in ``PatchResult.skipped``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pandas as pd
 from jaxtyping import Int
 from torch import Tensor
 
-from speech_interp.causal.readouts import KINDS, check_kinds, continuation
+from speech_interp.causal.readouts import METRICS, check_metrics, read_outs
 from speech_interp.core.edits import Readout
 from speech_interp.data.pairs import Pair, align, validate_pair
 from speech_interp.data.targets import TargetResolver
@@ -25,10 +25,10 @@ from speech_interp.hooks import TokenLayout
 
 @dataclass
 class PatchTask:
-    """One pair under one metric kind: both prompts, read-outs and the patchable positions."""
+    """One pair under one metric: both prompts, read-outs and the patchable positions."""
 
     pair: str
-    kind: str
+    metric: str
     clean_ids: Int[Tensor, " clean_pos"]
     corrupt_ids: Int[Tensor, " corrupt_pos"]
     clean_readout: Readout
@@ -37,10 +37,10 @@ class PatchTask:
 
 
 def build_tasks(
-    pairs: Sequence[Pair], layout: TokenLayout, tokenizer, kinds: Sequence[str] = KINDS
+    pairs: Sequence[Pair], layout: TokenLayout, tokenizer, metrics: Sequence[str] = METRICS
 ) -> tuple[list[PatchTask], pd.DataFrame]:
-    """Tasks for every pair and kind (rules in the module docstring) and the skipped ones."""
-    kinds = check_kinds(kinds)
+    """Tasks for every pair and metric (rules in the module docstring) and the skipped ones."""
+    metrics = check_metrics(metrics)
     resolver = TargetResolver(tokenizer, layout)
     tasks, skipped = [], []
     for pair in pairs:
@@ -48,17 +48,18 @@ def build_tasks(
         cp, rp = pair.clean.to_prompt(layout, tokenizer), pair.corrupt.to_prompt(layout, tokenizer)
         al = align(cp, rp, w)
         nxt = pair.clean.words[w + 1] if w + 1 < len(pair.clean.words) else None
-        for kind in kinds:
-            clean = continuation(cp.input_ids[: al.clean_last + 1], nxt, kind, layout, resolver)
-            if isinstance(clean, str):
-                skipped.append({"pair": pair.id, "metric": kind, "reason": clean})
+        clean_prefix = cp.input_ids[: al.clean_last + 1]
+        corrupt_prefix = rp.input_ids[: al.corrupt_last + 1]
+        clean, reasons = read_outs(clean_prefix, nxt, metrics, layout, resolver)
+        corrupt, _ = read_outs(corrupt_prefix, nxt, list(clean), layout, resolver)
+        for metric in metrics:
+            if metric in reasons:
+                skipped.append({"pair": pair.id, "metric": metric, "reason": reasons[metric]})
                 continue
-            corrupt = continuation(rp.input_ids[: al.corrupt_last + 1], nxt, kind, layout, resolver)
-            n_read = clean[1].positions.shape[1]
-            cells = al.cells(max_after=n_read - 1 if kind == "speech" else 1)
-            tasks.append(
-                PatchTask(pair.id, kind, clean[0], corrupt[0], clean[1], corrupt[1], cells)
-            )
+            (c_ids, c_read), (r_ids, r_read) = clean[metric], corrupt[metric]
+            n_read = c_read.positions.shape[1]
+            cells = al.cells(max_after=n_read - 1 if metric == "speech" else 1)
+            tasks.append(PatchTask(pair.id, metric, c_ids, r_ids, c_read, r_read, cells))
     return tasks, pd.DataFrame(skipped, columns=["pair", "metric", "reason"])
 
 

@@ -53,7 +53,7 @@ def _stream_bands(streams: str | None, n_layers: int) -> list[str]:
     from speech_interp.core.runs import band_label, stream_band
 
     if streams is None:
-        return [f"{s}-{s}" for s in range(1, n_layers)] or [f"0-{n_layers}"]
+        return [band_label((s, s)) for s in range(1, n_layers)] or [band_label((0, n_layers))]
     return [band_label(checked(stream_band, b, n_layers, flag="--streams")) for b in spans(streams)]
 
 
@@ -126,7 +126,7 @@ def patch_command(
     """Exact (and attribution) activation patching over layers x aligned word positions."""
     from speech_interp.causal import attribution_sweep, patch_sweep, rank_agreement
     from speech_interp.causal.patching import summarize_patching
-    from speech_interp.causal.readouts import check_kinds
+    from speech_interp.causal.readouts import check_metrics
     from speech_interp.core.residuals import n_layers
     from speech_interp.core.runs import block_list, parse_span
     from speech_interp.data import make_pairs
@@ -134,8 +134,8 @@ def patch_command(
 
     rem = remote_mode(remote, backend)
     span = renamed_option(blocks, layers, "--blocks")
-    kinds = checked(
-        check_kinds, [k.strip() for k in metrics.split(",") if k.strip()], flag="--metrics"
+    chosen = checked(
+        check_metrics, [m.strip() for m in metrics.split(",") if m.strip()], flag="--metrics"
     )
     if span is not None:
         checked(parse_span, span, flag="--blocks")
@@ -144,7 +144,7 @@ def patch_command(
     )
     blocks = None if span is None else checked(block_list, span, n_layers(loaded), flag="--blocks")
     pairs = make_pairs(utterances, seed=seed, max_pairs=max_pairs)
-    kw = dict(kinds=kinds, layers=blocks, remote=rem, model_id=model)
+    kw = dict(metrics=chosen, layers=blocks, remote=rem, model_id=model)
     exact = patch_sweep(loaded, layout, pairs, batch_size=batch_size or None, out_dir=out, **kw)
     write_csv(_pairs_frame(pairs), out / "pairs.csv")
     tables = [exact.table]
@@ -156,10 +156,10 @@ def patch_command(
     table = pd.concat(tables, ignore_index=True)
     write_csv(table, out / "patch.csv")
     write_csv(summarize_patching(table), out / "patch_summary.csv")
-    for kind in sorted(set(exact.table["metric"])):
-        plot_patching_heatmap(exact.table, out / f"patch_heatmap_{kind}.png", metric=kind)
+    for metric in sorted(set(exact.table["metric"])):
+        plot_patching_heatmap(exact.table, out / f"patch_heatmap_{metric}.png", metric=metric)
     _finish(out, model, seed, data_info, "patch", backend=backend, remote=remote,
-            blocks=blocks, metrics=kinds, n_pairs=len(pairs), batch_size=exact.batch_size,
+            blocks=blocks, metrics=chosen, n_pairs=len(pairs), batch_size=exact.batch_size,
             skipped=exact.skipped.to_dict(orient="records"))  # fmt: skip
     typer.echo(f"patch: {len(pairs)} pairs, {len(exact.table)} exact cells -> {out}")
     return table
@@ -184,9 +184,10 @@ def ablate_command(
     trust_remote_code: TrustRemoteCode = False,
 ) -> dict:
     """Text-direction (and probe) ablation vs random directions, then the verdict per band."""
-    from speech_interp.causal import ablate, verdicts
+    from speech_interp.causal import ablate_bands, verdicts
     from speech_interp.causal.ablation import summarize_ablation
     from speech_interp.lens import run_lens
+    from speech_interp.lens.metrics import LENS_CSV
     from speech_interp.plotting import plot_ablation_bands
 
     rem, given, bands = _band_setup(
@@ -195,13 +196,12 @@ def ablate_command(
     )  # fmt: skip
     utterances, loaded, layout, data_info = given
     kw = dict(n_random=n_random, probe=probe, seed=seed, max_words=max_pairs, remote=rem)
-    tables = [ablate(loaded, layout, utterances, band=b, model_id=model, **kw) for b in bands]
-    table = pd.concat(tables, ignore_index=True)
+    table = ablate_bands(loaded, layout, utterances, bands, model_id=model, **kw)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(table, out / "ablation.csv")
     write_csv(summarize_ablation(table), out / "ablation_summary.csv")
     lens = run_lens(loaded, layout, utterances, ks=(k,), seed=seed, remote=rem, model_id=model)
-    write_csv(lens.summary, out / "lens.csv")
+    write_csv(lens.summary, out / LENS_CSV)
     content = verdicts(lens.words, table, bands=bands, k=k, seed=seed)
     write_verdicts(out, {model: content})
     for metric in sorted(set(table["metric"])):

@@ -90,27 +90,18 @@ def causal_verdict(
     model, layout, utterances, result, variant, seed, max_words, out, clock=None, probe=False
 ) -> dict:
     """Ablation in every demo band, then the verdict (decodable x causal) per band. With
-    ``probe``, word-identity probe directions are ablated too (fit once for all the bands'
-    streams); the verdict rule does not read them."""
-    from speech_interp.causal import ablate, fit_probes, verdicts
+    ``probe``, word-identity probe directions are ablated too
+    (:func:`speech_interp.causal.ablation.ablate_bands`); the verdict rule does not read them."""
+    from speech_interp.causal import ablate_bands, verdicts
     from speech_interp.core.residuals import n_layers
-    from speech_interp.core.runs import parse_span
     from speech_interp.plotting import plot_ablation_bands
 
     clock = clock or Stopwatch()
     bands = demo_bands(n_layers(model))
-    streams = [s for b in bands for s in range(parse_span(b)[0], parse_span(b)[1] + 1)]
-    probes = None
-    if probe:
-        with clock("probes"):
-            probes = fit_probes(model, layout, utterances, streams, seed=seed)
     with clock("ablation"):
-        tables = [
-            ablate(model, layout, utterances, band=b, n_random=20, seed=seed, probe=probe,
-                   probes=probes, max_words=max_words, model_id=variant, progress=False)
-            for b in bands
-        ]  # fmt: skip
-    ablation = pd.concat(tables, ignore_index=True)
+        ablation = ablate_bands(model, layout, utterances, bands, n_random=20, seed=seed,
+                                probe=probe, max_words=max_words, model_id=variant,
+                                progress=False)  # fmt: skip
     with clock("verdict"):
         content = verdicts(result.words, ablation, bands=bands, seed=seed)
     with clock("outputs"):

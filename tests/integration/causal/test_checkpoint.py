@@ -20,7 +20,7 @@ from speech_interp.data import make_pairs
 from speech_interp.testing import causal_utterances
 
 pytestmark = pytest.mark.integration
-KW = dict(batch_size=4, progress=False, kinds=["speech"])
+KW = dict(batch_size=4, progress=False, metrics=["speech"])
 
 
 @pytest.fixture(scope="module")

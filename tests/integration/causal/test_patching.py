@@ -97,7 +97,7 @@ def test_batch_size_does_not_change_values(models, pairs, tl_sweep):
 
 
 def test_resume_after_interruption(models, pairs, tmp_path, monkeypatch):
-    kw = dict(batch_size=7, progress=False, kinds=["speech"])
+    kw = dict(batch_size=7, progress=False, metrics=["speech"])
     full = patch_sweep(models["tl"], models["layout"], pairs, out_dir=tmp_path / "full", **kw)
     calls = {"n": 0}
     real = patching.patch_batch
@@ -174,8 +174,8 @@ def test_bad_input(models, pairs, monkeypatch):
         patch_sweep(models["tl"], models["layout"], pairs, remote="local", progress=False)
     with pytest.raises(ValueError, match=r"blocks \[5\] out of range for a 2-layer model"):
         patch_sweep(models["tl"], models["layout"], pairs, layers=[0, 5], progress=False)
-    with pytest.raises(ValueError, match="metric kinds"):
-        patch_sweep(models["tl"], models["layout"], pairs, kinds=["audio"], progress=False)
+    with pytest.raises(ValueError, match="metrics must be among"):
+        patch_sweep(models["tl"], models["layout"], pairs, metrics=["audio"], progress=False)
     p = pairs[0]
     broken = Pair("broken", p.clean, p.clean, p.word_index)
     with pytest.raises(ValueError, match="differs in 0 words"):
@@ -191,23 +191,20 @@ def test_nnsight_batches_run_only_what_their_patches_can_change(models, pairs):
     """On local nnsight a batch runs the suffix after a cached prefix through the blocks from
     its lowest patched layer up (the lower ones skipped): the same values as the whole prompt
     through every block, for every component."""
-    from speech_interp.causal.patching import (
-        clean_run,
-        corrupt_run,
-        patch_batch,
-    )
+    from speech_interp.causal.patching import clean_run, patch_batch
     from speech_interp.causal.tasks import build_tasks, task_grid
     from speech_interp.core.edits import COMPONENTS, Edit, run_edited
+    from speech_interp.core.kept import keep_run
 
     nn = models["nnsight"]
     tasks, _ = build_tasks(pairs, models["layout"], models["tl"].tokenizer, ["speech"])
     task = tasks[0]
-    run = corrupt_run(nn, task, remote=False)
+    run = keep_run(nn, task.corrupt_ids, remote=False)
     T = len(task.corrupt_ids)
     assert run.cache.get_seq_length() == T and len(run.resid) == 3  # 2 blocks: 3 streams
     # the paths that must run the whole prompt: TransformerLens, nnsight's remote simulation
-    assert corrupt_run(models["tl"], task, remote=False) is None
-    assert corrupt_run(nn, task, remote="local") is None
+    assert keep_run(models["tl"], task.corrupt_ids, remote=False) is None
+    assert keep_run(nn, task.corrupt_ids, remote="local") is None
     grid = task_grid(task, [0, 1], list(COMPONENTS))
     sites = sorted(set(zip(grid["layer"], grid["component"], strict=True)))
     acts, _, _ = clean_run(nn, task, sites)

@@ -40,14 +40,14 @@ def test_plan_picks_the_largest_power_of_two_that_fits(model):
 def test_sweep_sizes_its_batches_and_refuses_too_large_ones(models, tmp_path):
     model, layout = models["tl"], models["layout"]
     pairs = make_pairs(causal_utterances(), seed=0, max_pairs=1)
-    auto = patch_sweep(model, layout, pairs, batch_size=None, progress=False, kinds=["speech"])
+    auto = patch_sweep(model, layout, pairs, batch_size=None, progress=False, metrics=["speech"])
     assert auto.batch_size >= 1 and auto.batch_size & (auto.batch_size - 1) == 0
-    fixed = patch_sweep(model, layout, pairs, batch_size=3, progress=False, kinds=["speech"],
+    fixed = patch_sweep(model, layout, pairs, batch_size=3, progress=False, metrics=["speech"],
                         out_dir=tmp_path)  # fmt: skip
     assert (fixed.table.value.fillna(9) == auto.table.value.fillna(9)).all()
     # resuming with the automatic size runs the checkpoint's batches again
-    again = patch_sweep(model, layout, pairs, batch_size=None, progress=False, kinds=["speech"],
+    again = patch_sweep(model, layout, pairs, batch_size=None, progress=False, metrics=["speech"],
                         out_dir=tmp_path)  # fmt: skip
     assert again.batch_size == 3
     with pytest.raises(ValueError, match="needs about .* GiB"):
-        patch_sweep(model, layout, pairs, batch_size=10**9, progress=False, kinds=["speech"])
+        patch_sweep(model, layout, pairs, batch_size=10**9, progress=False, metrics=["speech"])

@@ -35,5 +35,5 @@ def test_why_not(layout_resolver):
     assert "is not spoken" in why_not(Word("cat", "text"), "speech", layout, resolver)
     assert why_not(Word("cat", "text"), "text", layout, resolver) is None
     assert "no text target" in why_not(Word("<Un3>", "text"), "text", layout, resolver)
-    with pytest.raises(ValueError, match="metric kind must be one of"):
+    with pytest.raises(ValueError, match="metric must be one of"):
         why_not(Word("cat"), "audio", layout, resolver)

@@ -86,7 +86,7 @@ def test_bad_metrics_write_nothing(capsys, tmp_path):
     out = tmp_path / "patch"
     code, err = _main_error(capsys, ["patch", "--model", "organism", "--data", str(SHIPPED_DATA),
                                      "--metrics", "foo", "--out", str(out)])  # fmt: skip
-    assert code == 2 and "metric kinds must be among" in err and not out.exists()
+    assert code == 2 and "metrics must be among" in err and not out.exists()
 
 
 def test_debug_shows_the_traceback():
