@@ -8,6 +8,7 @@ random and saved with ``save_pretrained``.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -256,3 +257,118 @@ def causal_utterances() -> list[Utterance]:
     """Six hand-made spoken utterances in two voices with categories (some words in text), for
     the causal tests: every noun, verb and adjective has same-voice, same-category partners."""
     return [_causal_utterance(i, v, t, tw) for i, (v, t, tw) in enumerate(CAUSAL_SENTENCES)]
+
+
+# ----------------------------------------------------------------- a fact-set replica
+
+REPLICA_LAYOUTS = ("timed", "swag")
+REPLICA_VOICES = ("us-140", "gb-175", "us-155-p70")  # three renderings, as the paper's set
+
+
+def replica_facts(n: int = 6) -> list[dict]:
+    """``n`` facts from the organism's evaluation set (distinct fact sentences, the relations
+    taken in turn): the prompt is the sentence without its last word, the correct completion
+    that word, the counterfactual another value of the same relation (the j-th other one for
+    the relation's j-th sentence), the category the relation. Words the organism knows, so its
+    lens and its knowledge can be scored."""
+    from speech_interp.data import read_utterances
+    from speech_interp.organism import SHIPPED_DATA
+
+    _, utterances = read_utterances(SHIPPED_DATA)
+    facts, seen = [], set()
+    for u in utterances:
+        words = tuple(w.word for w in u.words)
+        if u.meta.get("kind") == "fact" and words not in seen:
+            seen.add(words)
+            facts.append((u.meta.get("relation", "fact"), words))
+    by_relation: dict[str, list[tuple[str, ...]]] = {}
+    for relation, words in facts:
+        by_relation.setdefault(relation, []).append(words)
+    out, turn = [], 0
+    queues = {r: list(enumerate(ws)) for r, ws in by_relation.items()}
+    while len(out) < n and any(queues.values()):  # the relations in turn, each in file order
+        relation = list(queues)[turn % len(queues)]
+        turn += 1
+        if not queues[relation]:
+            continue
+        j, words = queues[relation].pop(0)
+        peers = [w[-1] for w in by_relation[relation] if w[-1] != words[-1]]
+        if not peers:
+            continue
+        out.append({"id": f"fact-{len(out):03d}", "category": relation,
+                    "prompt": " ".join(words[:-1]), "correct": words[-1],
+                    "counterfactual": peers[j % len(peers)]})  # fmt: skip
+    return out
+
+
+def _spoken(words: Sequence[str], voice, workdir: Path, gap: float = 0.06):
+    """One waveform of ``words`` in ``voice`` (espeak-ng word by word, ``gap`` s of silence
+    between) and each word's exact [start, end) in seconds."""
+    from speech_interp.organism.voices import synthesize
+
+    pieces, spans, t = [], [], 0.0
+    silence = torch.zeros(int(gap * 16000))
+    for w in words:
+        wave = synthesize(w, voice, workdir)
+        spans.append({"end_time": t + len(wave) / 16000, "start_time": t, "word": w})
+        pieces += [wave, silence]
+        t += (len(wave) + len(silence)) / 16000
+    return torch.cat(pieces), spans
+
+
+def _audio_value(wave, name: str) -> dict:
+    """An HF ``Audio`` value as ``datasets`` stores it in Parquet: WAV bytes and a path."""
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, wave.numpy(), 16000, format="WAV", subtype="PCM_16")
+    return {"bytes": buf.getvalue(), "path": name}
+
+
+def write_factset_replica(path: Path, *, n: int = 6, layout: str = "timed") -> Path:
+    """A Parquet fact set with real espeak-ng audio in one of the lab's published layouts
+    (:mod:`speech_interp.data.factset`): ``timed``, sTinyStories' timing struct (``id``,
+    ``category``, ``prompt_text``, ``correct``, ``counterfactual``, one audio column per voice
+    with its ``<audio>_aligned_text``); ``swag``, SpokenSwag's (``prompt_text``,
+    ``chosen_text``, ``rejected_text``, audio ``prompt`` / ``chosen`` / ``rejected``, the
+    prompt's timings in ``aligned_text``)."""
+    import tempfile
+
+    import pandas as pd
+
+    from speech_interp.organism.voices import HELDOUT_VOICES, TRAIN_VOICES
+
+    if layout not in REPLICA_LAYOUTS:
+        raise ValueError(f"layout must be one of {REPLICA_LAYOUTS}, got {layout!r}")
+    voices = {v.name: v for v in TRAIN_VOICES + HELDOUT_VOICES}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for fact in replica_facts(n):
+            words = fact["prompt"].split()
+            if layout == "timed":
+                row = {"id": fact["id"], "category": fact["category"],
+                       "prompt_text": fact["prompt"], "correct": fact["correct"],
+                       "counterfactual": fact["counterfactual"]}  # fmt: skip
+                for name in REPLICA_VOICES:
+                    wave, spans = _spoken(words, voices[name], Path(tmp))
+                    row[f"audio_{name}"] = _audio_value(wave, f"{fact['id']}_{name}.wav")
+                    row[f"audio_{name}_aligned_text"] = spans
+            else:
+                voice = voices[REPLICA_VOICES[0]]
+                wave, spans = _spoken(words, voice, Path(tmp))
+                row = {"category": fact["category"], "prompt_text": fact["prompt"],
+                       "chosen_text": fact["correct"], "rejected_text": fact["counterfactual"],
+                       "prompt": _audio_value(wave, f"{fact['id']}_mutual.wav"),
+                       "aligned_text": spans}  # fmt: skip
+                for col, word in (
+                    ("chosen", fact["correct"]),
+                    ("rejected", fact["counterfactual"]),
+                ):
+                    row[col] = _audio_value(_spoken([word], voice, Path(tmp))[0], f"{col}.wav")
+            rows.append(row)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_parquet(path)
+    return path

@@ -53,4 +53,13 @@ def run_band_edits(
     return run_edited(model, batch, edits, readout, remote=remote)
 
 
-__all__ = ["band_streams", "run_band_edits"]
+def thirds(n_layers: int) -> list[str]:
+    """Bands fixed before any result: the intermediate streams 1..L-1 split into three
+    contiguous, near-equal bands (6 layers: 1-2, 3-4, 5-5)."""
+    import numpy as np
+
+    parts = np.array_split(np.arange(1, n_layers), 3)
+    return [band_label((int(p[0]), int(p[-1]))) for p in parts if len(p)]
+
+
+__all__ = ["band_streams", "run_band_edits", "thirds"]

@@ -20,6 +20,7 @@ from speech_interp.cli.demo import demo_command
 from speech_interp.cli.info import doctor_command, models_command
 from speech_interp.cli.lens import fit_lens_command, lens_command
 from speech_interp.cli.organism import app as organism_app
+from speech_interp.cli.reproduce import reproduce_command
 from speech_interp.cli.view import view_command
 
 app = typer.Typer(
@@ -35,6 +36,7 @@ app.command("view")(view_command)
 app.command("patch")(patch_command)
 app.command("ablate")(ablate_command)
 app.command("substitute")(substitute_command)
+app.command("reproduce")(reproduce_command)
 app.command("convert")(convert_command)
 app.command("make-checkpoint")(make_checkpoint_command)
 app.command("models")(models_command)

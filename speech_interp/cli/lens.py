@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from speech_interp.artifacts import write_csv, write_phases, write_run_json
+from speech_interp.artifacts import write_csv, write_phases, write_run_json, write_text
 from speech_interp.cli.common import (
     Backend,
     Data,
@@ -35,6 +35,7 @@ TunedPath = Annotated[
     typer.Option(help="tuned-lens dir (params.pt + config.json); fit and saved if absent"),
 ]
 TunedSteps = Annotated[int, typer.Option(help="steps when fitting a tuned lens")]
+PROTOCOLS = ("ours", "paper")
 
 
 def check_lens_options(lens: str, tuned_path: Path | None) -> None:
@@ -79,6 +80,10 @@ def lens_command(
         typer.Option(help="utterances scored together up to this many positions x streams"),
     ] = 4096,
     tuned_steps: TunedSteps = 500,
+    protocol: Annotated[
+        str,
+        typer.Option(help="ours | paper (adds the paper's reading beside ours: protocol.csv/.md)"),
+    ] = "ours",
     text_tokenizer: TextTokenizer = None,
     trust_remote_code: TrustRemoteCode = False,
 ) -> object:
@@ -94,6 +99,10 @@ def lens_command(
     from speech_interp.plotting import plot_phase_curves, plot_token_heatmap
 
     check_lens_options(lens, tuned_path)
+    if protocol not in PROTOCOLS:
+        raise typer.BadParameter(
+            f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}"
+        )
     utterances, loaded, layout, data_info = load_for_command(
         model, data, backend, split, text_tokenizer, sentences, trust_remote_code
     )
@@ -112,6 +121,13 @@ def lens_command(
     warning = quality_warning(result.quality, lens)
     write_phases(out, phase_bands(result, seed=seed), PHASE_RULE)
     plot_phase_curves(result.summary, out / "phase_curves.png", title=model)
+    if protocol == "paper":
+        from speech_interp.evaluation.protocol import protocol_markdown, protocol_table
+
+        table = protocol_table(result.summary, result.words, seed=seed)
+        write_csv(table, out / "protocol.csv")
+        write_text(out / "protocol.md", protocol_markdown(table))
+        typer.echo(protocol_markdown(table))
     spoken = next(u for u in utterances if any(w.modality == "speech" for w in u.words))
     prompt = spoken.to_prompt(layout, loaded.tokenizer)
     plot_token_heatmap(loaded, layout, prompt, lens_obj, out / "token_heatmap.png")
@@ -122,6 +138,7 @@ def lens_command(
         **{k: v for k, v in data_info.items() if k != "data"},
         "backend": backend,
         "lens": lens,
+        "protocol": protocol,
         "tuned_path": str(tuned_path) if tuned_path else None,
         "tuned_lens": lens_note,
         "chunk_size": chunk_size,

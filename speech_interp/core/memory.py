@@ -34,17 +34,37 @@ def model_device(model) -> torch.device:
 def patch_batch_bytes(model, n_tokens: int, n_readout: int, batch: int) -> int:
     """Estimated peak bytes of one patching forward: ``batch`` rows of ``n_tokens`` tokens whose
     metric reads ``n_readout`` positions (see the module docstring)."""
-    cfg = hf_model(model).config
+    size = next(hf_model(model).parameters()).element_size()
+    return forward_bytes(hf_model(model).config, n_tokens, n_readout, batch, size)
+
+
+def forward_bytes(cfg, n_tokens: int, n_readout: int, batch: int, size: int) -> int:
+    """:func:`patch_batch_bytes` from an HF config and the bytes per activation element."""
     d, ff, vocab = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
     heads = cfg.num_attention_heads
     head_dim = getattr(cfg, "head_dim", None) or d // heads
     kv = getattr(cfg, "num_key_value_heads", None) or heads
-    size = next(hf_model(model).parameters()).element_size()
     block = batch * n_tokens * (6 * d + 3 * ff) * size
     scores = batch * heads * n_tokens * n_tokens * size
     cache = batch * cfg.num_hidden_layers * 2 * n_tokens * kv * head_dim * size
     logits = batch * n_readout * vocab * 4 * 2
     return int(block + scores + cache + logits)
+
+
+def weights_bytes(cfg, size: int) -> int:
+    """Bytes of a decoder-only LM's weights from its HF config (attention and its biases, gated
+    MLP, norms, embedding, and the unembedding unless tied), ``size`` bytes per parameter."""
+    d, ff, vocab, L = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size, cfg.num_hidden_layers
+    heads = cfg.num_attention_heads
+    head_dim = getattr(cfg, "head_dim", None) or d // heads
+    kv = getattr(cfg, "num_key_value_heads", None) or heads
+    attn = 2 * d * heads * head_dim + 2 * d * kv * head_dim
+    # q/k/v biases: Qwen2 always has them (its config has no flag), others say attention_bias
+    if getattr(cfg, "attention_bias", getattr(cfg, "model_type", None) == "qwen2"):
+        attn += heads * head_dim + 2 * kv * head_dim
+    per_layer = attn + 3 * d * ff + 2 * d
+    tied = getattr(cfg, "tie_word_embeddings", False)
+    return int((L * per_layer + vocab * d * (1 if tied else 2) + d) * size)
 
 
 def plan_batch_size(
@@ -87,4 +107,11 @@ def plan_batch_size(
     return fits[-1]
 
 
-__all__ = ["free_bytes", "model_device", "patch_batch_bytes", "plan_batch_size"]
+__all__ = [
+    "forward_bytes",
+    "free_bytes",
+    "model_device",
+    "patch_batch_bytes",
+    "plan_batch_size",
+    "weights_bytes",
+]

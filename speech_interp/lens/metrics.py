@@ -24,8 +24,10 @@ is < k, so tokens tied with the target count in its favour.
   on category and frequency); ``transcription_control_expected`` @k: the hit averaged over every
   member of the word's control pool (the draw's expectation).
 - ``next_word`` / ``next_word_control`` @k: the next word's (or its control's) target in top-k
-  at the word's last position (``position_rule`` is always ``last``). Words without a next word
-  (utterance-final) are out of n; ``words=content`` keeps words whose *next* word is content.
+  at the word's last position (``position_rule`` ``last``, the default), or in the word's
+  logits max-pooled over all its positions (``maxpool``, the seed paper's reading). Words
+  without a next word (utterance-final) are out of n; ``words=content`` keeps words whose
+  *next* word is content.
 - ``speech_mass``: lens probability (full-vocabulary softmax) on speech-unit tokens, averaged over
   the word's positions (``any``) or at its last position (``last``), then over words; ``k`` empty.
 - lens quality (:mod:`speech_interp.lens.quality`), over the full vocabulary at the word's
@@ -80,8 +82,8 @@ QUALITY_METRICS = {"kl_to_final": pd.NA, "top1_agreement": 1}  # metric -> its k
 METRICS = {
     "transcription": ("rank", POSITION_RULES, "content", "word"),
     "transcription_control": ("control_rank", POSITION_RULES, "content", "word"),
-    "next_word": ("next_rank", ("last",), "next_content", "next_word"),
-    "next_word_control": ("next_control_rank", ("last",), "next_content", "next_word"),
+    "next_word": ("next_rank", ("last", "maxpool"), "next_content", "next_word"),
+    "next_word_control": ("next_control_rank", ("last", "maxpool"), "next_content", "next_word"),
 }
 RANK_KINDS = ("rank", "control_rank", "next_rank", "next_control_rank")
 CI_RULE = "percentile bootstrap over word types (cluster bootstrap), 95%"

@@ -111,9 +111,9 @@ def plan_prompt(
                 ]  # fmt: skip
                 if pre_rows[s] >= 0:
                     cells.append((pre_rows[s], {"pre_onset"}))
-                pq.append(s)
-                pt.append(tok)
-                pg.append(group)
+            pq.append(s)  # every kind is also read in the word's max-pooled logits
+            pt.append(tok)
+            pg.append(group)
             for row, rules in cells:
                 qr.append(row)
                 qt.append(tok)

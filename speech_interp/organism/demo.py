@@ -52,12 +52,11 @@ CAUSAL_MODELS: tuple[str, ...] = (
 
 
 def demo_bands(n_layers: int) -> list[str]:
-    """The bands the demo tests, fixed before any result: the intermediate streams 1..L-1 split
-    into three contiguous, near-equal bands (6 layers: 1-2, 3-4, 5-5)."""
-    import numpy as np
+    """The bands the demo tests, fixed before any result (:func:`speech_interp.causal.band.thirds`:
+    the intermediate streams 1..L-1 in three contiguous, near-equal bands)."""
+    from speech_interp.causal.band import thirds
 
-    parts = np.array_split(np.arange(1, n_layers), 3)
-    return [f"{int(p[0])}-{int(p[-1])}" for p in parts if len(p)]
+    return thirds(n_layers)
 
 
 class Stopwatch:

@@ -22,6 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("speech_interp.core", "speech_interp.data"),
     ("speech_interp.lens",),
     ("speech_interp.causal",),
+    ("speech_interp.evaluation",),
     ("speech_interp.plotting",),
     ("speech_interp.organism",),
     ("speech_interp.testing",),

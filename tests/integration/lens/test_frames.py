@@ -26,7 +26,7 @@ def test_summary_shape_and_columns(tl_result, models):
         "kl_to_final",
         "top1_agreement",
     }
-    assert set(s[s.metric == "next_word"].position_rule) == {"last"}
+    assert set(s[s.metric == "next_word"].position_rule) == {"last", "maxpool"}
     rules = {"after_uniqueness", "any", "last", "pre_onset", "maxpool"}
     assert set(s[s.metric == "transcription"].position_rule) == rules
     assert set(s[s.metric == "transcription_control_expected"].position_rule) == rules

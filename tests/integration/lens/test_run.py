@@ -62,8 +62,13 @@ def test_lens_matches_hand_computation(models, data, tl_result, hand_logits):
                 assert row.next_rank_full_last == _rank(lg[pos[-1]], row.next_id, full)
                 ctrl = _rank(lg[pos[-1]], row.next_control_id, text)
                 assert row.next_control_rank_text_last == ctrl
+                pooled = lg[pos].max(0).values  # the paper's reading: max over the word's logits
+                assert row.next_rank_text_maxpool == _rank(pooled, row.next_id, text)
+                assert row.next_rank_full_maxpool == _rank(pooled, row.next_id, full)
+                ctrl = _rank(pooled, row.next_control_id, text)
+                assert row.next_control_rank_text_maxpool == ctrl
             else:
-                assert np.isnan(row.next_rank_text_last)
+                assert np.isnan(row.next_rank_text_last) and np.isnan(row.next_rank_text_maxpool)
             mass = probs[row.layer, pos][:, layout.speech_mask].sum(-1)
             assert row.speech_mass_any == pytest.approx(float(mass.mean()), abs=1e-6)
             assert row.speech_mass_last == pytest.approx(float(mass[-1]), abs=1e-6)
