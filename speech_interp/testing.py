@@ -302,18 +302,15 @@ def replica_facts(n: int = 6) -> list[dict]:
 
 
 def _spoken(words: Sequence[str], voice, workdir: Path, gap: float = 0.06):
-    """One waveform of ``words`` in ``voice`` (espeak-ng word by word, ``gap`` s of silence
-    between) and each word's exact [start, end) in seconds."""
-    from speech_interp.organism.voices import synthesize
+    """``words`` in ``voice`` with ``gap`` s of silence between them
+    (:func:`speech_interp.organism.voices.speak`) and their timings in sTinyStories' struct."""
+    from speech_interp.organism.voices import speak
 
-    pieces, spans, t = [], [], 0.0
-    silence = torch.zeros(int(gap * 16000))
-    for w in words:
-        wave = synthesize(w, voice, workdir)
-        spans.append({"end_time": t + len(wave) / 16000, "start_time": t, "word": w})
-        pieces += [wave, silence]
-        t += (len(wave) + len(silence)) / 16000
-    return torch.cat(pieces), spans
+    wave, spans = speak(words, voice, workdir, gap)
+    timed = [
+        {"end_time": e, "start_time": s, "word": w} for w, (s, e) in zip(words, spans, strict=True)
+    ]
+    return wave, timed
 
 
 def _audio_value(wave, name: str) -> dict:

@@ -7,10 +7,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
 from speech_interp.data.utterances import Utterance
-from speech_interp.organism.voices import HELDOUT_VOICES, TRAIN_VOICES, synthesize
+from speech_interp.organism.voices import HELDOUT_VOICES, TRAIN_VOICES, speak
 from speech_interp.plotting.viewer import audio_entry
 from speech_interp.speech.audio import SAMPLE_RATE
 
@@ -27,17 +25,12 @@ def organism_audio(utterances: Sequence[Utterance]) -> dict[int, dict]:
         for i, utt in enumerate(utterances):
             if utt.voice not in voices:
                 continue
-            parts, spans, t = [], [], 0.0
-            for w in utt.words:
-                if w.modality != "speech":
-                    spans.append(None)
-                    continue
-                x = synthesize(w.word, voices[utt.voice], Path(tmp))
-                spans.append((t, t + x.numel() / SAMPLE_RATE))
-                t += x.numel() / SAMPLE_RATE
-                parts.append(x)
-            if parts:
-                out[i] = audio_entry(torch.cat(parts), SAMPLE_RATE, spans)
+            spoken = [w.word for w in utt.words if w.modality == "speech"]
+            if not spoken:
+                continue
+            wave, timed = speak(spoken, voices[utt.voice], Path(tmp))
+            spans = [timed.pop(0) if w.modality == "speech" else None for w in utt.words]
+            out[i] = audio_entry(wave, SAMPLE_RATE, spans)
     return out
 
 

@@ -13,6 +13,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from sklearn.cluster import KMeans
 from tqdm import tqdm
 
 from speech_interp.speech import (
+    SAMPLE_RATE,
     MfccKMeansExtractor,
     MfccSettings,
     dedup_units,
@@ -76,6 +78,21 @@ def synthesize(word: str, voice: Voice, workdir: Path) -> torch.Tensor:
     wave = load_audio(out)
     loud = torch.nonzero(wave.abs() >= TRIM_PEAK * wave.abs().max()).flatten()
     return wave[int(loud[0]) : int(loud[-1]) + 1]
+
+
+def speak(
+    words: Sequence[str], voice: Voice, workdir: Path, gap: float = 0.0
+) -> tuple[torch.Tensor, list[tuple[float, float]]]:
+    """One waveform at SAMPLE_RATE of ``words``, each synthesised alone (:func:`synthesize`), with
+    ``gap`` seconds of silence after it, and each word's ``(start, end)`` in seconds."""
+    pieces, spans, t = [], [], 0.0
+    silence = torch.zeros(int(gap * SAMPLE_RATE))
+    for word in words:
+        wave = synthesize(word, voice, workdir)
+        spans.append((t, t + wave.numel() / SAMPLE_RATE))
+        pieces += [wave, silence] if len(silence) else [wave]
+        t += (wave.numel() + len(silence)) / SAMPLE_RATE
+    return torch.cat(pieces), spans
 
 
 @dataclass
