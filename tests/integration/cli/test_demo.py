@@ -54,9 +54,17 @@ def test_demo_writes_lens_plots_and_report(tmp_path):
         ("smol", "tuned"),
     }
     assert smol["chosen_lens"] == {v: chosen_lens(v) for v in SMOL_MODELS}
-    bands = smol["verdicts"]["smol"]["bands"]
-    assert [b["band"] for b in bands] == ["1-10", "11-20", "21-29"]
-    assert all(b["verdict"] in VERDICTS for b in bands)
+    assert set(smol["verdicts"]) == {"smol", "smol-lora"}  # one target per recipe
+    for target in ("smol", "smol-lora"):
+        bands = smol["verdicts"][target]["bands"]
+        assert [b["band"] for b in bands] == ["1-10", "11-20", "21-29"]
+        assert all(b["verdict"] in VERDICTS for b in bands)
+        assert {k["knob"] for k in smol["knobs"] if k["target"] == target} <= {
+            f"{target}-random-init",
+            f"{target}-speech-only",
+        }
+    assert {k["target"] for k in smol["knobs"]} == {"smol", "smol-lora"}
+    assert ("smol-lora", "tuned") in {(r["variant"], r["lens"]) for r in smol["rows"]}
     assert "## Organism v3" in report or "## Organism v3" in (out / "report.md").read_text()
     assert (out / "ablation_smol.png").stat().st_size > 0 and (out / "smol_lens.csv").exists()
     assert run["smol"]["models"] == list(SMOL_MODELS)
