@@ -40,6 +40,7 @@ SHIPPED_MODELS: tuple[str, ...] = VARIANTS + tuple(
 SMOL_MODELS: tuple[str, ...] = (
     "smol", "smol-seed1", "smol-speech-only", "smol-random-init",
     "smol-lora", "smol-lora-speech-only", "smol-lora-random-init",
+    "smol-planted", "smol-lora-planted",
 )  # fmt: skip
 
 ORGANISM = FamilySpec(

@@ -127,7 +127,9 @@ def train_smol_command(
     ),
     out: Path = typer.Option(..., help="output directory (one rows checkpoint per variant)"),
     seed: int = typer.Option(0, help="seed of the new rows' init, the random body and data order"),
-    steps: int = typer.Option(250, help="optimiser steps"),
+    steps: int = typer.Option(
+        0, help="optimiser steps (0 = the recipe's, organism.smol.RECIPE_STEPS: 250 rows, 400 lora)"
+    ),
     threads: int = typer.Option(0, help="torch threads (0 = torch's default)"),
     cache: Path = typer.Option(DEFAULT_CACHE, help="cache of synthesised speech"),
 ) -> None:
@@ -147,7 +149,8 @@ def train_smol_command(
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
     for v in variants:
-        rows, lora, _, info = train_smol(v, smol_config(v, steps=steps), seed, cache)
+        cfg = smol_config(v, **({"steps": steps} if steps else {}))
+        rows, lora, _, info = train_smol(v, cfg, seed, cache)
         name = shipped_name(v, seed)
         vdir = save_rows(rows, info, out / name, lora=lora)
         if lora is not None:  # the lens rule reads a trained body's own text curves

@@ -13,7 +13,11 @@ on the v2 data mixes rendered with SmolLM2's own tokenizer; no ASR or copy task.
 
 Variants (:data:`SMOL_VARIANTS`): per recipe, the SmolLM2 init on interleaved data, the same on
 speech-only data (the data knob) and the same architecture with seeded random weights on
-interleaved data (the init knob), at the same recipe and steps.
+interleaved data (the init knob), at the same recipe and steps. One control per recipe
+(:data:`SMOL_CONTROLS`): ``smol-planted`` and ``smol-lora-planted`` are ``smol`` and
+``smol-lora`` plus v2's planted loss, read through the base's tuned lens at stream
+:attr:`SmolConfig.planted_layer` (a positive control: a text stage put there on purpose, which
+the lenses should find and the causal test can weigh).
 
 Only what training changed ships: the new rows and the adapters' factors in float16 (a rows
 checkpoint, :func:`speech_interp.extend.save_rows`), applied on the base at load time.
@@ -40,8 +44,13 @@ SMOL_VARIANTS: dict[str, tuple[str, str, str]] = {
     "smol-lora": ("smollm2", "interleaved", "lora"),
     "smol-lora-speech-only": ("smollm2", "speech-only", "lora"),
     "smol-lora-random-init": ("random", "interleaved", "lora"),
+    "smol-planted": ("smollm2", "interleaved", "embeddings"),
+    "smol-lora-planted": ("smollm2", "interleaved", "lora"),
 }
+# variant: control of train.py
+SMOL_CONTROLS: dict[str, str] = {"smol-planted": "planted", "smol-lora-planted": "planted"}
 RECIPES = ("embeddings", "lora")
+RECIPE_STEPS = {"embeddings": 250, "lora": 400}  # the optimiser steps each recipe was run at
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -57,13 +66,26 @@ class SmolConfig:
     lora_alpha: float = 8.0
     lora_lr: float = 1e-3
     lora_targets: tuple[str, ...] = LORA_TARGETS
+    planted_layer: int = 15  # the middle stream of SmolLM2's 30 layers (planted control)
+    planted_weight: float = 0.3  # as v2's planted control
 
 
 def smol_config(variant: str, **changes) -> SmolConfig:
-    """The recipe's config of ``variant`` (:data:`SMOL_VARIANTS`), with ``changes``."""
+    """The recipe's config of ``variant`` (:data:`SMOL_VARIANTS`; steps by
+    :data:`RECIPE_STEPS`), with ``changes``."""
     if variant not in SMOL_VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(SMOL_VARIANTS)}")
-    return SmolConfig(recipe=SMOL_VARIANTS[variant][2], **changes)
+    recipe = SMOL_VARIANTS[variant][2]
+    return SmolConfig(**{"recipe": recipe, "steps": RECIPE_STEPS[recipe], **changes})
+
+
+def planted_lens_loss(model, tuned, matrix, hidden_states, targets, layer: int) -> torch.Tensor:
+    """The planted loss: cross-entropy of the tuned lens at stream ``layer`` (the base's
+    translator, the final norm, the tied unembedding ``matrix``) toward ``targets`` [b, pos]
+    (the spoken word's text token, -100 elsewhere)."""
+    resid = tuned.translate(layer, hidden_states[layer])
+    logits = model.model.norm(resid) @ matrix.T
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
 
 
 def lora_config(cfg: SmolConfig | dict):
@@ -97,6 +119,7 @@ def train_smol(variant: str, cfg: SmolConfig, seed: int, cache_dir: Path, *, pro
     name or None, tokenizer, info)."""
     from speech_interp.checkpoints import SMOLLM2, smollm2_path
 
+    from .controls import planted_targets
     from .corpus import collate
     from .train import OrganismConfig, cosine_lr, speech_table, stage_sampler
 
@@ -114,7 +137,12 @@ def train_smol(variant: str, cfg: SmolConfig, seed: int, cache_dir: Path, *, pro
     rows = torch.nn.Parameter(weight[n_text:].detach().clone())
     org_cfg = OrganismConfig(n_eval=cfg.n_eval)
     table = speech_table(org_cfg, 0, cache_dir, progress)
-    sampler = stage_sampler(org_cfg, ORGANISM.bind(tok), tok, table, mix, seed)
+    layout = ORGANISM.bind(tok)
+    sampler = stage_sampler(org_cfg, layout, tok, table, mix, seed)
+    control = SMOL_CONTROLS.get(variant, "")
+    tuned, word_target = None, {}
+    if control == "planted":
+        tuned, word_target = _planted_parts(model, tok, layout)
     groups = [{"params": [rows], "peak": cfg.lr}]
     if adapters:
         groups.append({"params": adapters, "peak": cfg.lora_lr})
@@ -125,15 +153,25 @@ def train_smol(variant: str, cfg: SmolConfig, seed: int, cache_dir: Path, *, pro
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = cosine_lr(step, cfg.steps, group["peak"], cfg.warmup)
-        batch = collate([sampler.sample().prompt for _ in range(cfg.batch_size)], tok.pad_token_id)
+        prompts = [sampler.sample().prompt for _ in range(cfg.batch_size)]
+        batch = collate(prompts, tok.pad_token_id)
         matrix = torch.cat([text_rows, rows])
-        hidden = model.model(
-            inputs_embeds=matrix[batch["input_ids"]], attention_mask=batch["attention_mask"]
-        ).last_hidden_state
-        logits = hidden[:, :-1] @ matrix.T  # the tied unembedding
+        out = model.model(
+            inputs_embeds=matrix[batch["input_ids"]], attention_mask=batch["attention_mask"],
+            output_hidden_states=tuned is not None,
+        )  # fmt: skip
+        logits = out.last_hidden_state[:, :-1] @ matrix.T  # the tied unembedding
         loss = F.cross_entropy(
             logits.flatten(0, 1), batch["labels"][:, 1:].flatten(), ignore_index=-100
         )
+        targets = None
+        if tuned is not None:
+            targets = planted_targets(prompts, word_target, batch["input_ids"].shape[1])
+        if targets is not None and bool((targets >= 0).any()):  # a batch with no spoken word
+            aux = planted_lens_loss(
+                model, tuned, matrix, out.hidden_states, targets, cfg.planted_layer
+            )
+            loss = loss + cfg.planted_weight * aux
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -142,6 +180,7 @@ def train_smol(variant: str, cfg: SmolConfig, seed: int, cache_dir: Path, *, pro
     base = {"file": SMOLLM2["file"], "bytes": smollm2_path().stat().st_size}
     info = {
         "variant": variant, "init": init, "mix": mix, "seed": seed, "config": asdict(cfg),
+        "control": control,
         "base": base | {"hub_id": SMOLLM2["hub_id"]} if init == "smollm2" else base,
         "n_text": n_text, "added_tokens": list(ORGANISM.added_tokens),
         "train_s": round(time.time() - t0, 1), "torch": torch.__version__,
@@ -152,7 +191,23 @@ def train_smol(variant: str, cfg: SmolConfig, seed: int, cache_dir: Path, *, pro
     return rows.detach(), (lora_factors(model) if adapters else None), tok, info
 
 
+def _planted_parts(model, tok, layout):
+    """The base's tuned lens (frozen) and each lexicon word's text target (the lens's own
+    target rule, :class:`speech_interp.data.targets.TargetResolver`; -100 when it has none)."""
+    from speech_interp.data.targets import TargetResolver
+
+    from .lexicon import all_words
+    from .smol_demo import smol_lens
+
+    tuned = smol_lens("tuned", model)
+    for p in tuned.parameters():
+        p.requires_grad_(False)
+    resolve = TargetResolver(tok, layout)
+    targets = {w: (t.token_id if (t := resolve(w)).found else -100) for w in all_words()}
+    return tuned, targets
+
+
 __all__ = [
-    "LORA_TARGETS", "RECIPES", "SMOL_VARIANTS", "SmolConfig", "add_lora", "lora_config",
-    "lora_factors", "smol_config", "train_smol",
+    "LORA_TARGETS", "RECIPES", "RECIPE_STEPS", "SMOL_CONTROLS", "SMOL_VARIANTS", "SmolConfig",
+    "add_lora", "lora_config", "lora_factors", "planted_lens_loss", "smol_config", "train_smol",
 ]  # fmt: skip

@@ -29,7 +29,8 @@ SMOL_TUNED_DIR = ORGANISM_DIR / "tuned-smollm2"
 SMOL_LIMIT = 10  # held-out utterances per model in the demo (the lens: ~3-6 s each on 2 cores)
 SMOL_DEMO_WORDS = 20  # at most this many spoken words per band in the demo's causal test
 SMOL_TARGETS: tuple[str, ...] = ("smol", "smol-lora")  # one per recipe; the others are knobs
-SMOL_CAUSAL: tuple[str, ...] = SMOL_TARGETS
+# the verdict runs on the targets and on the planted controls (a text stage put there on purpose)
+SMOL_CAUSAL: tuple[str, ...] = (*SMOL_TARGETS, "smol-planted", "smol-lora-planted")
 LENS_RULE = (
     "Stated before any smol result was read: the targets are read with the candidate lens of "
     "lower mean kl_to_final on held-out text over streams 1..L-1 (the tuned lens's "
@@ -98,12 +99,14 @@ def write_text_curves(model_dir: Path, *, progress: bool = True) -> Path:
     model, _ = load(str(model_dir))
     _, val_texts = split_texts(reference_texts())
     prompts = text_prompts(model.tokenizer, val_texts[:40], 128)
-    lenses = {"logit": "logit", "tuned": _lens_object("tuned", model)}
+    lenses = {"logit": "logit", "tuned": smol_lens("tuned", model)}
     curves = text_lens_curves(model, lenses, prompts, progress=progress)
     return write_csv(curves, model_dir / TEXT_CURVES)
 
 
-def _lens_object(name: str, model):
+def smol_lens(name: str, model):
+    """The lens ``name`` for an organism v3 model: ``"logit"``, or the base SmolLM2's tuned
+    lens (``tuned-smollm2``) bound to ``model``."""
     if name == "logit":
         return "logit"
     from speech_interp.lens.tuned import TunedLens
@@ -137,7 +140,7 @@ def smol_outcome(variant: str, job: DemoJob, limit: int, causal: bool, all_lense
     for name in lenses_to_run(variant, all_lenses):
         with clock(f"lens_{name}"):
             result = run_lens(
-                model, layout, utterances, lens=_lens_object(name, model), seed=job.seed,
+                model, layout, utterances, lens=smol_lens(name, model), seed=job.seed,
                 model_id=variant, progress=False,
             )  # fmt: skip
         results[name] = result
@@ -263,8 +266,10 @@ def smol_markdown(section: dict) -> list[str]:
         "## Organism v3: SmolLM2-135M with trained speech rows",
         "",
         "`organism:smol*` (recipe `embeddings`: only the 66 new embedding rows trained; `lora`:",
-        f"the rows plus rank-4 LoRA adapters on the body; rules as above), the first {n}",
-        "held-out utterances. " + section["lens_rule"],
+        "the rows plus rank-4 LoRA adapters on the body; `smol-planted`, `smol-lora-planted`:",
+        "`smol`, `smol-lora` plus a loss making the base's tuned lens decode the spoken word's",
+        "text at stream 15, positive controls; rules as above), the first",
+        f"{n} held-out utterances. " + section["lens_rule"],
         "",
         "| model | lens | chosen | KL to final: text, spoken | layer | transcription | control | "
         "pre-onset | excess over control | excess over pre-onset | maxpool | next-word excess "

@@ -23,10 +23,10 @@ def utterances():
 
 def test_every_variant_is_shipped_small():
     """14 models (8 variants, 3 seeds of 3 of them) in float16, the units and the eval set, plus
-    organism v3 (rows checkpoints, 76 KB each) and the base SmolLM2's tuned lens in float16: the
-    package stays under the 80 MB the project allows."""
+    organism v3 (rows checkpoints: 76 KB each, 2.6 MB with LoRA factors) and the base SmolLM2's
+    tuned lens in float16: the package stays under the 80 MB the project allows."""
     total = sum(p.stat().st_size for p in ORGANISM_DIR.rglob("*") if p.is_file())
-    assert total <= 75 * 2**20, f"shipped organism is {total / 2**20:.1f} MiB"
+    assert total <= 80 * 10**6, f"shipped organism is {total / 10**6:.1f} MB"
     for v in SHIPPED_MODELS:
         assert (ORGANISM_DIR / v / "model.safetensors").exists(), v
 

@@ -9,7 +9,13 @@ from safetensors.torch import load_file
 
 from speech_interp.extend import ROWS_FILE, ROWS_INFO, load_text_lm
 from speech_interp.models import resolve_source
-from speech_interp.organism.smol import SmolConfig, train_smol
+from speech_interp.organism.smol import (
+    SMOL_CONTROLS,
+    SMOL_VARIANTS,
+    SmolConfig,
+    smol_config,
+    train_smol,
+)
 from speech_interp.shipped import ORGANISM_DIR
 
 pytestmark = pytest.mark.integration
@@ -36,12 +42,42 @@ def test_organism_smol_is_the_base_plus_the_shipped_rows():
     assert model.config.tie_word_embeddings
 
 
-def test_training_reproduces_the_shipped_first_steps(tmp_path):
-    """Two steps of the recipe give the shipped run's first two losses (same seed, same data)."""
-    info = json.loads((ORGANISM_DIR / "smol" / ROWS_INFO).read_text())
-    _, lora, _, mine = train_smol("smol", SmolConfig(steps=2), 0, tmp_path, progress=False)
+@pytest.mark.parametrize("variant", ["smol", "smol-planted", "smol-lora-planted"])
+def test_training_reproduces_the_shipped_first_steps(tmp_path, variant):
+    """Two steps of the recipe give the shipped run's first two losses (same seed, same data;
+    for the planted controls, the planted loss included)."""
+    info = json.loads((ORGANISM_DIR / variant / ROWS_INFO).read_text())
+    cfg = smol_config(variant, steps=2)
+    _, lora, _, mine = train_smol(variant, cfg, 0, tmp_path, progress=False)
     assert mine["losses"] == pytest.approx(info["losses"][:2], abs=2e-3)
-    assert lora is None
+    assert (lora is None) == (SMOL_VARIANTS[variant][2] == "embeddings")
+    assert mine["control"] == info.get("control", "") == SMOL_CONTROLS.get(variant, "")
+
+
+def test_planted_loss_is_the_tuned_lens_cross_entropy():
+    """The planted control's loss is the cross-entropy of the tuned lens's own decoding at the
+    planted stream, at the spoken positions only; the translator matters there."""
+    import torch.nn.functional as F
+
+    from speech_interp.extend import organism_base
+    from speech_interp.organism.smol import planted_lens_loss
+    from speech_interp.organism.smol_demo import smol_lens
+
+    model, _, n_text = organism_base("smollm2", 0)
+    lens = smol_lens("tuned", model)
+    ids = torch.tensor([[1, 200, 3000, n_text + 3, n_text + 9, 42]])
+    targets = torch.tensor([[-100, -100, -100, 500, 501, -100]])
+    layer = SmolConfig().planted_layer
+    with torch.no_grad():
+        hs = model.model(input_ids=ids, output_hidden_states=True).hidden_states
+        weight = model.get_input_embeddings().weight
+        mine = planted_lens_loss(model, lens, weight, hs, targets, layer)
+        by_lens = F.cross_entropy(lens.logits_at(layer, hs[layer])[0, 3:5], targets[0, 3:5])
+        untranslated = F.cross_entropy(
+            model.model.norm(hs[layer])[0, 3:5] @ weight.T, targets[0, 3:5]
+        )
+    assert mine.item() == pytest.approx(by_lens.item(), rel=1e-4)
+    assert abs(mine.item() - untranslated.item()) > 0.1
 
 
 def test_lora_checkpoint_loads_as_the_adapted_model(tmp_path):

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from speech_interp.extend import LORA_FILE, ROWS_FILE, ROWS_INFO, is_rows_dir, save_rows
 from speech_interp.hooks import ORGANISM
 from speech_interp.hooks.organism import SMOL_MODELS, shipped_name
-from speech_interp.organism.smol import LORA_TARGETS, SMOL_VARIANTS
+from speech_interp.organism.smol import LORA_TARGETS, RECIPE_STEPS, SMOL_CONTROLS, SMOL_VARIANTS
 from speech_interp.organism.smol_demo import (
     SMOL_TUNED_DIR,
     TEXT_CURVES,
@@ -40,7 +40,8 @@ def test_shipped_rows_are_the_added_rows_in_float16(variant):
     rows = load_file(path / ROWS_FILE)["rows"]
     assert rows.dtype == torch.float16 and rows.shape == (len(ORGANISM.added_tokens), 576)
     assert torch.isfinite(rows).all()
-    assert len(info["losses"]) == info["config"]["steps"]
+    assert len(info["losses"]) == info["config"]["steps"] == RECIPE_STEPS[recipe]
+    assert info.get("control", "") == SMOL_CONTROLS.get(info["variant"], "")
     assert info["loss_last20"] < info["loss_first20"]  # training moved the loss
     assert (path / LORA_FILE).is_file() == (recipe == "lora")
     if recipe == "lora":
