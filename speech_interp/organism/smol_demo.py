@@ -29,7 +29,8 @@ SMOL_TUNED_DIR = ORGANISM_DIR / "tuned-smollm2"
 SMOL_LIMIT = 10  # held-out utterances per model in the demo (the lens: ~3-6 s each on 2 cores)
 SMOL_DEMO_WORDS = 20  # at most this many spoken words per band in the demo's causal test
 SMOL_TARGETS: tuple[str, ...] = ("smol", "smol-lora")  # one per recipe; the others are knobs
-# the verdict runs on the targets and on the planted controls (a text stage put there on purpose)
+# smol-eval's verdict runs on the targets and on the planted controls (a text stage put there on
+# purpose); the demo's on the targets only (its time: smol-eval has the controls' verdicts)
 SMOL_CAUSAL: tuple[str, ...] = (*SMOL_TARGETS, "smol-planted", "smol-lora-planted")
 LENS_RULE = (
     "Stated before any smol result was read: the targets are read with the candidate lens of "
@@ -251,7 +252,9 @@ def demo_section(job: DemoJob, limit: int | None, smol_limit: int | None, causal
     smol_job = dataclasses.replace(job, max_words=min(job.max_words, SMOL_DEMO_WORDS))
     n = smol_limit or min(limit or SMOL_LIMIT, SMOL_LIMIT)
     bar = tqdm(total=len(SMOL_MODELS), desc="demo: organism v3 (SmolLM2)", unit="model")
-    section = run_smol(smol_job, limit=n, causal=causal, all_lenses=False, bar=bar)
+    section = run_smol(
+        smol_job, limit=n, causal_models=SMOL_TARGETS, causal=causal, all_lenses=False, bar=bar
+    )
     bar.close()
     return section, None
 

@@ -9,7 +9,7 @@ from speech_interp.cli import app
 from speech_interp.hooks.organism import SMOL_MODELS
 from speech_interp.organism import SHIPPED_MODELS
 from speech_interp.organism.demo import CAUSAL_MODELS
-from speech_interp.organism.smol_demo import SMOL_CAUSAL, chosen_lens
+from speech_interp.organism.smol_demo import SMOL_TARGETS, chosen_lens
 
 pytestmark = pytest.mark.integration
 VERDICTS = {"load-bearing", "decodable-only", "neither", "insufficient-data"}
@@ -54,8 +54,8 @@ def test_demo_writes_lens_plots_and_report(tmp_path):
         ("smol", "tuned"),
     }
     assert smol["chosen_lens"] == {v: chosen_lens(v) for v in SMOL_MODELS}
-    assert set(smol["verdicts"]) == set(SMOL_CAUSAL)  # one target per recipe, the control
-    for target in SMOL_CAUSAL:
+    assert set(smol["verdicts"]) == set(SMOL_TARGETS)  # one per recipe (controls: smol-eval)
+    for target in SMOL_TARGETS:
         bands = smol["verdicts"][target]["bands"]
         assert [b["band"] for b in bands] == ["1-10", "11-20", "21-29"]
         assert all(b["verdict"] in VERDICTS for b in bands)
