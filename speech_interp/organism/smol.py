@@ -164,14 +164,12 @@ def train_smol(variant: str, cfg: SmolConfig, seed: int, cache_dir: Path, *, pro
         loss = F.cross_entropy(
             logits.flatten(0, 1), batch["labels"][:, 1:].flatten(), ignore_index=-100
         )
-        targets = None
         if tuned is not None:
             targets = planted_targets(prompts, word_target, batch["input_ids"].shape[1])
-        if targets is not None and bool((targets >= 0).any()):  # a batch with no spoken word
-            aux = planted_lens_loss(
-                model, tuned, matrix, out.hidden_states, targets, cfg.planted_layer
-            )
-            loss = loss + cfg.planted_weight * aux
+            if bool((targets >= 0).any()):  # skipped when the batch has no spoken word
+                hidden = out.hidden_states
+                aux = planted_lens_loss(model, tuned, matrix, hidden, targets, cfg.planted_layer)
+                loss = loss + cfg.planted_weight * aux
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
