@@ -219,12 +219,14 @@ def ablate(
             (:func:`speech_interp.core.runs.run_context`).
 
     Returns:
-        One row per word, metric and direction (``ABLATION_COLUMNS``).
+        One row per word, metric and direction (``ABLATION_COLUMNS``); the (word, metric)s
+        whose next word the metric cannot read in ``.attrs["skipped"]``, one record (a dict of
+        :data:`~speech_interp.causal.readouts.SKIPPED_COLUMNS`) each.
     """
     ctx = run_context(model, remote, tokenizer, model_id)
     remote, L, tok = ctx.remote, ctx.n_layers, ctx.tokenizer
     label, streams = band_streams(band, L)
-    items, _ = word_items(utterances, layout, tok, metrics)
+    items, skipped = word_items(utterances, layout, tok, metrics)
     if max_words is not None:
         keep = list(dict.fromkeys((i.utterance, i.word_index) for i in items))[:max_words]
         items = [i for i in items if (i.utterance, i.word_index) in set(keep)]
@@ -279,7 +281,9 @@ def ablate(
                     "effect": base - value,
                 }
             )
-    return make_table(rows, ABLATION_COLUMNS)
+    table = make_table(rows, ABLATION_COLUMNS)
+    table.attrs["skipped"] = skipped.to_dict(orient="records")
+    return table
 
 
 def ablate_bands(

@@ -15,13 +15,16 @@ another word ``o`` of the same category and voice from a donor utterance):
   word's units; ``text``: log-prob of its text target after a switch to text.
 - **shift** = ``(moved_other - moved_own) - (base_other - base_own)``: how far the move turns
   the model toward the substituted word's continuation (> 0 = it follows). Pairs whose two
-  continuations are the same word are kept with ``informative=False``.
+  continuations are the same word are kept with ``informative=False``. A pair without a
+  continuation on one side, or a metric that cannot read one side, is listed (never dropped
+  silently): a warning, and ``table.attrs["skipped"]`` (records of pair, metric, reason).
 - **control**: ``n_random`` random deltas with the same norm as the text delta at each stream
   (seeded), rows with ``direction="random"``.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -40,6 +43,8 @@ from speech_interp.data.pairs import Pair, validate_pair
 from speech_interp.data.targets import TargetResolver
 from speech_interp.data.utterances import Utterance, Word
 from speech_interp.hooks import TokenLayout
+
+SUBSTITUTION_SKIPPED_COLUMNS = ["pair", "metric", "reason"]  # table.attrs["skipped"]
 
 
 def as_text(utt: Utterance, index: int | None = None, word: str | None = None) -> Utterance:
@@ -92,7 +97,9 @@ def substitute(
             (:func:`speech_interp.core.runs.run_context`).
 
     Returns:
-        One row per pair, metric, alpha and direction (``SUBSTITUTION_COLUMNS``).
+        One row per pair, metric, alpha and direction (``SUBSTITUTION_COLUMNS``); the pairs and
+        metrics it could not read in ``.attrs["skipped"]``, one record (a dict of
+        ``SUBSTITUTION_SKIPPED_COLUMNS``) each.
     """
     ctx = run_context(model, remote, tokenizer, model_id)
     remote, L, tok = ctx.remote, ctx.n_layers, ctx.tokenizer
@@ -100,11 +107,13 @@ def substitute(
     label, streams = band_streams(band, L)
     resolver = TargetResolver(tok, layout)
     gen = torch.Generator().manual_seed(int(seed))
-    rows = []
+    rows, skipped = [], []
     for pair in tqdm(pairs, desc="substitute", disable=not progress):
         w = validate_pair(pair.clean, pair.corrupt)
         if pair.donor_next is None or w + 1 >= len(pair.clean.words):
-            continue  # no continuation to compare on one side
+            side = "own" if w + 1 >= len(pair.clean.words) else "donor"  # own checked first
+            skipped += [(pair.id, m, f"no next word on the {side} side") for m in metrics]
+            continue
         other = pair.corrupt_word.word
         own_h = text_states(model, layout, tok, as_text(pair.clean), w, streams, remote)
         oth_h = text_states(model, layout, tok, as_text(pair.clean, w, other), w, streams, remote)
@@ -126,8 +135,10 @@ def substitute(
         pos = prompt.word_positions[w]
         prefix = prompt.input_ids[: int(pos[-1]) + 1]
         informative = pair.clean.words[w + 1].word.lower() != pair.donor_next.word.lower()
-        owns, _ = read_outs(prefix, pair.clean.words[w + 1], metrics, layout, resolver)
-        others, _ = read_outs(prefix, pair.donor_next, list(owns), layout, resolver)
+        owns, why_own = read_outs(prefix, pair.clean.words[w + 1], metrics, layout, resolver)
+        others, why_oth = read_outs(prefix, pair.donor_next, list(owns), layout, resolver)
+        skipped += [(pair.id, m, f"own side: {r}") for m, r in why_own.items()]
+        skipped += [(pair.id, m, f"donor side: {r}") for m, r in why_oth.items()]
         for metric, oth in others.items():  # read on both sides
             own = owns[metric]
             m_own, m_oth = (
@@ -159,9 +170,22 @@ def substitute(
                         "informative": informative,
                     }
                 )
+    skipped = pd.DataFrame(skipped, columns=SUBSTITUTION_SKIPPED_COLUMNS)
     if not rows:
-        raise ValueError("no pair has continuations to read out on both sides (own and donor)")
-    return make_table(rows, SUBSTITUTION_COLUMNS)
+        reasons = "; ".join(sorted(set(skipped["reason"]))) or "no pairs"
+        raise ValueError(
+            f"no pair has continuations to read out on both sides (own and donor): {reasons}"
+        )
+    if len(skipped):
+        warnings.warn(
+            f"substitute: {len(skipped)} (pair, metric) read-out(s) skipped, "
+            f"{skipped['pair'].nunique()} of {len(pairs)} pairs "
+            f"({'; '.join(sorted(set(skipped['reason'])))}); listed in table.attrs['skipped']",
+            stacklevel=2,
+        )
+    table = make_table(rows, SUBSTITUTION_COLUMNS)
+    table.attrs["skipped"] = skipped.to_dict(orient="records")  # records: pd.concat compares them
+    return table
 
 
 def summarize_substitution(table: pd.DataFrame) -> pd.DataFrame:
@@ -171,4 +195,10 @@ def summarize_substitution(table: pd.DataFrame) -> pd.DataFrame:
     return keep.groupby(keys, sort=False)["shift"].agg(["mean", "std", "count"]).reset_index()
 
 
-__all__ = ["as_text", "substitute", "summarize_substitution", "text_states"]
+__all__ = [
+    "SUBSTITUTION_SKIPPED_COLUMNS",
+    "as_text",
+    "substitute",
+    "summarize_substitution",
+    "text_states",
+]

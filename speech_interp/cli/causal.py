@@ -13,11 +13,13 @@ Outputs (besides ``run.json``):
   command after an interruption).
 - ``ablate``: ``ablation.csv``, ``ablation_summary.csv``, ``lens.csv`` (for decodability),
   ``verdict.json``, ``ablation_{metric}.png`` (every band, its verdict on the verdict's metric).
-- ``substitute``: ``substitution.csv``, ``substitution_summary.csv``, ``pairs.csv``.
+- ``substitute``: ``substitution.csv``, ``substitution_summary.csv``, ``pairs.csv``,
+  ``skipped.csv`` (the read-outs it could not build: pair, metric, reason).
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -237,7 +239,10 @@ def substitute_command(
 ) -> pd.DataFrame:
     """Move a spoken word's state toward another word's text state; does speech follow?"""
     from speech_interp.causal import substitute
-    from speech_interp.causal.substitution import summarize_substitution
+    from speech_interp.causal.substitution import (
+        SUBSTITUTION_SKIPPED_COLUMNS,
+        summarize_substitution,
+    )
     from speech_interp.data import make_pairs
 
     rem, given, bands = _band_setup(
@@ -248,12 +253,17 @@ def substitute_command(
     alphas = [float(a) for a in alpha.split(",") if a.strip()]
     pairs = make_pairs(utterances, seed=seed, max_pairs=max_pairs)
     kw = dict(alphas=alphas, n_random=n_random, seed=seed, remote=rem)
-    tables = [substitute(loaded, layout, pairs, band=b, model_id=model, **kw) for b in bands]
+    with warnings.catch_warnings():  # the skipped read-outs are written and echoed below
+        warnings.simplefilter("ignore")
+        tables = [substitute(loaded, layout, pairs, band=b, model_id=model, **kw) for b in bands]
     table = pd.concat(tables, ignore_index=True)
+    # the same in every band: what a read-out needs does not depend on it
+    reads = pd.DataFrame(tables[0].attrs["skipped"], columns=SUBSTITUTION_SKIPPED_COLUMNS)
     used = set(table["pair"])
     skipped = [p.id for p in pairs if p.id not in used]  # no continuation on one side
     out.mkdir(parents=True, exist_ok=True)
     write_csv(table, out / "substitution.csv")
+    write_csv(reads, out / "skipped.csv")
     write_csv(summarize_substitution(table), out / "substitution_summary.csv")
     write_csv(_pairs_frame(pairs), out / "pairs.csv")
     _finish(out, model, seed, data_info, "substitute", backend=backend, remote=remote,
@@ -261,7 +271,8 @@ def substitute_command(
             n_pairs_used=len(pairs) - len(skipped), skipped_pairs=skipped)  # fmt: skip
     typer.echo(
         f"substitute: {len(pairs) - len(skipped)} of {len(pairs)} pairs ({len(skipped)} skipped: "
-        f"no continuation to read on one side), bands {', '.join(bands)} -> {out}"
+        f"no continuation to read on one side; {len(reads)} skipped read-outs in skipped.csv), "
+        f"bands {', '.join(bands)} -> {out}"
     )
     return table
 

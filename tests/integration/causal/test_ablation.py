@@ -57,6 +57,13 @@ def test_ablation_table(tl_ablation, data):
     assert sorted(t[t.direction == "random"].draw.unique()) == list(range(20))
     summary = summarize_ablation(t)
     assert set(summary.metric) == {"speech", "text"} and (summary.random_sd > 0).all()
+    # the (word, metric)s a metric cannot read are listed, not dropped: here text words after
+    # spoken ones, which the speech metric needs as units
+    skipped = pd.DataFrame(t.attrs["skipped"])
+    assert len(skipped) and set(skipped.metric) == {"speech"}
+    assert all("is not spoken" in r for r in skipped.reason)
+    read = set(zip(t.utterance, t.word_index, t.metric, strict=True))
+    assert read.isdisjoint(zip(skipped.utterance, skipped.word_index, skipped.metric, strict=True))
 
 
 def test_text_direction_is_the_lens_direction(models):

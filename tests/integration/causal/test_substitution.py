@@ -2,9 +2,11 @@
 remote simulation agree, uninformative pairs do not shift."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from speech_interp.causal import SUBSTITUTION_COLUMNS, substitute
+from speech_interp.causal.substitution import SUBSTITUTION_SKIPPED_COLUMNS
 from speech_interp.data import make_pairs
 from speech_interp.testing import causal_utterances
 
@@ -33,3 +35,25 @@ def test_substitution_backends_agree(models, pairs, remote):
     assert (np.abs(moved.moved_own - moved.base_own) > 0).any()
     uninformative = a[~a.informative]
     assert np.abs(uninformative["shift"]).max() <= TOL  # same continuation on both sides
+
+
+def test_substitution_lists_what_it_skips(models, pairs):
+    """A pair without a next word on one side is listed with its reason, never dropped."""
+    from dataclasses import replace
+
+    cut = replace(pairs[0], donor_next=None)  # the donor word ends its utterance
+    with pytest.warns(UserWarning, match="skipped"):
+        table = substitute(models["tl"], models["layout"], [cut, *pairs[1:]], band="1-1",
+                           n_random=1, progress=False)  # fmt: skip
+    skipped = pd.DataFrame(table.attrs["skipped"])
+    assert list(skipped.columns) == SUBSTITUTION_SKIPPED_COLUMNS
+    mine = skipped[skipped["pair"] == cut.id]
+    assert set(mine["reason"]) == {"no next word on the donor side"} and len(mine) == 2
+    assert cut.id not in set(table["pair"])
+    # every (pair, metric) is either read or listed
+    read = set(zip(table["pair"], table["metric"], strict=True))
+    listed = set(zip(skipped["pair"], skipped["metric"], strict=True))
+    assert read.isdisjoint(listed)
+    assert read | listed == {(p.id, m) for p in [cut, *pairs[1:]] for m in ("speech", "text")}
+    both = pd.concat([table, table])  # the records survive a concat (a frame in attrs would not)
+    assert both.attrs["skipped"] == table.attrs["skipped"]
