@@ -205,11 +205,12 @@ def train_stage(
         out = model(**batch, output_hidden_states=planted is not None)
         loss = out.loss
         if planted is not None:
-            hidden = out.hidden_states[cfg.planted_layer]
-            lens_logits = submodule(model, "unembed")(submodule(model, "final_norm")(hidden))
             targets = planted_targets(prompts, planted, batch["input_ids"].shape[1])
-            aux = F.cross_entropy(lens_logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
-            loss = loss + cfg.planted_weight * aux
+            if bool((targets >= 0).any()):  # skipped when the batch has no spoken word (NaN)
+                hidden = out.hidden_states[cfg.planted_layer]
+                lens = submodule(model, "unembed")(submodule(model, "final_norm")(hidden))
+                aux = F.cross_entropy(lens.flatten(0, 1), targets.flatten(), ignore_index=-100)
+                loss = loss + cfg.planted_weight * aux
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
