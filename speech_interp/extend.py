@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -42,6 +41,7 @@ from speech_interp.checkpoints import (
     slamkit_tokenizer,
 )
 from speech_interp.hooks.spiritlm import SPIRITLM
+from speech_interp.shipped import user_cache
 
 FORMATS = ("sims", "spiritlm", "plain")
 SPIRITLM_TOKENS = SPIRITLM.added_tokens
@@ -181,9 +181,8 @@ def is_rows_dir(path: Path) -> bool:
 
 
 def rows_cache() -> Path:
-    """Where materialised rows checkpoints go: ``$SPEECH_INTERP_CACHE`` or
-    ``~/.cache/speech_interp``."""
-    return Path(os.environ.get("SPEECH_INTERP_CACHE") or Path.home() / ".cache" / "speech_interp")
+    """Where materialised rows checkpoints go (:func:`speech_interp.shipped.user_cache`)."""
+    return user_cache()
 
 
 def merge_lora(model, factors: dict[str, torch.Tensor], config: dict) -> None:

@@ -30,7 +30,6 @@ config so tiny test models behave the same way.
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
+
+from speech_interp.shipped import user_cache
 
 from .audio import SAMPLE_RATE, check_frames
 from .units import kmeans_assign
@@ -130,7 +131,7 @@ class MHubertExtractor:
         ``kmeans_path`` may be a local file (joblib/pickled sklearn k-means, ``.npy`` or
         ``.safetensors``), an ``https://`` URL, or ``hf://<owner>/<repo>/<file>`` for a file
         on the Hugging Face Hub. ``None`` downloads the TWIST/SIMS layer-11 500-unit k-means
-        (sha256-checked) into ``cache_dir`` (default ``~/.cache/speech_interp``).
+        (sha256-checked) into ``cache_dir`` (default :func:`speech_interp.shipped.user_cache`).
         """
         from transformers import HubertModel
 
@@ -196,8 +197,8 @@ def resolve_kmeans_path(
         if len(parts) != 3 or not all(parts):
             raise ValueError(f"expected hf://<owner>/<repo>/<filename>, got {ref!r}")
         return Path(hf_hub_download(repo_id=f"{parts[0]}/{parts[1]}", filename=parts[2]))
-    cache = Path(cache_dir or os.environ.get("SPEECH_INTERP_CACHE", "~/.cache/speech_interp"))
-    target = cache.expanduser() / ref.rsplit("/", 1)[-1]
+    cache = Path(cache_dir).expanduser() if cache_dir else user_cache()
+    target = cache / ref.rsplit("/", 1)[-1]
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
         sha = DEFAULT_KMEANS_SHA256 if ref == DEFAULT_KMEANS_URL else None
