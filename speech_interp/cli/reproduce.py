@@ -6,7 +6,8 @@ units with the family's extractor (``--units``; cached, so a second run needs no
 then for every ``--model``: the lens under the paper's protocol and ours, spoken knowledge as
 slamkit scores it, and the ablation verdict per layer band (:mod:`speech_interp.evaluation`).
 
-Outputs in ``--out``: ``factset.jsonl`` (the units, reusable as ``--data`` by every command),
+Outputs in ``--out``: ``factset.jsonl`` (the units, reusable as ``--data`` by every command; one
+``factset_<family>.jsonl`` per family when the models are of several),
 ``protocol.csv`` / ``protocol.md`` (both readings), ``lens.csv``, ``knowledge.csv``,
 ``knowledge_summary.csv``, ``strength.csv``, ``verdict.json``, ``plan.md`` (the GPU time and
 memory estimate of this run's size), ``report.md`` and ``run.json``.
@@ -90,7 +91,6 @@ def reproduce_command(
 
     from speech_interp.data.factset import read_factset
     from speech_interp.data.factset_units import cached_factset_utterances
-    from speech_interp.data.utterances import write_utterances
     from speech_interp.evaluation.plan import plan_markdown
     from speech_interp.evaluation.protocol import protocol_markdown
     from speech_interp.evaluation.reproduce import gather, reproduce_model
@@ -104,7 +104,7 @@ def reproduce_command(
         raise typer.BadParameter(f"--units must be one of {', '.join(UNITS)}, got {units!r}")
     items = read_factset(data, strict=strict)
     items = items[:limit] if limit else items
-    parts, data_files = {}, {}
+    parts, data_files, runs = {}, {}, {}
     for name in model:
         loaded, layout = load(
             name,
@@ -131,10 +131,11 @@ def reproduce_command(
         parts[name] = reproduce_model(
             loaded, layout, utterances, model_id=name, causal=causal, max_words=max_words, seed=seed
         )
-        cfg = hf_model(loaded).config
+        runs[name] = (hf_model(loaded).config, utterances, layout, loaded.tokenizer)
     got = gather(parts, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
-    write_utterances(out / "factset.jsonl", utterances, family=layout.spec.name)
+    factsets = _write_factsets(out, runs)
+    data_files = {n: f | {"factset": factsets[n].name} for n, f in data_files.items()}
     write_csv(got.lens, out / "lens.csv")
     write_csv(got.protocol, out / "protocol.csv")
     write_text(out / "protocol.md", protocol_markdown(got.protocol))
@@ -143,7 +144,7 @@ def reproduce_command(
     write_csv(got.strength, out / "strength.csv")
     if got.verdicts:
         write_verdicts(out, got.verdicts)
-    plans = _plans(cfg, utterances, layout, loaded.tokenizer, max_words)
+    plans = _plans(runs, max_words)
     write_text(out / "plan.md", "\n\n".join(plan_markdown(p, n) for n, p in plans.items()) + "\n")
     write_text(out / "report.md", _report(got, items, plans))
     write_run_json(
@@ -151,7 +152,7 @@ def reproduce_command(
         ",".join(model),
         seed,
         weights_dir=weights_dir_of(model[0]),
-        data=out / "factset.jsonl",
+        data=factsets[model[0]],
         extra={
             "command": "reproduce",
             "models": list(model),
@@ -209,27 +210,47 @@ def _report(got, items, plans) -> str:
     return "\n".join(lines)
 
 
-def _plans(cfg, utterances, layout, tokenizer, max_words: int) -> dict[str, dict]:
-    """The estimate for this run's model and for SIMS-7B on the whole published set (281 items
-    x 3 renderings), both at this run's measured prompt and word lengths."""
+def _write_factsets(out: Path, runs: dict) -> dict[str, Path]:
+    """Each model's units as a data file: ``factset.jsonl`` when every model is of one family
+    (one extractor: the same units), else ``factset_<family>.jsonl`` per family."""
+    from speech_interp.data.utterances import write_utterances
+
+    families = {layout.spec.name for _, _, layout, _ in runs.values()}
+    paths = {}
+    for name, (_, utterances, layout, _) in runs.items():
+        family = layout.spec.name
+        path = out / ("factset.jsonl" if len(families) == 1 else f"factset_{family}.jsonl")
+        if path not in paths.values():
+            write_utterances(path, utterances, family=family)
+        paths[name] = path
+    return paths
+
+
+def _plans(runs: dict, max_words: int) -> dict[str, dict]:
+    """The estimate for each model of this run, and for SIMS-7B on the whole published set
+    (281 items x 3 renderings), all at the first model's measured prompt and word lengths."""
     from speech_interp.evaluation.plan import QWEN25_7B, reproduce_plan
 
-    prompts = [u.to_prompt(layout, tokenizer) for u in utterances]
-    size = {
-        "prompt_tokens": round(sum(len(p.input_ids) for p in prompts) / len(prompts)),
-        "word_positions": round(
-            sum(sum(len(w) for w in p.word_positions) for p in prompts) / len(prompts)
-        ),
-        "causal_words": 3 * max_words,
-    }
-    return {
-        "this run's model, this run's facts": reproduce_plan(
-            cfg, n_utterances=len(utterances), **size
-        ),
-        "SIMS-7B (Qwen2.5-7B), 281 facts x 3 renderings, one 80 GB GPU": reproduce_plan(
-            QWEN25_7B, **size
-        ),
-    }
+    plans = {}
+    size = None
+    for name, (cfg, utterances, layout, tokenizer) in runs.items():
+        prompts = [u.to_prompt(layout, tokenizer) for u in utterances]
+        mine = {
+            "prompt_tokens": round(sum(len(p.input_ids) for p in prompts) / len(prompts)),
+            "word_positions": round(
+                sum(sum(len(w) for w in p.word_positions) for p in prompts) / len(prompts)
+            ),
+            "causal_words": 3 * max_words,
+        }
+        size = size or mine
+        key = "this run's model" if len(runs) == 1 else name
+        plans[f"{key}, this run's facts"] = reproduce_plan(
+            cfg, n_utterances=len(utterances), **mine
+        )
+    plans["SIMS-7B (Qwen2.5-7B), 281 facts x 3 renderings, one 80 GB GPU"] = reproduce_plan(
+        QWEN25_7B, **size
+    )
+    return plans
 
 
 __all__ = ["reproduce_command"]

@@ -84,10 +84,19 @@ def test_reproduce_runs_end_to_end_and_caches_units(replica, tmp_path, monkeypat
         raise AssertionError("the units should come from the cache")
 
     monkeypatch.setattr(train, "speech_table", no_extractor)
-    invoke(args[:-2] + ["--no-causal", "--out", str(tmp_path / "again")])
+    # with a second model of the same family: the same units, one data file, a plan per model
+    invoke(args[:-2] + ["--model", "organism:planted", "--no-causal", "--out",
+                        str(tmp_path / "again")])  # fmt: skip
     again = json.loads((tmp_path / "again" / "run.json").read_text())
-    assert again["unit_files"]["organism"]["from_cache"] is True
-    assert pd.read_csv(tmp_path / "again" / "knowledge.csv").equals(scores)
+    assert [again["unit_files"][m]["from_cache"] for m in ("organism", "organism:planted")] == [
+        True,
+        True,
+    ]
+    assert {f["factset"] for f in again["unit_files"].values()} == {"factset.jsonl"}
+    assert len(again["plan"]) == 3 and "organism:planted, this run's facts" in again["plan"]
+    both = pd.read_csv(tmp_path / "again" / "knowledge.csv")
+    assert set(both.model) == {"organism", "organism:planted"}
+    assert both[both.model == "organism"].reset_index(drop=True).equals(scores)
     # the units file is the --data format: the lens reads it under the paper's protocol
     lens_out = tmp_path / "lens"
     invoke(["lens", "--model", "organism", "--data", str(out / "factset.jsonl"),
