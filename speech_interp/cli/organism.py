@@ -11,10 +11,11 @@ from rich.console import Console
 
 from speech_interp.artifacts import write_csv, write_text
 from speech_interp.organism import SHIPPED_MODELS, VARIANTS, shipped_name
+from speech_interp.shipped import user_cache
 
 app = typer.Typer(help="Train and evaluate the shipped tiny interleaved speech-text LM.")
 console = Console()
-DEFAULT_CACHE = Path.home() / ".cache" / "speech_interp" / "organism"
+DEFAULT_CACHE = user_cache() / "organism"  # synthesised speech and the text stage
 
 
 def evaluate_dir(variant_dir: Path, data: Path, seed: int) -> dict:
@@ -153,7 +154,7 @@ def train_smol_command(
         rows, lora, _, info = train_smol(v, cfg, seed, cache)
         name = shipped_name(v, seed)
         vdir = save_rows(rows, info, out / name, lora=lora)
-        if lora is not None:  # the lens rule reads a trained body's own text curves
+        if lora is not None or info["init"] == "random":  # a body not the base's: own curves
             from speech_interp.organism.smol_demo import write_text_curves
 
             write_text_curves(vdir)

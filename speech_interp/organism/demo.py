@@ -209,29 +209,31 @@ def _worker_threads(threads: int) -> None:
 
 
 def run_outcomes(
-    variants, causal_models, job: DemoJob, workers: int, threads: int, bar
+    variants, causal_models, job: DemoJob, workers: int, threads: int, bar, outcome=None
 ) -> dict[str, dict]:
-    """:func:`model_outcome` of every variant, in ``workers`` processes with ``threads`` torch
-    threads each (1 worker: in this process, its threads as they are). The causal models go
-    first (they take longest), so the processes finish close together."""
+    """``outcome(variant, job, causal)`` (default :func:`model_outcome`) of every variant, in
+    ``workers`` processes with ``threads`` torch threads each (1 worker: in this process, its
+    threads as they are); in the order of ``variants``. The causal models go first (they take
+    longest), so the processes finish close together."""
+    outcome = model_outcome if outcome is None else outcome
     order = sorted(variants, key=lambda v: v not in causal_models)
     outcomes: dict[str, dict] = {}
     if workers == 1:
         for v in order:
             bar.set_postfix_str(v)
-            outcomes[v] = model_outcome(v, job, v in causal_models)
+            outcomes[v] = outcome(v, job, v in causal_models)
             bar.update(1)
-        return outcomes
+        return {v: outcomes[v] for v in variants}
     context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
     with ProcessPoolExecutor(
         workers, mp_context=context, initializer=_worker_threads, initargs=(threads,)
     ) as pool:
-        futures = {pool.submit(model_outcome, v, job, v in causal_models): v for v in order}
+        futures = {pool.submit(outcome, v, job, v in causal_models): v for v in order}
         for future in as_completed(futures):
             outcomes[futures[future]] = future.result()
             bar.set_postfix_str(f"done: {futures[future]}")
             bar.update(1)
-    return outcomes
+    return {v: outcomes[v] for v in variants}
 
 
 def run_demo(
@@ -334,7 +336,7 @@ def run_demo(
         from speech_interp.organism.smol_demo import demo_section
 
         with clock("smol"):
-            smol_section, smol_skipped = demo_section(job, limit, smol_limit, causal)
+            smol_section, smol_skipped = demo_section(job, limit, smol_limit, causal, workers)
     extra = {
         "command": "demo",
         "variants": variants,

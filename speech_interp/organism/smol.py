@@ -13,8 +13,10 @@ on the v2 data mixes rendered with SmolLM2's own tokenizer; no ASR or copy task.
 
 Variants (:data:`SMOL_VARIANTS`): per recipe, the SmolLM2 init on interleaved data, the same on
 speech-only data (the data knob) and the same architecture with seeded random weights on
-interleaved data (the init knob), at the same recipe and steps. One control per recipe
-(:data:`SMOL_CONTROLS`): ``smol-planted`` and ``smol-lora-planted`` are ``smol`` and
+interleaved data (the init knob), at the same recipe and steps; for the rows-only recipe also
+the ``separate`` mix (speech and text, never in one sequence: the data knob's third arm; rows
+only, since a fourth adapter set would pass the package's size allowance). One control per
+recipe (:data:`SMOL_CONTROLS`): ``smol-planted`` and ``smol-lora-planted`` are ``smol`` and
 ``smol-lora`` plus v2's planted loss, read through the base's tuned lens at stream
 :attr:`SmolConfig.planted_layer` (a positive control: a text stage put there on purpose, which
 the lenses should find and the causal test can weigh).
@@ -40,6 +42,7 @@ SMOL_VARIANTS: dict[str, tuple[str, str, str]] = {
     # name: (init of organism_base, data mix of corpus.MIXES, recipe)
     "smol": ("smollm2", "interleaved", "embeddings"),
     "smol-speech-only": ("smollm2", "speech-only", "embeddings"),
+    "smol-separate": ("smollm2", "separate", "embeddings"),
     "smol-random-init": ("random", "interleaved", "embeddings"),
     "smol-lora": ("smollm2", "interleaved", "lora"),
     "smol-lora-speech-only": ("smollm2", "speech-only", "lora"),

@@ -19,15 +19,26 @@ import pandas as pd
 
 from speech_interp.artifacts import write_csv, write_text
 from speech_interp.hooks.organism import SMOL_MODELS
-from speech_interp.organism.demo import DemoJob, Stopwatch, causal_verdict, demo_data, knowledge_row
+from speech_interp.organism.demo import (
+    DemoJob,
+    Stopwatch,
+    causal_verdict,
+    demo_data,
+    knowledge_row,
+    run_outcomes,
+)
 from speech_interp.organism.report import report_rows
 from speech_interp.shipped import ORGANISM_DIR
 
 # The tuned lens of the base SmolLM2 (``speech-interp fit-lens --model smollm2 --family text``),
 # shipped in float16 with its held-out text curves (text_curves.csv).
 SMOL_TUNED_DIR = ORGANISM_DIR / "tuned-smollm2"
-SMOL_LIMIT = 10  # held-out utterances per model in the demo (the lens: ~3-6 s each on 2 cores)
-SMOL_DEMO_WORDS = 20  # at most this many spoken words per band in the demo's causal test
+# The demo's size, set by its time (10 minutes at most on 2 cores, first run included) with its
+# 10 models in two processes of one thread: a lens costs ~8 s per utterance there (the full
+# vocabulary at all 31 streams), the causal test ~5 s per word and band; smol-eval has the
+# full-size numbers (60 utterances, 40 words per band).
+SMOL_LIMIT = 3  # held-out utterances per model in the demo
+SMOL_DEMO_WORDS = 8  # at most this many spoken words per band in the demo's causal test
 SMOL_TARGETS: tuple[str, ...] = ("smol", "smol-lora")  # one per recipe; the others are knobs
 # smol-eval's verdict runs on the targets and on the planted controls (a text stage put there on
 # purpose); the demo's on the targets only (its time: smol-eval has the controls' verdicts)
@@ -74,7 +85,8 @@ def _text_curves(variant: str | None) -> pd.DataFrame:
 
 def text_kl(lens: str, variant: str | None = None) -> float:
     """Mean kl_to_final on held-out text over streams 1..L-1: ``variant``'s own text curves where
-    its body was trained (lora recipe), else the base's (the shipped tuned lens's)."""
+    its body is not the base's (lora recipe, random init), else the base's (the shipped tuned
+    lens's)."""
     curves = _text_curves(variant)
     sel = curves[(curves["lens"] == lens) & (curves["layer"] > 0)]
     sel = sel[sel["layer"] < curves["layer"].max()]
@@ -127,7 +139,7 @@ def lenses_to_run(variant: str, all_lenses: bool) -> list[str]:
     return [chosen_lens(variant)]
 
 
-def smol_outcome(variant: str, job: DemoJob, limit: int, causal: bool, all_lenses: bool) -> dict:
+def smol_outcome(variant: str, job: DemoJob, causal: bool, *, limit: int, all_lenses: bool) -> dict:
     """The lenses' rows on ``variant``, the chosen lens, knowledge and (``causal``) the verdict."""
     from speech_interp.lens import run_lens
     from speech_interp.models import load
@@ -170,8 +182,8 @@ def smol_outcome(variant: str, job: DemoJob, limit: int, causal: bool, all_lense
 
 def smol_knobs(outcomes: dict[str, dict], seed: int) -> list[dict]:
     """Each recipe's target (``smol``, ``smol-lora``) minus its knob models' transcription excess
-    (``<target>-random-init``, ``<target>-speech-only``), paired bootstrap over word types: each
-    by its chosen lens, and both by the logit lens (the one lens every model has)."""
+    (``<target>-random-init``, ``-speech-only``, ``-separate``), paired bootstrap over word
+    types: each by its chosen lens, and both by the logit lens (the one lens every model has)."""
     from speech_interp.lens.metrics import excess_difference
 
     rows = []
@@ -179,7 +191,7 @@ def smol_knobs(outcomes: dict[str, dict], seed: int) -> list[dict]:
         if name not in outcomes:
             continue
         target = outcomes[name]
-        for knob in (f"{name}-random-init", f"{name}-speech-only"):
+        for knob in (f"{name}-random-init", f"{name}-speech-only", f"{name}-separate"):
             if knob not in outcomes:
                 continue
             other = outcomes[knob]
@@ -205,16 +217,16 @@ def smol_knobs(outcomes: dict[str, dict], seed: int) -> list[dict]:
 
 def run_smol(job: DemoJob, *, limit: int = SMOL_LIMIT, variants=SMOL_MODELS,
              causal_models=SMOL_CAUSAL, causal: bool = True, all_lenses: bool = True,
-             bar=None) -> dict:  # fmt: skip
-    """The section's outcomes in this process (``all_lenses``: :func:`lenses_to_run`); writes
-    ``smol_lens.csv`` and ``smol.json``."""
-    outcomes = {}
-    for v in variants:
-        if bar is not None:
-            bar.set_postfix_str(v)
-        outcomes[v] = smol_outcome(v, job, limit, causal and v in causal_models, all_lenses)
-        if bar is not None:
-            bar.update(1)
+             bar=None, workers: int = 1, threads: int = 1) -> dict:  # fmt: skip
+    """The section's outcomes (``all_lenses``: :func:`lenses_to_run`), in ``workers`` processes
+    of ``threads`` torch threads (1: in this process, as it is); writes ``smol_lens.csv`` and
+    ``smol.json``. The same code on the same data whatever the number of workers."""
+    from tqdm.auto import tqdm
+
+    work = functools.partial(smol_outcome, limit=limit, all_lenses=all_lenses)
+    causal_set = set(causal_models) if causal else set()
+    shown = tqdm(total=len(variants), disable=True) if bar is None else bar
+    outcomes = run_outcomes(variants, causal_set, job, workers, threads, shown, outcome=work)
     summary = pd.concat([s for o in outcomes.values() for s in o["summaries"]], ignore_index=True)
     write_csv(summary, job.out / "smol_lens.csv")
     section = {
@@ -236,10 +248,12 @@ def run_smol(job: DemoJob, *, limit: int = SMOL_LIMIT, variants=SMOL_MODELS,
     return section
 
 
-def demo_section(job: DemoJob, limit: int | None, smol_limit: int | None, causal: bool):
+def demo_section(
+    job: DemoJob, limit: int | None, smol_limit: int | None, causal: bool, workers: int = 1
+):
     """(section, None) of the demo's run (:data:`SMOL_LIMIT` utterances or ``--limit``'s if fewer,
-    at most :data:`SMOL_DEMO_WORDS` words per band, the chosen lenses; all cores), or (None, why
-    it was skipped)."""
+    at most :data:`SMOL_DEMO_WORDS` words per band, the chosen lenses; the cores shared among
+    ``workers`` processes as in the v2 section), or (None, why it was skipped)."""
     import dataclasses
     import os
 
@@ -248,13 +262,18 @@ def demo_section(job: DemoJob, limit: int | None, smol_limit: int | None, causal
 
     if (missing := smol_missing()) is not None:
         return None, missing
-    torch.set_num_threads(os.cpu_count() or 1)
+    cores = os.cpu_count() or 1
+    workers = max(1, min(workers, len(SMOL_MODELS)))
+    if workers == 1:
+        torch.set_num_threads(cores)
     smol_job = dataclasses.replace(job, max_words=min(job.max_words, SMOL_DEMO_WORDS))
     n = smol_limit or min(limit or SMOL_LIMIT, SMOL_LIMIT)
-    bar = tqdm(total=len(SMOL_MODELS), desc="demo: organism v3 (SmolLM2)", unit="model")
+    desc = f"demo: organism v3 (SmolLM2; {workers} process{'es' if workers > 1 else ''})"
+    bar = tqdm(total=len(SMOL_MODELS), desc=desc, unit="model")
     section = run_smol(
-        smol_job, limit=n, causal_models=SMOL_TARGETS, causal=causal, all_lenses=False, bar=bar
-    )
+        smol_job, limit=n, causal_models=SMOL_TARGETS, causal=causal, all_lenses=False, bar=bar,
+        workers=workers, threads=max(1, cores // workers),
+    )  # fmt: skip
     bar.close()
     return section, None
 

@@ -62,8 +62,10 @@ def test_demo_writes_lens_plots_and_report(tmp_path):
         assert {k["knob"] for k in smol["knobs"] if k["target"] == target} <= {
             f"{target}-random-init",
             f"{target}-speech-only",
+            f"{target}-separate",
         }
     assert {k["target"] for k in smol["knobs"]} == {"smol", "smol-lora"}
+    assert "smol-separate" in {k["knob"] for k in smol["knobs"]}
     assert ("smol-lora", "tuned") in {(r["variant"], r["lens"]) for r in smol["rows"]}
     assert "## Organism v3" in report or "## Organism v3" in (out / "report.md").read_text()
     assert (out / "ablation_smol.png").stat().st_size > 0 and (out / "smol_lens.csv").exists()

@@ -42,7 +42,7 @@ def test_organism_smol_is_the_base_plus_the_shipped_rows():
     assert model.config.tie_word_embeddings
 
 
-@pytest.mark.parametrize("variant", ["smol", "smol-planted", "smol-lora-planted"])
+@pytest.mark.parametrize("variant", ["smol", "smol-separate", "smol-planted", "smol-lora-planted"])
 def test_training_reproduces_the_shipped_first_steps(tmp_path, variant):
     """Two steps of the recipe give the shipped run's first two losses (same seed, same data;
     for the planted controls, the planted loss included)."""
