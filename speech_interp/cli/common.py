@@ -41,6 +41,18 @@ TrustRemoteCode = Annotated[
     bool,
     typer.Option(help="allow a checkpoint's own model code (GLM-4-Voice); only if you trust it"),
 ]
+# A lens run on real weights (SmolLM2-135M: ~10 s an utterance on 2 cores, the full vocabulary
+# at 31 streams) reads this many utterances unless --limit says otherwise; small models read all.
+REAL_WEIGHTS_PARAMETERS = 20_000_000
+REAL_WEIGHTS_LIMIT = 12
+Limit = Annotated[
+    int | None,
+    typer.Option(
+        help="read the first N utterances (0 = all; default: all, or the first "
+        f"{REAL_WEIGHTS_LIMIT} for a model over {REAL_WEIGHTS_PARAMETERS // 1_000_000}M "
+        "parameters, as the output says)"
+    ),
+]
 Layers = Annotated[
     str | None, typer.Option(hidden=True, help="deprecated: --blocks (patch) / --streams")
 ]
@@ -121,6 +133,33 @@ def load_for_command(
     return CommandInput(utterances, loaded, layout, info)
 
 
+def limited(utterances: list, model, limit: int | None) -> tuple[list, dict]:
+    """(the utterances a command reads, what was limited and why, for run.json): ``limit`` as
+    given (0 = all), or by default all for small models and :data:`REAL_WEIGHTS_LIMIT` for
+    models over :data:`REAL_WEIGHTS_PARAMETERS` parameters, said on stderr when it cuts."""
+    from speech_interp.models import hf_model
+
+    if limit is not None and limit < 0:
+        raise typer.BadParameter(f"--limit must be >= 0, got {limit}", param_hint="--limit")
+    n_params = sum(p.numel() for p in hf_model(model).parameters())
+    rule = "--limit as given"
+    if limit is None:
+        big = n_params > REAL_WEIGHTS_PARAMETERS
+        limit = REAL_WEIGHTS_LIMIT if big else 0
+        rule = (f"default: the first {REAL_WEIGHTS_LIMIT} utterances for models over "
+                f"{REAL_WEIGHTS_PARAMETERS:,} parameters, else all")  # fmt: skip
+    kept = utterances[:limit] if limit else list(utterances)
+    if len(kept) < len(utterances):
+        typer.echo(
+            f"note: reading the first {len(kept)} of {len(utterances)} utterances "
+            f"({n_params / 1e6:.0f}M parameters; --limit 0 reads all)",
+            err=True,
+        )
+    info = {"limit": limit or None, "limit_rule": rule, "n_available": len(utterances),
+            "n_read": len(kept)}  # fmt: skip
+    return kept, info
+
+
 def renamed_option(new: str | None, old: str | None, new_flag: str) -> str | None:
     """The value of a renamed option: the new flag, else the deprecated ``--layers`` (warned)."""
     if old is None:
@@ -150,6 +189,7 @@ __all__ = [
     "CommandInput",
     "REMOTE",
     "checked",
+    "limited",
     "load_for_command",
     "remote_mode",
     "renamed_option",

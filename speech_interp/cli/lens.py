@@ -20,12 +20,14 @@ from speech_interp.artifacts import write_csv, write_phases, write_run_json, wri
 from speech_interp.cli.common import (
     Backend,
     Data,
+    Limit,
     Model,
     Seed,
     Sentences,
     Split,
     TextTokenizer,
     TrustRemoteCode,
+    limited,
     load_for_command,
 )
 
@@ -86,6 +88,7 @@ def lens_command(
     ] = "ours",
     text_tokenizer: TextTokenizer = None,
     trust_remote_code: TrustRemoteCode = False,
+    limit: Limit = None,
 ) -> object:
     """Logit / tuned lens per word and layer: transcription, next word, speech mass, phases."""
     from speech_interp.lens import LENS_CSV, phase_bands, run_lens
@@ -106,6 +109,8 @@ def lens_command(
     utterances, loaded, layout, data_info = load_for_command(
         model, data, backend, split, text_tokenizer, sentences, trust_remote_code
     )
+    utterances, limit_info = limited(utterances, loaded, limit)
+    data_info = {**data_info, "n_utterances": len(utterances), "utterance_limit": limit_info}
     lens_obj, lens_note = lens_for_command(
         lens, tuned_path, loaded, utterances, layout, seed, tuned_steps
     )

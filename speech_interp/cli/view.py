@@ -10,12 +10,14 @@ import typer
 from speech_interp.cli.common import (
     Backend,
     Data,
+    Limit,
     Model,
     Seed,
     Sentences,
     Split,
     TextTokenizer,
     TrustRemoteCode,
+    limited,
     load_for_command,
 )
 from speech_interp.cli.lens import LensName, TunedPath, TunedSteps
@@ -26,7 +28,9 @@ def view_command(
     data: Data = None,
     split: Split = None,
     sentences: Sentences = "heldout",
-    utterances: Annotated[int, typer.Option(help="the first N utterances of the data")] = 20,
+    utterances: Annotated[
+        int, typer.Option(help="the first N utterances of the data (at most --limit's)")
+    ] = 20,
     lens: LensName = "logit",
     tuned_path: TunedPath = None,
     tuned_steps: TunedSteps = 500,
@@ -36,6 +40,7 @@ def view_command(
     seed: Seed = 0,
     text_tokenizer: TextTokenizer = None,
     trust_remote_code: TrustRemoteCode = False,
+    limit: Limit = None,
 ) -> Path:
     """Write viewer.html: the layer x token lens grid per utterance, hover for top-k tokens."""
     from speech_interp.artifacts import write_run_json
@@ -51,7 +56,8 @@ def view_command(
     utts, loaded, layout, data_info = load_for_command(
         model, data, backend, split, text_tokenizer, sentences, trust_remote_code
     )
-    utts = utts[:utterances]
+    utts, limit_info = limited(utts[:utterances], loaded, limit)
+    data_info = {**data_info, "utterance_limit": limit_info}
     lens_obj, lens_note = lens_for_command(
         lens, tuned_path, loaded, utts, layout, seed, tuned_steps
     )

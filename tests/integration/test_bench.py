@@ -43,9 +43,13 @@ def test_organism_training_bench_quick(tmp_path):
 
 
 def test_demo_bench_quick(tmp_path):
-    """The demo in a fresh process on 2 sentences: wall time, workers and each stage reported."""
-    out = _run("bench_demo.py", "--out", str(tmp_path), "--limit", "2", "--", "--max-words", "4")
-    assert re.search(r"demo wall time: [0-9.]+ s = [0-9.]+x the 300 s target", out), out
-    assert re.search(r"workers: \d+ processes x \d+ torch threads", out), out
+    """The demo in a fresh process on 2 sentences, first with an empty cache then cached: wall
+    times as ratios to their targets, the cache left behind, workers and each stage reported."""
+    out = _run("bench_demo.py", "--out", str(tmp_path), "--", "--limit", "2", "--max-words", "4")
+    assert re.search(r"first run: [0-9.]+ s = [0-9.]+x the 300 s target", out), out
+    assert re.search(r"cached run: [0-9.]+ s = [0-9.]+x the 240 s target", out), out
+    assert re.search(r"cache after it: \d+ MB", out), out
+    assert re.search(r"workers: \d+ x \d+ torch threads", out), out
     for stage in ("lens", "lens_seen", "ablation", "viewer"):
         assert re.search(rf"^{stage} +[0-9.]+ +[0-9.]+%$", out, re.M), out
+    assert "model seconds: " in out

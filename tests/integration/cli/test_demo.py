@@ -1,13 +1,15 @@
 """The main job on the shipped organism, in a quick setting."""
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from speech_interp.cli import app
 from speech_interp.hooks.organism import SMOL_MODELS
-from speech_interp.organism import SHIPPED_MODELS
+from speech_interp.organism import SHIPPED_DATA, SHIPPED_MODELS
 from speech_interp.organism.demo import CAUSAL_MODELS
 from speech_interp.organism.smol_demo import SMOL_TARGETS, chosen_lens
 
@@ -15,16 +17,43 @@ pytestmark = pytest.mark.integration
 VERDICTS = {"load-bearing", "decodable-only", "neither", "insufficient-data"}
 
 
-def test_demo_writes_lens_plots_and_report(tmp_path):
+QUICK_REPORT = Path(__file__).parents[3] / "docs" / "demo" / "quick" / "report.md"
+NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def assert_same_report(fresh: str, committed: str) -> None:
+    """The same text and integers, and every decimal within one unit of its last printed digit
+    (a rate printed as 0.14 may round to 0.15 on another CPU; nothing else may differ)."""
+    assert NUMBER.split(fresh) == NUMBER.split(committed), "the report's text changed"
+    for a, b in zip(NUMBER.findall(fresh), NUMBER.findall(committed), strict=True):
+        digits = len(b.partition(".")[2])
+        if digits == 0:  # counts, layers, seeds
+            assert a == b, f"{a} != {b} (committed)"
+        assert abs(float(a) - float(b)) <= 1.01 * 10**-digits, f"{a} != {b} (committed)"
+
+
+def test_assert_same_report_sees_a_change():
+    assert_same_report("| full | 0.14 [0.08, 0.20] | 1223 |", "| full | 0.15 [0.08, 0.20] | 1223 |")
+    with pytest.raises(AssertionError):
+        assert_same_report("| full | 0.17 [0.08, 0.20] |", "| full | 0.14 [0.08, 0.20] |")
+    with pytest.raises(AssertionError):
+        assert_same_report("| full | 4 | 1222 |", "| full | 4 | 1223 |")
+    with pytest.raises(AssertionError):
+        assert_same_report("| fill | 0.14 |", "| full | 0.14 |")
+
+
+def test_quick_demo_writes_the_committed_report(tmp_path):
+    """``demo --quick`` writes every output, and its report is the committed
+    docs/demo/quick/report.md (regenerate: ``speech-interp demo --quick --out docs/demo/quick``,
+    then keep report.md, verdict.json and best_layers.json)."""
     out = tmp_path / "demo"
-    result = CliRunner().invoke(
-        app, ["demo", "--out", str(out), "--limit", "6", "--max-words", "8", "--smol-limit", "3"]
-    )
+    result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out)])
     assert result.exit_code == 0, result.output
     for name in ("lens.csv", "phases.json", "phase_curves.png", "viewer.html", "report.md"):
         assert (out / name).stat().st_size > 0, name
     run = json.loads((out / "run.json").read_text())
     assert run["seed"] == 0 and run["weights_sha256"] and run["packages"]["torch"]
+    assert set(run["model_seconds"]) == set(SHIPPED_MODELS) and "smol" not in run
     verdict = json.loads((out / "verdict.json").read_text())
     assert set(verdict) == set(CAUSAL_MODELS)
     for content in verdict.values():
@@ -34,6 +63,7 @@ def test_demo_writes_lens_plots_and_report(tmp_path):
     for variant in SHIPPED_MODELS:
         assert f"| {variant} | " in report
     assert "after_uniqueness" in report and "pre_onset" in report
+    assert "## Organism v3" not in report  # behind --all
     best = json.loads((out / "best_layers.json").read_text())
     n = len(SHIPPED_MODELS)
     assert len(best["heldout"]) == n and len(best["seen_in_training"]) == n  # facts apart
@@ -46,30 +76,41 @@ def test_demo_writes_lens_plots_and_report(tmp_path):
     assert t["excess"][0] == pytest.approx(t["rate"][0] - t["control"][0])
     assert t["excess_pre_onset"][0] == pytest.approx(t["rate"][0] - t["pre_onset"][0])
     assert run["n_seen_in_training"] == 6 and run["n_utterances"] == 6
-    # organism v3 (SmolLM2 + speech rows), at --limit's size
+    assert_same_report(report, QUICK_REPORT.read_text())
+
+
+def test_demo_all_adds_organism_v3(tmp_path):
+    """``--all``: the organism-v3 section (SmolLM2 + speech rows) after the v2 models."""
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(
+        app, ["demo", "--all", "--out", str(out), "--limit", "2", "--max-words", "4",
+              "--smol-limit", "1", "--no-causal"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    run = json.loads((out / "run.json").read_text())
     smol = json.loads((out / "smol.json").read_text())
-    assert smol["n_utterances"] == 3 and set(smol["models"]) == set(SMOL_MODELS)
-    assert {(r["variant"], r["lens"]) for r in smol["rows"]} >= {
-        ("smol", "logit"),
-        ("smol", "tuned"),
-    }
+    assert smol["n_utterances"] == 1 and set(smol["models"]) == set(SMOL_MODELS)
+    assert {(r["variant"], r["lens"]) for r in smol["rows"]} >= {("smol", "tuned")}
     assert smol["chosen_lens"] == {v: chosen_lens(v) for v in SMOL_MODELS}
-    assert set(smol["verdicts"]) == set(SMOL_TARGETS)  # one per recipe (controls: smol-eval)
-    for target in SMOL_TARGETS:
-        bands = smol["verdicts"][target]["bands"]
-        assert [b["band"] for b in bands] == ["1-10", "11-20", "21-29"]
-        assert all(b["verdict"] in VERDICTS for b in bands)
-        assert {k["knob"] for k in smol["knobs"] if k["target"] == target} <= {
-            f"{target}-random-init",
-            f"{target}-speech-only",
-            f"{target}-separate",
-        }
     assert {k["target"] for k in smol["knobs"]} == {"smol", "smol-lora"}
     assert "smol-separate" in {k["knob"] for k in smol["knobs"]}
-    assert ("smol-lora", "tuned") in {(r["variant"], r["lens"]) for r in smol["rows"]}
-    assert "## Organism v3" in report or "## Organism v3" in (out / "report.md").read_text()
-    assert (out / "ablation_smol.png").stat().st_size > 0 and (out / "smol_lens.csv").exists()
-    assert run["smol"]["models"] == list(SMOL_MODELS)
+    assert "## Organism v3" in (out / "report.md").read_text()
+    assert (out / "smol_lens.csv").exists() and run["smol"]["models"] == list(SMOL_MODELS)
+
+
+def test_smol_verdicts_use_the_targets(tmp_path):
+    """The v3 section's causal test runs on one target per recipe, in the chosen lens's bands."""
+    from speech_interp.organism.jobs import DemoJob
+    from speech_interp.organism.smol_demo import run_smol
+
+    job = DemoJob(tmp_path, "tl", SHIPPED_DATA, "eval", 1, 0, 3, False, 1)
+    section = run_smol(job, limit=1, variants=("smol",), causal_models=("smol",),
+                       all_lenses=False)  # fmt: skip
+    bands = section["verdicts"]["smol"]["bands"]
+    assert [b["band"] for b in bands] == ["1-10", "11-20", "21-29"]
+    assert all(b["verdict"] in VERDICTS for b in bands)
+    assert (tmp_path / "ablation_smol.png").stat().st_size > 0
+    assert set(SMOL_TARGETS) <= set(SMOL_MODELS)
 
 
 def test_demo_numbers_do_not_depend_on_the_worker_processes(tmp_path):
