@@ -10,8 +10,10 @@ from speech_interp.causal.substitution import SUBSTITUTION_SKIPPED_COLUMNS
 from speech_interp.data import make_pairs
 from speech_interp.testing import causal_utterances
 
+from tolerance import TINY_READOUT_OPS, assert_close_float
+
 pytestmark = pytest.mark.integration
-TOL = 1e-5
+METRICS = ["moved_own", "moved_other", "base_own", "base_other"]
 
 
 @pytest.fixture(scope="module")
@@ -26,15 +28,22 @@ def test_substitution_backends_agree(models, pairs, remote):
     b = substitute(models["nnsight"], models["layout"], pairs, remote=remote, **kw)
     assert list(a.columns) == SUBSTITUTION_COLUMNS and len(a) == len(b) > 0
     assert set(a.direction) == {"text", "random"}
-    for col in ("moved_own", "moved_other", "base_own", "base_other"):
-        assert np.abs(a[col] - b[col]).max() <= TOL
+    # float32 rounding of log-probability read-outs of size ~20 (shift: differences of them);
+    # a wrong edit moves them by the text direction's effect, well above (~0.2 here)
+    scale = float(np.abs(a[METRICS]).max().max())
+
+    def close(actual, expected):
+        assert_close_float(actual, expected, ops=TINY_READOUT_OPS, scale=scale)
+
+    for col in METRICS:
+        close(b[col], a[col])
     zero = a[a.alpha == 0.0]  # a zero move changes nothing
-    assert np.allclose(zero.moved_own, zero.base_own, atol=TOL)
-    assert np.abs(zero["shift"]).max() <= TOL
+    close(zero.moved_own, zero.base_own)
+    close(zero["shift"], 0 * zero["shift"])
     moved = a[(a.alpha == 1.0) & (a.direction == "text")]
     assert (np.abs(moved.moved_own - moved.base_own) > 0).any()
     uninformative = a[~a.informative]
-    assert np.abs(uninformative["shift"]).max() <= TOL  # same continuation on both sides
+    close(uninformative["shift"], 0 * uninformative["shift"])  # same continuation on both sides
 
 
 def test_substitution_lists_what_it_skips(models, pairs):

@@ -7,6 +7,8 @@ import torch
 import speech_interp as si
 from speech_interp.core.edits import Readout, capture, gradients, kept_logits, run_edited
 
+from tolerance import TINY_READOUT_OPS, assert_close_float
+
 pytestmark = pytest.mark.integration
 
 
@@ -29,10 +31,14 @@ def test_kept_logits_readout_equals_the_full_forward(models):
     assert kw["logits_to_keep"].tolist() == [0, 2, 3, 5, 7, 9, 16]
     assert (kw["logits_to_keep"][kept.positions] == positions).all()
     expected = _by_hand(hf, ids, readout)
+
+    def close(actual):  # float32 rounding at size ~20; a wrong position or token moves it ~0.2
+        assert_close_float(actual, expected, ops=TINY_READOUT_OPS)
+
     for name in ("tl", "nnsight"):
         model = models[name]
-        torch.testing.assert_close(run_edited(model, ids, [], readout), expected)
-        torch.testing.assert_close(capture(model, ids, [(0, "resid_pre")], readout)[1], expected)
-        torch.testing.assert_close(gradients(model, ids, [(1, "resid_pre")], readout)[2], expected)
+        close(run_edited(model, ids, [], readout))
+        close(capture(model, ids, [(0, "resid_pre")], readout)[1])
+        close(gradients(model, ids, [(1, "resid_pre")], readout)[2])
     with pytest.raises(ValueError, match="readout positions must lie in 0..16"):
         run_edited(models["tl"], ids, [], Readout(positions + 1, targets, readout.weights))

@@ -7,6 +7,8 @@ import torch
 import speech_interp as si
 from speech_interp.testing import tiny_prompt_ids
 
+from tolerance import assert_close_float
+
 pytestmark = pytest.mark.integration
 TOL = 1e-5
 
@@ -61,6 +63,7 @@ def test_padded_batch_equals_each_prompt_alone(tiny_model_dirs, backend):
     assert [s.shape[1] for s in stacks] == [len(p) for p in prompts]
     for prompt, stack in zip(prompts, stacks, strict=True):
         alone = si.residual_stack(model, prompt[None])[:, 0]
-        # another batch shape may round differently in the last bit (seen: 4e-9), no more
-        assert (stack - alone).abs().max() <= 1e-7
+        # another batch shape rounds differently (seen: 4e-9 at size 0.08): float32 rounding of
+        # 2 blocks of 32- and 64-long sums; reading the padding would move them by their size
+        assert_close_float(stack, alone, ops=2 * (32 + 64))
     assert si.residual_stacks(model, []) == []

@@ -9,6 +9,8 @@ from speech_interp.lens import (
     TunedLens,
 )
 
+from tolerance import assert_close_float
+
 pytestmark = pytest.mark.integration
 
 
@@ -31,6 +33,7 @@ def test_streams_scored_together_equal_streams_scored_one_by_one(models, data, k
             assert torch.equal(got.rank_text, alone.rank_text)
             assert torch.equal(got.rank_full, alone.rank_full)
             assert torch.equal(got.top_text_id, alone.top_text_id)
-            torch.testing.assert_close(got.speech_mass, alone.speech_mass, rtol=0, atol=1e-6)
+            # float32 log-sum-exp over the vocabulary (terms <= 1); positions differ by >= 4e-4
+            assert_close_float(got.speech_mass, alone.speech_mass, ops=layout.vocab_size, scale=1)
     with pytest.raises(ValueError, match="got 2 streams"):
         lens.score_streams(resid[:2], qpos, qtok, layout)

@@ -15,6 +15,8 @@ from speech_interp.lens import (
     run_lens,
 )
 
+from tolerance import assert_close_float
+
 pytestmark = pytest.mark.integration
 N_BOOT = 200
 
@@ -70,14 +72,17 @@ def test_lens_matches_hand_computation(models, data, tl_result, hand_logits):
             else:
                 assert np.isnan(row.next_rank_text_last) and np.isnan(row.next_rank_text_maxpool)
             mass = probs[row.layer, pos][:, layout.speech_mask].sum(-1)
-            assert row.speech_mass_any == pytest.approx(float(mass.mean()), abs=1e-6)
-            assert row.speech_mass_last == pytest.approx(float(mass[-1]), abs=1e-6)
+            # float32 log-sum-exp over the vocabulary (seen: 7 eps); positions differ by >= 4e-4
+            vocab = layout.vocab_size
+            assert_close_float(row.speech_mass_any, float(mass.mean()), ops=vocab, scale=1.0)
+            assert_close_float(row.speech_mass_last, float(mass[-1]), ops=vocab, scale=1.0)
             top = lg[pos[-1]].masked_fill(~text, -torch.inf).argmax()
             assert row.top_text_last == tok.decode([int(top)])
             # lens quality against the model's own output distribution (HF logits)
             logp, final = probs[row.layer, pos].log(), probs[-1, pos]
             kl = (final * (final.log() - logp)).sum(-1)
-            assert row.kl_to_final == pytest.approx(float(kl.mean()), rel=1e-4, abs=1e-5)
+            # the rounding of the two log-sum-exps it subtracts (terms <= 1); KLs reach 2e-3
+            assert_close_float(row.kl_to_final, float(kl.mean()), ops=vocab, scale=1.0)
             agree = logits[row.layer, pos].argmax(-1) == logits[-1, pos].argmax(-1)
             assert row.top1_agreement == pytest.approx(float(agree.double().mean()))
             checked += 1
@@ -136,9 +141,12 @@ def test_chunked_equals_unchunked(models, data, tl_result):
     assert (whole.words.top_text_last == chunked.words.top_text_last).all()
     rates = ~whole.summary.metric.isin(["speech_mass", "kl_to_final"])
     pd.testing.assert_frame_equal(whole.summary[rates], chunked.summary[rates])
-    mass = ["speech_mass_any", "speech_mass_last", "kl_to_final"]
-    # float32 log-sum-exp within a chunk: chunking moves the mass by float32 rounding only
-    np.testing.assert_allclose(whole.words[mass], chunked.words[mass], rtol=0, atol=1e-6)
+    # float32 log-sum-exp within a chunk (terms <= 1): chunking moves the mass and the KL by
+    # float32 rounding only (seen: 9 eps); neighbouring positions' masses differ by >= 4e-4
+    for col in ("speech_mass_any", "speech_mass_last", "kl_to_final"):
+        assert_close_float(
+            chunked.words[col], whole.words[col], ops=models["layout"].vocab_size, scale=1.0
+        )
 
 
 def test_bad_input(models, data, tmp_path):

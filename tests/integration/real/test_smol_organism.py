@@ -74,7 +74,9 @@ def test_training_reproduces_the_shipped_first_steps(tmp_path, variant):
     info = json.loads((ORGANISM_DIR / variant / ROWS_INFO).read_text())
     cfg = smol_config(variant, steps=2)
     _, lora, _, mine = train_smol(variant, cfg, 0, tmp_path, progress=False)
-    assert mine["losses"] == pytest.approx(info["losses"][:2], abs=2e-3)
+    # float32 rounding through 30 layers and an optimiser step: relative 2e-4 seen across CPUs;
+    # a changed recipe, data order or seed moves the second loss by far more than 1e-3 of it
+    assert mine["losses"] == pytest.approx(info["losses"][:2], rel=1e-3)
     assert (lora is None) == (SMOL_VARIANTS[variant][2] == "embeddings")
     assert mine["control"] == info.get("control", "") == SMOL_CONTROLS.get(variant, "")
 
