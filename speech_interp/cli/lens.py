@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 
 from speech_interp.artifacts import write_csv, write_phases, write_run_json, write_text
@@ -31,10 +32,16 @@ from speech_interp.cli.common import (
     load_for_command,
 )
 
-LensName = Annotated[str, typer.Option(help="a registered lens: logit | tuned")]
+LensName = Annotated[
+    str,
+    typer.Option(help="a registered lens: logit | tuned (next-token channels) | current (the word"
+                 " being read, fitted on text on the fly)"),
+]  # fmt: skip
 TunedPath = Annotated[
     Path | None,
-    typer.Option(help="tuned-lens dir (params.pt + config.json); fit and saved if absent"),
+    typer.Option(
+        help="lens dir (params.pt + config.json) of --lens tuned | current; fit and saved if absent"
+    ),
 ]
 TunedSteps = Annotated[int, typer.Option(help="steps when fitting a tuned lens")]
 PROTOCOLS = ("ours", "paper")
@@ -47,7 +54,7 @@ def check_lens_options(lens: str, tuned_path: Path | None) -> None:
 
     if lens not in LENSES:
         raise typer.BadParameter(f"--lens must be one of {', '.join(LENSES)}, got {lens!r}")
-    if tuned_path is not None and not LENSES[lens].needs_path:
+    if tuned_path is not None and not LENSES[lens].accepts_path:
         with_path = " | ".join(lenses_reading_path())
         raise typer.BadParameter(f"--tuned-path is only used with --lens {with_path}")
 
@@ -61,9 +68,52 @@ def lens_for_command(lens: str, tuned_path, model, utterances, layout, seed: int
 
     if tuned_path is None and LENSES[lens].needs_path:
         raise typer.BadParameter(f"--lens {lens} needs --tuned-path (a {lens}-lens directory)")
+    texts = None
+    if lens == "current" and not (tuned_path is not None and (tuned_path / "params.pt").exists()):
+        texts = current_lens_texts(layout, utterances, seed)
     return build_lens(
-        lens, model, layout, path=tuned_path, utterances=utterances, seed=seed, steps=steps
-    )
+        lens, model, layout, path=tuned_path, utterances=utterances, seed=seed, steps=steps,
+        texts=texts,
+    )  # fmt: skip
+
+
+# Written sentences a current lens is fitted on when none is given (fit, validation): the
+# organism's own grammar (its training distribution; sentences equal to an analysed one left
+# out), or CPython's reference prose for any other model (even paragraphs fit, odd validate).
+CURRENT_FIT_SENTENCES = 1200
+CURRENT_VALIDATION_SENTENCES = 300
+PROSE_PARAGRAPHS = (150, 50)  # paragraphs to fit and validate on (their first 60 words each)
+
+
+def current_lens_texts(layout, utterances, seed: int) -> tuple[list, list, str]:
+    """(fit sentences, validation sentences, their source) for an on-the-fly current lens."""
+    import re
+
+    if layout.spec.name == "organism":
+        import numpy as np
+
+        from speech_interp.organism.grammar import sample_sentence
+
+        analysed = {tuple(w.word for w in u.words) for u in utterances}
+        rng = np.random.default_rng(seed)
+        sentences: list[list[str]] = []
+        need = CURRENT_FIT_SENTENCES + CURRENT_VALIDATION_SENTENCES
+        while len(sentences) < need:
+            words = list(sample_sentence(rng).words)
+            if tuple(words) not in analysed:
+                sentences.append(words)
+        source = (
+            f"organism grammar sentences (seed {seed}; analysed sentences left out), "
+            f"{CURRENT_FIT_SENTENCES} fit + {CURRENT_VALIDATION_SENTENCES} validation"
+        )
+        return sentences[:CURRENT_FIT_SENTENCES], sentences[CURRENT_FIT_SENTENCES:], source
+    from speech_interp.lens.validate import reference_texts, split_texts
+
+    fit, val = split_texts(reference_texts())
+    words = lambda ps: [re.findall(r"[A-Za-z]+", p)[:60] for p in ps]  # noqa: E731
+    n_fit, n_val = PROSE_PARAGRAPHS
+    source = f"CPython reference prose: {n_fit} even paragraphs fit, {n_val} odd validate"
+    return words(fit[:n_fit]), words(val[:n_val]), source
 
 
 def lens_command(
@@ -118,12 +168,19 @@ def lens_command(
         loaded, layout, utterances, lens=lens_obj, chunk_size=chunk_size, seed=seed,
         model_id=model, batch_rows=batch_rows,
     )  # fmt: skip
+    from speech_interp.lens.ceiling import CEILING_RULE, blind_streams, blind_warning, text_ceiling
+
+    ceiling = text_ceiling(
+        loaded, layout, lens_obj, utterances, model_id=model, backend=backend, seed=seed
+    )
     out.mkdir(parents=True, exist_ok=True)
-    write_csv(result.summary, out / LENS_CSV)
+    write_csv(pd.concat([result.summary, ceiling], ignore_index=True), out / LENS_CSV)
     write_csv(result.words, out / "lens_words.csv")
     write_csv(result.pool, out / "lens_pool.csv")
     write_csv(result.quality, out / "lens_quality.csv")
-    warning = quality_warning(result.quality, lens)
+    # kl_to_final rates a next-token lens; a current-word lens is rated by its text ceiling
+    next_token = lens_obj.reads == "next token"
+    warning = quality_warning(result.quality, lens) if next_token else None
     write_phases(out, phase_bands(result, seed=seed), PHASE_RULE)
     plot_phase_curves(result.summary, out / "phase_curves.png", title=model)
     if protocol == "paper":
@@ -158,6 +215,7 @@ def lens_command(
             "uninformative_layers": uninformative_layers(result.quality),
             "warning": warning,
         },
+        "text_ceiling": {"rule": CEILING_RULE, "blind_streams": blind_streams(ceiling)},
         "words_target_missing": result.n_missing,
         "missing_words": result.missing.to_dict(orient="records"),
     }
@@ -166,8 +224,9 @@ def lens_command(
     write_run_json(
         out, model, seed, weights_dir=weights_dir_of(model), data=data_info["data"], extra=extra
     )
-    if warning:
-        typer.echo(warning, err=True)
+    for line in (warning, blind_warning(ceiling, lens)):
+        if line:
+            typer.echo(line, err=True)
     typer.echo(f"lens: {n_words} spoken words, {result.n_missing} without a target -> {out}")
     return result
 

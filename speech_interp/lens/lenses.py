@@ -27,7 +27,11 @@ class Lens:
     name: str = "lens"
     n_layers: int
     unembed: Unembedding | None = None
-    needs_path: ClassVar[bool] = False  # whether :meth:`build` reads a lens directory (``path``)
+    needs_path: ClassVar[bool] = False  # whether :meth:`build` needs a lens directory (``path``)
+    accepts_path: ClassVar[bool] = False  # whether :meth:`build` reads or writes one (``path``)
+    # what the lens reads: "next token" (its kl_to_final to the model's output is its quality) or
+    # "current word" (its quality is its text ceiling, speech_interp.lens.ceiling)
+    reads: ClassVar[str] = "next token"
 
     def check_layer(self, layer: int) -> None:
         if not 0 <= layer <= self.n_layers:

@@ -7,10 +7,12 @@ to :data:`LENSES`; it builds itself for a command with its ``build`` classmethod
 from __future__ import annotations
 
 from speech_interp.hooks import TokenLayout
+from speech_interp.lens.current import CurrentLens
 from speech_interp.lens.lenses import Lens, LogitLens
 from speech_interp.lens.tuned import TunedLens
 
-LENSES: dict[str, type[Lens]] = {"logit": LogitLens, "tuned": TunedLens}
+# logit and tuned read the next token (next-token channels); current reads the word being read.
+LENSES: dict[str, type[Lens]] = {"logit": LogitLens, "tuned": TunedLens, "current": CurrentLens}
 
 
 def as_lens(lens: str | Lens, model) -> Lens:
@@ -32,9 +34,9 @@ def build_lens(name: str, model, layout: TokenLayout, **options) -> tuple[Lens, 
 
 
 def lenses_reading_path() -> list[str]:
-    """The registered lenses whose :meth:`~speech_interp.lens.lenses.Lens.build` reads a lens
-    directory (``path``)."""
-    return [name for name, cls in LENSES.items() if cls.needs_path]
+    """The registered lenses whose :meth:`~speech_interp.lens.lenses.Lens.build` reads or writes
+    a lens directory (``path``)."""
+    return [name for name, cls in LENSES.items() if cls.accepts_path]
 
 
 __all__ = ["LENSES", "as_lens", "build_lens", "lenses_reading_path"]

@@ -36,6 +36,7 @@ class TunedLens(torch.nn.Module, Lens):
 
     name = "tuned"
     needs_path = True
+    accepts_path = True
 
     def __init__(
         self, d_model: int, num_hidden_layers: int, *, bias: bool = True, base_model: str = ""
