@@ -27,7 +27,8 @@ def as_lens(lens: str | Lens, model) -> Lens:
 def build_lens(name: str, model, layout: TokenLayout, **options) -> tuple[Lens, str | None]:
     """(lens, note for run.json) of the registered lens ``name`` for ``model``, built by its
     class's :meth:`~speech_interp.lens.lenses.Lens.build` from ``options`` (a tuned lens:
-    ``path``, ``utterances``, ``seed``, ``steps``; the logit lens reads none)."""
+    ``path``, ``utterances``, ``seed``, ``steps``; a current lens: ``path`` or ``texts``; the
+    logit lens reads none); each build ignores the options of the others."""
     if name not in LENSES:
         raise ValueError(f"lens must be one of {', '.join(LENSES)}, got {name!r}")
     return LENSES[name].build(model, layout, **options)

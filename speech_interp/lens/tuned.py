@@ -76,6 +76,7 @@ class TunedLens(torch.nn.Module, Lens):
         utterances: Sequence[Utterance] = (),
         seed: int = 0,
         steps: int = 500,
+        **_,
     ) -> tuple[TunedLens, str]:
         """The lens saved in ``path``, or one fit on ``utterances``' prompts (``steps``, ``seed``)
         and saved there when ``path`` holds no ``params.pt``; with a note saying which."""

@@ -41,7 +41,10 @@ def test_lens_command_end_to_end(models, tmp_path, make_utterances):
                  "token_heatmap.png", "run.json"):  # fmt: skip
         assert (out / name).stat().st_size > 0, name
     table = pd.read_csv(out / "lens.csv")
-    assert list(table.columns) == LENS_COLUMNS and len(table) == len(result.summary)
+    assert list(table.columns) == LENS_COLUMNS
+    ceiling = table[table.metric.str.startswith("text_ceiling")]
+    assert len(table) == len(result.summary) + len(ceiling)  # the run's rows + its text ceiling
+    assert sorted(ceiling.layer.unique()) == sorted(table.layer.unique())
     run = json.loads((out / "run.json").read_text())
     assert run["model_id"] == models["path"] and run["seed"] == 1 and run["batch_rows"] == 1
     assert run["split"] == "eval" and run["n_utterances"] == 3  # the "other" split is left out
