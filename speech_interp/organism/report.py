@@ -142,8 +142,11 @@ def knowledge_markdown(knowledge: list[dict], rows: dict, knobs: list[dict]) -> 
     return lines
 
 
-def quality_markdown(rows: list[dict], quality: dict[str, pd.DataFrame]) -> list[str]:
-    """The lens's quality at each variant's reported layer and its uninformative layers."""
+def quality_markdown(
+    rows: list[dict], quality: dict[str, pd.DataFrame], ceilings: dict | None = None
+) -> list[str]:
+    """The lens's quality at each variant's reported layer and its uninformative layers; with
+    ``ceilings`` (variant -> text-ceiling rows), what the lens reads of the same words written."""
     from speech_interp.lens.quality import uninformative_layers
 
     lines = [
@@ -166,6 +169,34 @@ def quality_markdown(rows: list[dict], quality: dict[str, pd.DataFrame]) -> list
         lines.append(
             f"| {row['variant']} | {layer} | {at['kl_to_final']:.3f} | "
             f"{at['top1_agreement']:.3f} | {at['constant_guess']:.3f} | {bad} |"
+        )
+    return lines + (ceiling_markdown(rows, ceilings) if ceilings else [])
+
+
+def ceiling_markdown(rows: list[dict], ceilings: dict[str, pd.DataFrame]) -> list[str]:
+    """The text ceiling at each variant's reported layer and its streams blind to words."""
+    from speech_interp.lens.ceiling import CEILING_FLOOR, blind_streams
+
+    lines = [
+        "",
+        "Text ceiling: the same lens on the same sentences *written* as text, the current word",
+        "read at each written word's last token (content words, top-5, text vocabulary). A stream",
+        f"whose ceiling is below {CEILING_FLOOR} is blind to written words (rule in",
+        "`speech_interp.lens.ceiling`): the logit lens reads the next token, so a transcription",
+        "rate there says nothing about a text stage; `speech-interp lens --lens current` reads",
+        "the word being read.",
+        "",
+        "| variant | layer | text ceiling | streams blind to words |",
+        "|---|---|---|---|",
+    ]
+    for row in rows:
+        c = ceilings[row["variant"]]
+        layer = row["transcription"]["layer"]
+        at = c[(c.metric == "text_ceiling") & (c.k == 5) & (c.words == "content")
+               & (c.layer == layer)].iloc[0]  # fmt: skip
+        blind = ", ".join(str(x) for x in blind_streams(c)) or "none"
+        lines.append(
+            f"| {row['variant']} | {layer} | {_fmt((at.value, at.ci_low, at.ci_high))} | {blind} |"
         )
     return lines
 
@@ -212,6 +243,7 @@ def write_report(
     knowledge: list[dict] | None = None,
     knobs: list[dict] | None = None,
     quality: dict[str, pd.DataFrame] | None = None,
+    ceilings: dict[str, pd.DataFrame] | None = None,
 ) -> Path:
     lines = [
         "# speech-interp demo: the shipped organism",
@@ -236,7 +268,7 @@ def write_report(
             f"{_fmt(r['excess_pre_onset'])} | {r['n']} |"
         )
     if quality:
-        lines += quality_markdown(rows, quality)
+        lines += quality_markdown(rows, quality, ceilings)
     lines += [
         "",
         "The same words and layer under the other position rules (`any`: a hit at any of the",
