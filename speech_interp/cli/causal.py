@@ -184,14 +184,27 @@ def ablate_command(
     layers: Layers = None,
     text_tokenizer: TextTokenizer = None,
     trust_remote_code: TrustRemoteCode = False,
+    lens: Annotated[
+        str,
+        typer.Option(
+            help="the lens that reads decodability: logit | current (fitted on text) | "
+            "tuned (with --tuned-path)"
+        ),
+    ] = "logit",
+    tuned_path: Annotated[
+        Path | None, typer.Option(help="lens dir of --lens tuned | current (see lens)")
+    ] = None,
 ) -> dict:
-    """Text-direction (and probe) ablation vs random directions, then the verdict per band."""
+    """Text-direction (and probe) ablation vs random directions, then the verdict per band
+    (decodability read by ``--lens``, with its text ceiling in lens.csv)."""
     from speech_interp.causal import ablate_bands, verdicts
     from speech_interp.causal.ablation import summarize_ablation
+    from speech_interp.cli.lens import check_lens_options, lens_for_command
     from speech_interp.lens import run_lens
     from speech_interp.lens.metrics import LENS_CSV
     from speech_interp.plotting import plot_ablation_bands
 
+    check_lens_options(lens, tuned_path)  # before the model loads
     rem, given, bands = _band_setup(
         model, data, split, backend, remote, streams, layers, text_tokenizer, sentences,
         trust_remote_code,
@@ -202,9 +215,15 @@ def ablate_command(
     out.mkdir(parents=True, exist_ok=True)
     write_csv(table, out / "ablation.csv")
     write_csv(summarize_ablation(table), out / "ablation_summary.csv")
-    lens = run_lens(loaded, layout, utterances, ks=(k,), seed=seed, remote=rem, model_id=model)
-    write_csv(lens.summary, out / LENS_CSV)
-    content = verdicts(lens.words, table, bands=bands, k=k, seed=seed)
+    from speech_interp.lens.ceiling import blind_streams, text_ceiling
+
+    lens_obj, lens_note = lens_for_command(lens, tuned_path, loaded, utterances, layout, seed, 500)
+    read = run_lens(loaded, layout, utterances, lens=lens_obj, ks=(k,), seed=seed, remote=rem,
+                    model_id=model)  # fmt: skip
+    ceiling = text_ceiling(loaded, layout, lens_obj, utterances, model_id=model, backend=backend,
+                           seed=seed)  # fmt: skip
+    write_csv(pd.concat([read.summary, ceiling], ignore_index=True), out / LENS_CSV)
+    content = verdicts(read.words, table, bands=bands, k=k, seed=seed)
     write_verdicts(out, {model: content})
     for metric in sorted(set(table["metric"])):
         plot_ablation_bands(table, out / f"ablation_{metric}.png", verdicts=content, metric=metric,
@@ -214,6 +233,7 @@ def ablate_command(
     _, skipped = word_items(utterances, layout, loaded.tokenizer)  # words no metric could read
     _finish(out, model, seed, data_info, "ablate", backend=backend, remote=remote,
             bands=bands, n_random=n_random, probe=probe, k=k, max_words=max_pairs,
+            lens=lens, lens_note=lens_note, blind_streams=blind_streams(ceiling, k),
             skipped=skipped.to_dict(orient="records"))  # fmt: skip
     summary = ", ".join(f"{e['band']}: {e['verdict']}" for e in content["bands"])
     typer.echo(f"ablate: {summary}; {len(skipped)} (word, metric) skipped (run.json) -> {out}")
