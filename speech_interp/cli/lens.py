@@ -35,7 +35,8 @@ from speech_interp.cli.common import (
 LensName = Annotated[
     str,
     typer.Option(help="a registered lens: logit | tuned (next-token channels) | current (the word"
-                 " being read, fitted on text on the fly)"),
+                 " being read, fitted on text on the fly) | patchscope (the identity patchscope;"
+                 " slow on long data: a partial forward per read)"),
 ]  # fmt: skip
 TunedPath = Annotated[
     Path | None,

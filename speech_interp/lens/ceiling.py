@@ -59,35 +59,62 @@ def text_ceiling(
         raise ValueError("no written word with a target token to read the text ceiling on")
     states = stream_states(model, written)
     query = torch.arange(len(written))
-    ranks = []
+    fitted = getattr(lens, "fit_word_types", frozenset())
+    unseen = np.array([w not in fitted for w in written.words])
+    frames = []
     with torch.no_grad():
         for layer in range(states.shape[0]):
             scores = lens.score(layer, states[layer], query, written.target, layout, chunk_size)
-            ranks.append(scores.rank_text.cpu().numpy())
-    fitted = getattr(lens, "fit_word_types", frozenset())
-    types = np.array(written.words)
-    content = np.array(written.content)
-    seen = np.array([w in fitted for w in written.words])
-    metrics = {"text_ceiling": np.ones(len(written), bool)}
+            rank = scores.rank_text.cpu().numpy().astype(float)
+            frames.append(pd.DataFrame({
+                "layer": layer, "item": np.arange(len(written)), "word": written.words,
+                "content": written.content, "rank": rank,
+                "rank_unseen": np.where(unseen, rank, np.nan),
+            }))  # fmt: skip
+    metrics = {"text_ceiling": "rank"}
     if fitted:
-        metrics["text_ceiling_unseen"] = ~seen
-    rows = []
-    for layer, rank in enumerate(ranks):
-        for metric, keep in metrics.items():
-            for words, mask in (("all", keep), ("content", keep & content)):
-                if not mask.any():
-                    continue
-                for k in ks:
-                    hits = (rank[mask] < k).astype(float)
-                    value, lo, hi = bootstrap_ci(hits, n_boot=n_boot, seed=seed,
-                                                 clusters=types[mask])  # fmt: skip
-                    rows.append({
-                        "model": model_id, "backend": backend, "lens": lens.name,
-                        "layer": layer, "metric": metric, "k": k, "vocab": "text",
-                        "position_rule": "last", "words": words, "value": value,
-                        "ci_low": lo, "ci_high": hi, "n": int(mask.sum()),
+        metrics["text_ceiling_unseen"] = "rank_unseen"
+    return rate_rows(pd.concat(frames, ignore_index=True), metrics, ks=ks, lens=lens.name,
+                     model_id=model_id, backend=backend, seed=seed, n_boot=n_boot)  # fmt: skip
+
+
+def rate_rows(
+    ranks: pd.DataFrame,
+    metrics: dict[str, str],
+    *,
+    ks: Sequence[int] = (1, 5),
+    lens: str = "",
+    model_id: str = "",
+    backend: str = "",
+    seed: int = 0,
+    n_boot: int = 2000,
+) -> pd.DataFrame:
+    """lens.csv rows (metric -> rank column of :func:`word_ranks`): per stream, words all and
+    content, and ``k``, the share of words whose rank is below ``k`` (words with a NaN rank left
+    out), with the word-type bootstrap CI (clusters: the words' spelling)."""
+    n_streams = int(ranks.layer.max()) + 1
+    ranks = ranks.sort_values(["layer", "item"])
+    first = ranks[ranks.layer == 0]
+    types = first.word.to_numpy()
+    content = first.content.to_numpy(dtype=bool)
+    out = []
+    for metric, column in metrics.items():
+        values = ranks[column].to_numpy(dtype=float).reshape(n_streams, -1).T  # (words, streams)
+        defined = ~np.isnan(values).any(axis=1)
+        for words, mask in (("all", defined), ("content", defined & content)):
+            if not mask.any():
+                continue
+            for k in ks:
+                hits = (values[mask] < k).astype(float)
+                mean, lo, hi = bootstrap_ci(hits, n_boot=n_boot, seed=seed, clusters=types[mask])
+                for layer in range(n_streams):
+                    out.append({
+                        "model": model_id, "backend": backend, "lens": lens, "layer": layer,
+                        "metric": metric, "k": k, "vocab": "text", "position_rule": "last",
+                        "words": words, "value": float(mean[layer]), "ci_low": float(lo[layer]),
+                        "ci_high": float(hi[layer]), "n": int(mask.sum()),
                     })  # fmt: skip
-    return pd.DataFrame(rows)
+    return pd.DataFrame(out)
 
 
 def blind_streams(ceiling: pd.DataFrame, k: int = 5) -> list[int]:
@@ -110,4 +137,6 @@ def blind_warning(ceiling: pd.DataFrame, lens: str, k: int = 5) -> str | None:
     )
 
 
-__all__ = ["CEILING_FLOOR", "CEILING_RULE", "blind_streams", "blind_warning", "text_ceiling"]
+__all__ = [
+    "CEILING_FLOOR", "CEILING_RULE", "blind_streams", "blind_warning", "rate_rows", "text_ceiling",
+]  # fmt: skip

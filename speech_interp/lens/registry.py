@@ -9,10 +9,12 @@ from __future__ import annotations
 from speech_interp.hooks import TokenLayout
 from speech_interp.lens.current import CurrentLens
 from speech_interp.lens.lenses import Lens, LogitLens
+from speech_interp.lens.patchscope import PatchscopeLens
 from speech_interp.lens.tuned import TunedLens
 
 # logit and tuned read the next token (next-token channels); current reads the word being read.
-LENSES: dict[str, type[Lens]] = {"logit": LogitLens, "tuned": TunedLens, "current": CurrentLens}
+LENSES: dict[str, type[Lens]] = {"logit": LogitLens, "tuned": TunedLens, "current": CurrentLens,
+                                  "patchscope": PatchscopeLens}  # fmt: skip
 
 
 def as_lens(lens: str | Lens, model) -> Lens:
