@@ -23,7 +23,6 @@ Its ``kl_to_final`` is not a quality measure (it is not a next-token lens); its 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from speech_interp.core.residuals import residual_stacks
 from speech_interp.data.prompt import build_prompt
 from speech_interp.data.targets import TargetResolver
 from speech_interp.hooks import TokenLayout
-from speech_interp.lens.lenses import Lens
+from speech_interp.lens.lenses import Lens, read_lens_dir, save_lens_dir
 from speech_interp.lens.unembed import Unembedding, causal_lm
 
 LENS_TYPE = "current_word_ridge"
@@ -266,27 +265,15 @@ class CurrentLens(Lens):
 
     def save(self, path: str | Path) -> Path:
         """``params.pt`` (mean, scale, weight, bias per stream) and ``config.json``."""
-        from speech_interp.artifacts import atomic_path, write_text
-
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         state = {"mean": self.mean, "scale": self.scale, "weight": self.weight, "bias": self.bias}
-        with atomic_path(path / "params.pt") as tmp:
-            torch.save({k: v.contiguous() for k, v in state.items()}, tmp)
-        write_text(path / "config.json", json.dumps(self.config, indent=1) + "\n")
-        return path
+        return save_lens_dir(path, {k: v.contiguous() for k, v in state.items()}, self.config)
 
     @classmethod
     def load(cls, path: str | Path, model=None) -> CurrentLens:
         """Read a lens written by :meth:`save`; bind it when ``model`` is given."""
-        path = Path(path)
-        for name in ("config.json", "params.pt"):
-            if not (path / name).exists():
-                raise FileNotFoundError(f"current lens directory {path} has no {name}")
-        config = json.loads((path / "config.json").read_text())
+        config, state = read_lens_dir(path, "current")
         if config.get("lens_type") != LENS_TYPE:
             raise ValueError(f"{path}: lens_type {config.get('lens_type')!r} is not {LENS_TYPE!r}")
-        state = torch.load(path / "params.pt", map_location="cpu", weights_only=True)
         lens = cls(state["mean"], state["scale"], state["weight"], state["bias"], config)
         return lens if model is None else lens.bind(model)
 

@@ -9,6 +9,7 @@ Stream ``l < L`` is block l's input, stream ``L`` the last block's output before
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 import einops
@@ -162,6 +163,34 @@ class LogitLens(Lens):
         return resid
 
 
+def save_lens_dir(path, state: dict[str, Tensor], config: dict) -> Path:
+    """A lens directory as tuned-lens lays it out: ``params.pt`` (``state``) and
+    ``config.json``, each written atomically."""
+    import json
+
+    from speech_interp.artifacts import atomic_path, write_text
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path / "params.pt") as tmp:
+        torch.save(state, tmp)
+    write_text(path / "config.json", json.dumps(config, indent=2))
+    return path
+
+
+def read_lens_dir(path, what: str) -> tuple[dict, dict[str, Tensor]]:
+    """(config, state) of a lens directory written by :func:`save_lens_dir` (``what`` names
+    the lens in the error when a file is missing)."""
+    import json
+
+    path = Path(path)
+    for name in ("config.json", "params.pt"):
+        if not (path / name).exists():
+            raise FileNotFoundError(f"{what} lens directory {path} has no {name}")
+    config = json.loads((path / "config.json").read_text())
+    return config, torch.load(path / "params.pt", map_location="cpu", weights_only=True)
+
+
 def prompt_ids(prompt) -> Int[Tensor, " pos"]:
     """A prompt's input ids as a checked 1-d long tensor."""
     ids = prompt.input_ids if isinstance(prompt, Prompt) else torch.as_tensor(prompt)
@@ -170,4 +199,4 @@ def prompt_ids(prompt) -> Int[Tensor, " pos"]:
     return ids.long()
 
 
-__all__ = ["Lens", "LogitLens", "prompt_ids"]
+__all__ = ["Lens", "LogitLens", "prompt_ids", "read_lens_dir", "save_lens_dir"]

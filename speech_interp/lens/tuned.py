@@ -6,7 +6,6 @@ between this package and tuned-lens.
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +20,7 @@ from speech_interp.core.residuals import residual_stack
 from speech_interp.data.prompt import Prompt
 from speech_interp.data.utterances import Utterance
 from speech_interp.hooks import TokenLayout
-from speech_interp.lens.lenses import Lens, prompt_ids
+from speech_interp.lens.lenses import Lens, prompt_ids, read_lens_dir, save_lens_dir
 from speech_interp.lens.unembed import Unembedding, causal_lm
 
 
@@ -185,29 +184,18 @@ class TunedLens(torch.nn.Module, Lens):
         bias (zeros for a lens without one; outputs unchanged), since tuned-lens always builds
         and zeroes the bias.
         """
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu() for k, v in self.layer_translators.state_dict().items()}
         for i in range(self.n_layers):
             state.setdefault(f"{i}.bias", torch.zeros(self.d_model))
         config = dict(self.config, bias=True)
         if self.unembed is not None:
             config["unembed_hash"] = unembed_hash(self.unembed.weight)
-        from speech_interp.artifacts import atomic_path, write_text
-
-        with atomic_path(path / "params.pt") as tmp:
-            torch.save(state, tmp)
-        write_text(path / "config.json", json.dumps(config, indent=2))
-        return path
+        return save_lens_dir(path, state, config)
 
     @classmethod
     def load(cls, path: str | Path, model=None) -> TunedLens:
         """Read a lens saved by :meth:`save` (or by tuned-lens); bind it when ``model`` is given."""
-        path = Path(path)
-        for name in ("config.json", "params.pt"):
-            if not (path / name).exists():
-                raise FileNotFoundError(f"tuned lens directory {path} has no {name}")
-        config = json.loads((path / "config.json").read_text())
+        config, state = read_lens_dir(path, "tuned")
         if config.get("lens_type", "linear_tuned_lens") != "linear_tuned_lens":
             raise ValueError(f"{path}: unsupported lens_type {config['lens_type']!r}")
         lens = cls(
@@ -216,7 +204,6 @@ class TunedLens(torch.nn.Module, Lens):
             bias=config.get("bias", True),
             base_model=config.get("base_model_name_or_path", ""),
         )
-        state = torch.load(path / "params.pt", map_location="cpu", weights_only=True)
         try:
             lens.layer_translators.load_state_dict(state)
         except RuntimeError as err:
