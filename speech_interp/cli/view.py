@@ -46,6 +46,7 @@ def view_command(
     from speech_interp.artifacts import write_run_json
     from speech_interp.cli.lens import check_lens_options, lens_for_command
     from speech_interp.lens import phase_bands, run_lens
+    from speech_interp.lens.ceiling import CEILING_RULE, blind_streams, blind_warning, text_ceiling
     from speech_interp.lens.quality import quality_warning
     from speech_interp.organism.audio import organism_audio
     from speech_interp.plotting.viewer import viewer_data, write_viewer
@@ -64,16 +65,21 @@ def view_command(
     result = run_lens(
         loaded, layout, utts, lens=lens_obj, seed=seed, model_id=model, progress=False
     )
+    ceiling = text_ceiling(loaded, layout, lens_obj, utts, model_id=model, backend=backend,
+                           seed=seed)  # fmt: skip
+    quality = quality_warning(result.quality, lens) if lens_obj.reads == "next token" else None
+    warning = " ".join(w for w in (quality, blind_warning(ceiling, lens)) if w) or None
     data_out = viewer_data(
         {model: (loaded, layout)}, utts, lens=lens_obj, k=k,
         summaries={model: result.summary}, bands={model: phase_bands(result, seed=seed)},
         audio=organism_audio(utts) if layout.spec.name == "organism" else None,
-        warnings={model: quality_warning(result.quality, lens)},
+        warnings={model: warning},
     )  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     path = write_viewer(out / "viewer.html", data_out)
     extra = {"command": "view", **{key: v for key, v in data_info.items() if key != "data"}}
     extra.update(n_utterances=len(utts), k=k, lens=lens, tuned_lens=lens_note, backend=backend)
+    extra["text_ceiling"] = {"rule": CEILING_RULE, "blind_streams": blind_streams(ceiling)}
     from speech_interp.models import weights_dir_of
 
     write_run_json(

