@@ -53,3 +53,9 @@ def test_demo_bench_quick(tmp_path):
     for stage in ("lens", "lens_seen", "ablation", "viewer"):
         assert re.search(rf"^{stage} +[0-9.]+ +[0-9.]+%$", out, re.M), out
     assert "model seconds: " in out
+
+
+def test_ceiling_bench_quick():
+    out = _run("bench_ceiling.py", "--models", "organism", "--limit", "3")
+    assert re.search(r"organism: lens [0-9.]+ s, text ceiling [0-9.]+ s; \(lens \+ ceiling\) / "
+                     r"lens = [0-9.]+x \(target <= 1.5x\)", out), out  # fmt: skip
