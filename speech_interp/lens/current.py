@@ -54,7 +54,8 @@ MAX_VALIDATION_WORDS = 600
 @dataclass(frozen=True)
 class WrittenWords:
     """Written words of some prompts: the ids of each prompt and, per read word, its prompt,
-    last-token position, target id, spelling and prompt word index."""
+    last-token position, target id, spelling, content flag, word index in its sentence, number
+    of tokens, and the previous and next word's target ids (-1 where there is none)."""
 
     prompts: list[Int[Tensor, " pos"]]
     prompt_of: Int[Tensor, " n"]
@@ -62,6 +63,10 @@ class WrittenWords:
     target: Int[Tensor, " n"]
     words: tuple[str, ...]
     content: tuple[bool, ...]
+    word_index: Int[Tensor, " n"]
+    n_tokens: Int[Tensor, " n"]
+    previous: Int[Tensor, " n"]
+    next: Int[Tensor, " n"]
 
     def __len__(self) -> int:
         return int(self.target.numel())
@@ -80,6 +85,7 @@ def written_words(
     ``skip_first`` the first word of each sentence (next to BOS and the marker)."""
     resolver = TargetResolver(tokenizer, layout)
     prompts, prompt_of, position, target, words, flags = [], [], [], [], [], []
+    word_index, n_tokens, previous, following = [], [], [], []
     for s, sentence in enumerate(sentences):
         sentence = list(sentence)
         if not sentence:
@@ -97,9 +103,14 @@ def written_words(
             target.append(t.token_id)
             words.append(word)
             flags.append(True if content is None else bool(content[s][w]))
+            word_index.append(w)
+            n_tokens.append(int(prompt.word_positions[w].numel()))
+            previous.append(resolver(sentence[w - 1]).token_id if w > 0 else -1)
+            following.append(resolver(sentence[w + 1]).token_id if w + 1 < len(sentence) else -1)
     as_long = lambda xs: torch.tensor(xs, dtype=torch.long)  # noqa: E731
     return WrittenWords(prompts, as_long(prompt_of), as_long(position), as_long(target),
-                        tuple(words), tuple(flags))  # fmt: skip
+                        tuple(words), tuple(flags), as_long(word_index), as_long(n_tokens),
+                        as_long(previous), as_long(following))  # fmt: skip
 
 
 def stream_states(

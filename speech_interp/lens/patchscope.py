@@ -45,8 +45,6 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from speech_interp.data.prompt import build_prompt
-from speech_interp.data.targets import TargetResolver
 from speech_interp.data.utterances import Utterance
 from speech_interp.hooks import TokenLayout, submodule
 from speech_interp.hooks.paths import get_submodule, module_paths
@@ -217,26 +215,6 @@ class PatchscopeLens(Lens):
 READS = ("current", "previous", "next", "floor")
 
 
-def _word_info(layout, tokenizer, sentences, written: WrittenWords) -> pd.DataFrame:
-    """Per written word: its word index in its sentence, number of tokens, and the previous and
-    next word's target ids (-1 without one), from the same prompts ``written_words`` builds."""
-    resolver = TargetResolver(tokenizer, layout)
-    nonempty = [list(s) for s in sentences if len(s)]
-    prompts = [
-        build_prompt(layout, tokenizer, s, ["text"] * len(s), [None] * len(s)) for s in nonempty
-    ]
-    rows = []
-    for p, pos in zip(written.prompt_of.tolist(), written.position.tolist(), strict=True):
-        prompt, sentence = prompts[p], nonempty[p]
-        if not torch.equal(prompt.input_ids, written.prompts[p]):
-            raise RuntimeError("the rebuilt prompt differs from written_words' prompt")
-        w = int(prompt.token_word[pos])
-        prev = resolver(sentence[w - 1]).token_id if w > 0 else -1
-        nxt = resolver(sentence[w + 1]).token_id if w + 1 < len(sentence) else -1
-        rows.append((p, w, int(prompt.word_positions[w].numel()), prev, nxt))
-    return pd.DataFrame(rows, columns=["prompt", "word_index", "n_tokens", "previous", "next"])
-
-
 def _embedding_rows(model, written: WrittenWords) -> Float[Tensor, "n d"]:
     """Each written word's stream-0 state: the input-embedding row of its last token."""
     hf = causal_lm(model)
@@ -274,9 +252,8 @@ def word_ranks(
     n = len(written)
     if not n:
         raise ValueError("no written word with a target token to read")
-    info = _word_info(layout, model.tokenizer, sentences, written)
     rows = torch.arange(n)
-    prev, nxt = torch.tensor(info.previous.to_numpy()), torch.tensor(info.next.to_numpy())
+    prev, nxt = written.previous, written.next
     has_prev, has_next = prev >= 0, nxt >= 0
     on_states = [r for r in ("current", "previous", "next") if r in reads]
     states = stream_states(model, written) if on_states else None
@@ -303,12 +280,12 @@ def word_ranks(
         "layer": np.repeat(np.arange(n_streams), n),
         "word": np.tile(np.array(written.words, dtype=object), n_streams),
         "content": np.tile(np.array(written.content), n_streams),
-        "prompt": np.tile(info.prompt.to_numpy(), n_streams),
-        "word_index": np.tile(info.word_index.to_numpy(), n_streams),
-        "n_tokens": np.tile(info.n_tokens.to_numpy(), n_streams),
+        "prompt": np.tile(written.prompt_of.numpy(), n_streams),
+        "word_index": np.tile(written.word_index.numpy(), n_streams),
+        "n_tokens": np.tile(written.n_tokens.numpy(), n_streams),
         "target": np.tile(written.target.numpy(), n_streams),
-        "previous_target": np.tile(info.previous.to_numpy(), n_streams),
-        "next_target": np.tile(info.next.to_numpy(), n_streams),
+        "previous_target": np.tile(written.previous.numpy(), n_streams),
+        "next_target": np.tile(written.next.numpy(), n_streams),
     })  # fmt: skip
     for r in READS:
         if r in reads:
