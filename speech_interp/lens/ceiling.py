@@ -6,7 +6,9 @@ analysed utterances as text (the same words, the family's own text prompt rule),
 current word at each written word's last token with the same lens (top-``k`` over the text
 vocabulary) and reports, per stream, the share of words read (``text_ceiling``), with the
 word-type bootstrap CI of every rate; words whose type the lens was fitted on are left out of
-``text_ceiling_unseen`` (a lens with no fit reports none).
+``text_ceiling_unseen`` (a lens with no fit reports none). :func:`word_ranks` reads written words
+with any lens (current, previous and next word, and the floor of the patchscope's);
+:func:`rate_rows` turns its ranks into lens.csv rows.
 
 **Blind to words**: a stream whose ceiling on content words is below :data:`CEILING_FLOOR`
 (fixed before any ceiling was read) makes no transcription claim: the lens cannot see a
@@ -20,11 +22,14 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
 from speech_interp.data.utterances import Utterance
-from speech_interp.hooks import TokenLayout
-from speech_interp.lens.current import stream_states, written_words
+from speech_interp.hooks import TokenLayout, submodule
+from speech_interp.lens.current import WrittenWords, stream_states, written_words
 from speech_interp.lens.lenses import Lens
+from speech_interp.lens.unembed import causal_lm
 from speech_interp.stats import bootstrap_ci
 
 CEILING_FLOOR = 0.2
@@ -51,31 +56,96 @@ def text_ceiling(
     chunk_size: int = 8192,
 ) -> pd.DataFrame:
     """The ceiling rows (lens.csv's columns) of ``lens`` on ``utterances`` written as text."""
-    written = written_words(
-        layout, model.tokenizer, [[w.word for w in u.words] for u in utterances],
-        [[w.content for w in u.words] for u in utterances],
-    )  # fmt: skip
-    if not len(written):
-        raise ValueError("no written word with a target token to read the text ceiling on")
-    states = stream_states(model, written)
-    query = torch.arange(len(written))
+    ranks = word_ranks(model, layout, lens, utterances, reads=("current",), chunk_size=chunk_size)
     fitted = getattr(lens, "fit_word_types", frozenset())
-    unseen = np.array([w not in fitted for w in written.words])
-    frames = []
-    with torch.no_grad():
-        for layer in range(states.shape[0]):
-            scores = lens.score(layer, states[layer], query, written.target, layout, chunk_size)
-            rank = scores.rank_text.cpu().numpy().astype(float)
-            frames.append(pd.DataFrame({
-                "layer": layer, "item": np.arange(len(written)), "word": written.words,
-                "content": written.content, "rank": rank,
-                "rank_unseen": np.where(unseen, rank, np.nan),
-            }))  # fmt: skip
-    metrics = {"text_ceiling": "rank"}
+    metrics = {"text_ceiling": "rank_current"}
     if fitted:
+        unseen = ~ranks.word.isin(fitted).to_numpy()
+        ranks["rank_unseen"] = np.where(unseen, ranks.rank_current, np.nan)
         metrics["text_ceiling_unseen"] = "rank_unseen"
-    return rate_rows(pd.concat(frames, ignore_index=True), metrics, ks=ks, lens=lens.name,
-                     model_id=model_id, backend=backend, seed=seed, n_boot=n_boot)  # fmt: skip
+    return rate_rows(ranks, metrics, ks=ks, lens=lens.name, model_id=model_id, backend=backend,
+                     seed=seed, n_boot=n_boot)  # fmt: skip
+
+
+READS = ("current", "previous", "next", "floor")
+
+
+def _embedding_rows(model, written: WrittenWords) -> Float[Tensor, "n d"]:
+    """Each written word's stream-0 state: the input-embedding row of its last token."""
+    hf = causal_lm(model)
+    pairs = zip(written.prompt_of.tolist(), written.position.tolist(), strict=True)
+    ids = torch.stack([written.prompts[p][pos] for p, pos in pairs])
+    with torch.no_grad():
+        return submodule(hf, "embed")(ids.to(next(hf.parameters()).device)).float().cpu()
+
+
+def word_ranks(
+    model,
+    layout: TokenLayout,
+    lens: Lens,
+    utterances: Sequence[Utterance],
+    *,
+    reads: Sequence[str] = READS,
+    chunk_size: int = 8192,
+) -> pd.DataFrame:
+    """Per written word (the utterances written as text, :func:`~speech_interp.lens.current.
+    written_words`) and stream: the text-vocabulary rank (0 = top-1) of the current word's target
+    in the lens's reading of the word's last-token state (``rank_current``, what
+    :func:`~speech_interp.lens.ceiling.text_ceiling` counts), of the previous and next word's
+    targets in that same reading (``rank_previous``, ``rank_next``; NaN without that word or its
+    target), and of the current word's target in the reading of the word's own input-embedding
+    row (``rank_floor``). Only the ``reads`` asked for are computed (their columns only). Beside the
+    ranks: the word's sentence (``prompt``: non-empty sentences counted), its ``word_index``
+    there, its number of tokens, and the target ids of the word and of its neighbours (-1 where
+    there is none)."""
+    unknown = set(reads) - set(READS)
+    if unknown:
+        raise ValueError(f"reads must be among {READS}, got {sorted(unknown)}")
+    sentences = [[w.word for w in u.words] for u in utterances]
+    written = written_words(layout, model.tokenizer, sentences,
+                            [[w.content for w in u.words] for u in utterances])  # fmt: skip
+    n = len(written)
+    if not n:
+        raise ValueError("no written word with a target token to read")
+    rows = torch.arange(n)
+    prev, nxt = written.previous, written.next
+    has_prev, has_next = prev >= 0, nxt >= 0
+    on_states = [r for r in ("current", "previous", "next") if r in reads]
+    states = stream_states(model, written) if on_states else None
+    floor = _embedding_rows(model, written) if "floor" in reads else None
+    n_streams = lens.n_layers + 1
+    ranks = {r: np.full((n_streams, n), np.nan) for r in READS}
+    with torch.no_grad():
+        for layer in range(n_streams):
+            if states is not None:
+                pos = torch.cat([rows, rows[has_prev], rows[has_next]])
+                tok = torch.cat([written.target, prev[has_prev], nxt[has_next]])
+                got = lens.score(layer, states[layer], pos, tok, layout, chunk_size)
+                got = got.rank_text.cpu().numpy().astype(float)
+                cur, before = got[:n], got[n : n + int(has_prev.sum())]
+                after = got[n + int(has_prev.sum()) :]
+                ranks["current"][layer] = cur
+                ranks["previous"][layer, has_prev.numpy()] = before
+                ranks["next"][layer, has_next.numpy()] = after
+            if floor is not None:
+                got = lens.score(layer, floor, rows, written.target, layout, chunk_size)
+                ranks["floor"][layer] = got.rank_text.cpu().numpy()
+    frame = pd.DataFrame({
+        "item": np.tile(np.arange(n), n_streams),
+        "layer": np.repeat(np.arange(n_streams), n),
+        "word": np.tile(np.array(written.words, dtype=object), n_streams),
+        "content": np.tile(np.array(written.content), n_streams),
+        "prompt": np.tile(written.prompt_of.numpy(), n_streams),
+        "word_index": np.tile(written.word_index.numpy(), n_streams),
+        "n_tokens": np.tile(written.n_tokens.numpy(), n_streams),
+        "target": np.tile(written.target.numpy(), n_streams),
+        "previous_target": np.tile(written.previous.numpy(), n_streams),
+        "next_target": np.tile(written.next.numpy(), n_streams),
+    })  # fmt: skip
+    for r in READS:
+        if r in reads:
+            frame[f"rank_{r}"] = ranks[r].reshape(-1)
+    return frame
 
 
 def rate_rows(
@@ -138,5 +208,6 @@ def blind_warning(ceiling: pd.DataFrame, lens: str, k: int = 5) -> str | None:
 
 
 __all__ = [
-    "CEILING_FLOOR", "CEILING_RULE", "blind_streams", "blind_warning", "rate_rows", "text_ceiling",
+    "CEILING_FLOOR", "CEILING_RULE", "READS", "blind_streams", "blind_warning", "rate_rows",
+    "text_ceiling", "word_ranks",
 ]  # fmt: skip

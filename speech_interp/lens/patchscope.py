@@ -25,13 +25,13 @@ the ``n`` sources, attending to a per-call copy of the cached prefix expanded to
 stored cache is never written). Llama-shaped architectures (:data:`SUPPORTED`: SmolLM2, the
 organism, Qwen2 as SIMS uses it, Helium); any other is an error.
 
-Beside the lens: :func:`word_ranks` (per written word and stream, the patchscope's rank of the
-current, previous and next word's target, and of the current word from its own input-embedding
-row), :func:`decoder_floor` (``patchscope_floor``: what the decoding pass transcribes by itself
-when given the word's own embedding row at every stream) and :func:`neighbour_words`
-(``patchscope_previous_word`` / ``patchscope_next_word``: whether the pass returns a neighbour
-instead of the word), rows in lens.csv's columns like :func:`~speech_interp.lens.ceiling.
-text_ceiling`'s.
+Beside the lens, from :func:`speech_interp.lens.ceiling.word_ranks` (per written word and
+stream, a lens's rank of the current, previous and next word's target, and of the current word
+from its own input-embedding row): :func:`decoder_floor` (``patchscope_floor``: what the
+decoding pass transcribes by itself when given the word's own embedding row at every stream)
+and :func:`neighbour_words` (``patchscope_previous_word`` / ``patchscope_next_word``: whether
+the pass returns a neighbour instead of the word), rows in lens.csv's columns like
+:func:`~speech_interp.lens.ceiling.text_ceiling`'s.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from __future__ import annotations
 import inspect
 from collections.abc import Sequence
 
-import numpy as np
 import pandas as pd
 import torch
 from jaxtyping import Float, Int
@@ -48,8 +47,7 @@ from torch import Tensor
 from speech_interp.data.utterances import Utterance
 from speech_interp.hooks import TokenLayout, submodule
 from speech_interp.hooks.paths import get_submodule, module_paths
-from speech_interp.lens.ceiling import rate_rows
-from speech_interp.lens.current import WrittenWords, stream_states, written_words
+from speech_interp.lens.ceiling import rate_rows, word_ranks
 from speech_interp.lens.lenses import Lens
 from speech_interp.lens.unembed import Unembedding, causal_lm
 
@@ -212,86 +210,6 @@ class PatchscopeLens(Lens):
 
 # --- reading written words -----------------------------------------------------------------
 
-READS = ("current", "previous", "next", "floor")
-
-
-def _embedding_rows(model, written: WrittenWords) -> Float[Tensor, "n d"]:
-    """Each written word's stream-0 state: the input-embedding row of its last token."""
-    hf = causal_lm(model)
-    pairs = zip(written.prompt_of.tolist(), written.position.tolist(), strict=True)
-    ids = torch.stack([written.prompts[p][pos] for p, pos in pairs])
-    with torch.no_grad():
-        return submodule(hf, "embed")(ids.to(next(hf.parameters()).device)).float().cpu()
-
-
-def word_ranks(
-    model,
-    layout: TokenLayout,
-    lens: Lens,
-    utterances: Sequence[Utterance],
-    *,
-    reads: Sequence[str] = READS,
-    chunk_size: int = 8192,
-) -> pd.DataFrame:
-    """Per written word (the utterances written as text, :func:`~speech_interp.lens.current.
-    written_words`) and stream: the text-vocabulary rank (0 = top-1) of the current word's target
-    in the lens's reading of the word's last-token state (``rank_current``, what
-    :func:`~speech_interp.lens.ceiling.text_ceiling` counts), of the previous and next word's
-    targets in that same reading (``rank_previous``, ``rank_next``; NaN without that word or its
-    target), and of the current word's target in the reading of the word's own input-embedding
-    row (``rank_floor``). Only the ``reads`` asked for are computed (their columns only). Beside the
-    ranks: the word's sentence (``prompt``: non-empty sentences counted), its ``word_index``
-    there, its number of tokens, and the target ids of the word and of its neighbours (-1 where
-    there is none)."""
-    unknown = set(reads) - set(READS)
-    if unknown:
-        raise ValueError(f"reads must be among {READS}, got {sorted(unknown)}")
-    sentences = [[w.word for w in u.words] for u in utterances]
-    written = written_words(layout, model.tokenizer, sentences,
-                            [[w.content for w in u.words] for u in utterances])  # fmt: skip
-    n = len(written)
-    if not n:
-        raise ValueError("no written word with a target token to read")
-    rows = torch.arange(n)
-    prev, nxt = written.previous, written.next
-    has_prev, has_next = prev >= 0, nxt >= 0
-    on_states = [r for r in ("current", "previous", "next") if r in reads]
-    states = stream_states(model, written) if on_states else None
-    floor = _embedding_rows(model, written) if "floor" in reads else None
-    n_streams = lens.n_layers + 1
-    ranks = {r: np.full((n_streams, n), np.nan) for r in READS}
-    with torch.no_grad():
-        for layer in range(n_streams):
-            if states is not None:
-                pos = torch.cat([rows, rows[has_prev], rows[has_next]])
-                tok = torch.cat([written.target, prev[has_prev], nxt[has_next]])
-                got = lens.score(layer, states[layer], pos, tok, layout, chunk_size)
-                got = got.rank_text.cpu().numpy().astype(float)
-                cur, before = got[:n], got[n : n + int(has_prev.sum())]
-                after = got[n + int(has_prev.sum()) :]
-                ranks["current"][layer] = cur
-                ranks["previous"][layer, has_prev.numpy()] = before
-                ranks["next"][layer, has_next.numpy()] = after
-            if floor is not None:
-                got = lens.score(layer, floor, rows, written.target, layout, chunk_size)
-                ranks["floor"][layer] = got.rank_text.cpu().numpy()
-    frame = pd.DataFrame({
-        "item": np.tile(np.arange(n), n_streams),
-        "layer": np.repeat(np.arange(n_streams), n),
-        "word": np.tile(np.array(written.words, dtype=object), n_streams),
-        "content": np.tile(np.array(written.content), n_streams),
-        "prompt": np.tile(written.prompt_of.numpy(), n_streams),
-        "word_index": np.tile(written.word_index.numpy(), n_streams),
-        "n_tokens": np.tile(written.n_tokens.numpy(), n_streams),
-        "target": np.tile(written.target.numpy(), n_streams),
-        "previous_target": np.tile(written.previous.numpy(), n_streams),
-        "next_target": np.tile(written.next.numpy(), n_streams),
-    })  # fmt: skip
-    for r in READS:
-        if r in reads:
-            frame[f"rank_{r}"] = ranks[r].reshape(-1)
-    return frame
-
 
 def decoder_floor(
     model,
@@ -349,5 +267,4 @@ __all__ = [
     "identity_prompt_ids",
     "neighbour_words",
     "rotary_embedding",
-    "word_ranks",
 ]

@@ -13,7 +13,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 import speech_interp as si
 from speech_interp.data import read_utterances, select_sentences, select_split
 from speech_interp.hooks import submodule
-from speech_interp.lens.ceiling import text_ceiling
+from speech_interp.lens.ceiling import text_ceiling, word_ranks
 from speech_interp.lens.current import stream_states, written_words
 from speech_interp.lens.metrics import LENS_COLUMNS
 from speech_interp.lens.patchscope import (
@@ -21,7 +21,6 @@ from speech_interp.lens.patchscope import (
     PatchscopeLens,
     decoder_floor,
     neighbour_words,
-    word_ranks,
 )
 from speech_interp.lens.registry import LENSES, as_lens
 from speech_interp.models import hf_model
