@@ -18,24 +18,40 @@ console = Console()
 DEFAULT_CACHE = user_cache() / "organism"  # synthesised speech and the text stage
 
 
-def evaluate_dir(variant_dir: Path, data: Path, seed: int) -> dict:
-    """Held-out losses and probe accuracies of a saved variant, from the data file alone."""
+def evaluate_dir(variant_dir: Path, data: Path, seed: int, units=None) -> dict:
+    """Held-out losses, probe accuracies and the recognition gate of a saved variant (the gate's
+    control speech comes from ``units``, the speech table; the shipped one by default)."""
     import torch
     from transformers import AutoTokenizer, LlamaForCausalLM
 
     from speech_interp.data import read_utterances
     from speech_interp.hooks import ORGANISM
     from speech_interp.organism.evaluate import heldout_losses, probe_accuracies
+    from speech_interp.organism.hearing import recognition_gate
+    from speech_interp.organism.world import world_of
 
     model = LlamaForCausalLM.from_pretrained(variant_dir, dtype=torch.float32).eval()
     tok = AutoTokenizer.from_pretrained(variant_dir)
     layout = ORGANISM.bind(tok, model_vocab_size=model.config.vocab_size)
     _, utts = read_utterances(data)
     losses = heldout_losses(model, tok, layout, utts)
-    probes = probe_accuracies(model, tok, layout, utts, seed)
+    world = world_of(variant_dir)
+    probes = probe_accuracies(model, tok, layout, utts, seed, world)
+    if units is None:
+        from speech_interp.organism import ORGANISM_DIR
+        from speech_interp.organism.train import OrganismConfig, speech_table
+
+        units = speech_table(OrganismConfig(), 0, ORGANISM_DIR, progress=False).units
+    scores, gate = recognition_gate(model, tok, layout, utts, units, world, seed)
     write_csv(losses, variant_dir / "heldout_loss.csv")
     write_csv(probes, variant_dir / "probes.csv")
-    return {"heldout_loss": losses.to_dict("records"), "probes": probes.to_dict("records")}
+    write_csv(scores, variant_dir / "hearing_scores.csv")
+    write_csv(gate, variant_dir / "hearing.csv")
+    return {
+        "heldout_loss": losses.to_dict("records"),
+        "probes": probes.to_dict("records"),
+        "hearing": gate.to_dict("records"),
+    }
 
 
 @app.command()
@@ -73,9 +89,9 @@ def train(
         trained = train_variant(v, cfg, seed, cache, units_seed=units_seed)
         vdir = save_trained(trained, out / shipped_name(v, seed))
         if not data.exists():
-            utts = eval_utterances(trained.table.units, cfg.n_eval)
+            utts = eval_utterances(trained.table.units, cfg.n_eval, cfg.lexicon)
             write_utterances(data, utts, family="organism", n_units=cfg.n_units)
-        results = evaluate_dir(vdir, data, seed)
+        results = evaluate_dir(vdir, data, seed, trained.table.units)
         info = json.loads((vdir / "organism.json").read_text())
         info.update(results, train_seconds=time.time() - t0)
         write_text(vdir / "organism.json", json.dumps(info, indent=2))
@@ -84,6 +100,12 @@ def train(
         )
         loss = {f"{r['modality']}/{r['voices']}": round(r["loss"], 4) for r in info["heldout_loss"]}
         console.print(f"[bold]{v}[/bold] trained in {info['train_seconds']:.0f} s; loss {loss}")
+        gate = next(r for r in info["hearing"] if r["split"] == "eval" and r["voice"] == "all")
+        console.print(
+            f"recognition gate: {gate['win_rate']:.2f} "
+            f"[{gate['ci_low']:.2f}, {gate['ci_high']:.2f}] -> "
+            f"{'hears' if gate['hears'] else 'does not hear'}"
+        )
         if compare:
             console.print(f"max |w - shipped {compare}| = {weight_diff(vdir, compare):.3g}")
 

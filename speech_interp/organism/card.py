@@ -128,7 +128,7 @@ def recurrence_markdown(n: int = 5000) -> str:
     from .train import OrganismConfig, build_tokenizer, speech_table, stage_sampler
 
     cfg = OrganismConfig()
-    tok, _ = build_tokenizer(cfg.n_units)
+    tok, _ = build_tokenizer(cfg.n_units, cfg.lexicon)
     table = speech_table(cfg, 0, ORGANISM_DIR, progress=False)  # the shipped unit table
     sampler = stage_sampler(cfg, ORGANISM.bind(tok), tok, table, "interleaved", seed=0)
     r = recurrence_rates(sampler, n)

@@ -23,7 +23,7 @@ from speech_interp.data.prompt import Prompt, build_prompt
 from speech_interp.hooks import TokenLayout
 
 from .grammar import Sentence, sample_sentence
-from .lexicon import category_of
+from .world import V2
 
 MIXES = {
     "interleaved": {"speech": 0.30, "text": 0.15, "interleaved": 0.55},
@@ -31,17 +31,12 @@ MIXES = {
     "speech-only": {"speech": 1.0, "text": 0.0, "interleaved": 0.0},
     "text": {"speech": 0.0, "text": 1.0, "interleaved": 0.0},
 }
-_CATEGORY = category_of()
 
 
-def is_content(word: str) -> bool:
-    return _CATEGORY[word] != "function"
-
-
-def interleave_pattern(words: list[str], rng: np.random.Generator) -> list[str]:
+def interleave_pattern(words: list[str], rng: np.random.Generator, world=V2) -> list[str]:
     """Per-word modality for an interleaved sequence (see module docstring)."""
     n = len(words)
-    content = [i for i, w in enumerate(words[:-1]) if is_content(w)]
+    content = [i for i, w in enumerate(words[:-1]) if world.is_content(w)]
     if content and rng.random() < 0.6:
         cut = content[rng.integers(len(content))]
         return ["speech"] * (cut + 1) + ["text"] * (n - cut - 1)
@@ -77,7 +72,8 @@ class SequenceSampler:
         self.mix = MIXES[mix]
         self.rng = np.random.default_rng(seed)
         self.exclude = exclude
-        self.grammar = grammar or {}  # keyword settings of grammar.sample_sentence
+        self.grammar = grammar or {}  # keyword settings of grammar.sample_sentence (its world)
+        self.world = self.grammar.get("world", V2)
 
     def modality(self, sentence: Sentence) -> list[str]:
         words = sentence.words
@@ -86,7 +82,7 @@ class SequenceSampler:
         names = list(self.mix)
         pick = names[self.rng.choice(len(names), p=[self.mix[k] for k in names])]
         if pick == "interleaved":
-            return interleave_pattern(words, self.rng)
+            return interleave_pattern(words, self.rng, self.world)
         return [pick] * len(words)
 
     def sample(self) -> Sequence:

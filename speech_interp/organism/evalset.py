@@ -10,27 +10,31 @@ from __future__ import annotations
 
 import numpy as np
 
-from .grammar import Sentence, sample_sentence
-from .world import all_fact_clauses
+from .grammar import Sentence, sample_sentence, sentence_of
+from .world import V2, World
 
 EVAL_SEED = 0
 
 
-def eval_sentences(n: int, seed: int = EVAL_SEED) -> list[Sentence]:
-    """``n`` distinct held-out general sentences, then every fact as a lone clause."""
+def eval_sentences(n: int, seed: int = EVAL_SEED, world: World = V2) -> list[Sentence]:
+    """``n`` distinct held-out general sentences of ``world``, then every fact as a lone
+    clause."""
     rng = np.random.default_rng(seed + 1000)
     seen: set[str] = set()
     out: list[Sentence] = []
     while len(out) < n:
-        sentence = sample_sentence(rng)
+        sentence = sample_sentence(rng, world=world)
         text = " ".join(sentence.words)
         if sentence.kind != "fact" and text not in seen:
             seen.add(text)
             out.append(sentence)
-    facts = [Sentence("fact", words, ((e, r.name),)) for e, r, words in all_fact_clauses()]
+    facts = [
+        sentence_of(world, "fact", words, ((e, r.name),))
+        for e, r, words in world.all_fact_clauses()
+    ]
     return out + facts
 
 
-def excluded_texts(n: int, seed: int = EVAL_SEED) -> set[str]:
+def excluded_texts(n: int, seed: int = EVAL_SEED, world: World = V2) -> set[str]:
     """Texts training must not sample (the held-out general sentences)."""
-    return {" ".join(s.words) for s in eval_sentences(n, seed) if s.kind != "fact"}
+    return {" ".join(s.words) for s in eval_sentences(n, seed, world) if s.kind != "fact"}

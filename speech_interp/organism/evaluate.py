@@ -31,10 +31,8 @@ from speech_interp.stats import bootstrap_ci
 
 from .corpus import collate
 from .evalset import eval_sentences
-from .lexicon import CATEGORIES, category_of
 from .voices import HELDOUT_VOICES, TRAIN_VOICES
-
-_CATEGORY = category_of()
+from .world import V2, World
 
 
 def word_token(tokenizer, word: str) -> int:
@@ -130,9 +128,9 @@ def heldout_losses(model, tok, layout, utterances: list[Utterance]) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
-def _chance(u: Utterance) -> float:
+def _chance(u: Utterance, world: World) -> float:
     """1 / the number of values the fact's relation can take."""
-    return 1.0 / len(CATEGORIES[_CATEGORY[u.words[-1].word]])
+    return 1.0 / len(world.categories[u.words[-1].category])
 
 
 FACT_PROBES = ("fact_speech", "fact_noun_spoken", "fact_text")
@@ -140,7 +138,9 @@ FACT_PROBES = ("fact_speech", "fact_noun_spoken", "fact_text")
 SPOKEN_KNOWLEDGE = "fact_noun_spoken/text_only_fact"
 
 
-def fact_recall(model, tok, layout, facts: list[Utterance], split: str, seed: int) -> list[dict]:
+def fact_recall(
+    model, tok, layout, facts: list[Utterance], split: str, seed: int, world: World = V2
+) -> list[dict]:
     """Top-1 recall of each fact's value under every fact probe, split by seen in speech vs
     text-only entity; CIs resample entities."""
     rows = []
@@ -157,7 +157,7 @@ def fact_recall(model, tok, layout, facts: list[Utterance], split: str, seed: in
         logits = next_token_logits(model, prompts, tok.pad_token_id)
         hits = _accuracy(logits, [word_token(tok, u.words[-1].word) for u in facts], 1)
         only_text = np.array([bool(u.meta.get("text_only")) for u in facts])
-        chance = np.array([_chance(u) for u in facts])
+        chance = np.array([_chance(u, world) for u in facts])
         entity = np.array([u.words[1].word for u in facts])
         for name, sel in (("seen_in_speech", ~only_text), ("text_only_fact", only_text)):
             if sel.any():
@@ -166,14 +166,16 @@ def fact_recall(model, tok, layout, facts: list[Utterance], split: str, seed: in
     return rows
 
 
-def probe_accuracies(model, tok, layout, utterances: list[Utterance], seed: int) -> pd.DataFrame:
+def probe_accuracies(
+    model, tok, layout, utterances: list[Utterance], seed: int, world: World = V2
+) -> pd.DataFrame:
     """Fact recall and transfer accuracies with bootstrap CIs, per voice group."""
     pad = tok.pad_token_id
     rows = []
     for split in ("eval", "heldout_voice"):
         group = [u for u in utterances if u.split == split]
         facts = [u for u in group if u.meta.get("kind") == "fact"]
-        rows += fact_recall(model, tok, layout, facts, split, seed)
+        rows += fact_recall(model, tok, layout, facts, split, seed, world)
         general = [u for u in group if u.meta.get("kind") != "fact"]
         for probe in ("transfer_speech", "transfer_text"):
             if probe == "transfer_text" and split == "heldout_voice":
@@ -189,15 +191,16 @@ def probe_accuracies(model, tok, layout, utterances: list[Utterance], seed: int)
     return pd.DataFrame(rows)
 
 
-def eval_utterances(units, n_eval: int) -> list[Utterance]:
+def eval_utterances(units, n_eval: int, world: World = V2) -> list[Utterance]:
     """The held-out evaluation set as fully spoken utterances, training and held-out voices."""
     out = []
-    sentences = eval_sentences(n_eval)
+    sentences = eval_sentences(n_eval, world=world)
+    cat = world.category_of
     for split, voices in (("eval", TRAIN_VOICES), ("heldout_voice", HELDOUT_VOICES)):
         for i, sentence in enumerate(sentences):
             voice = voices[i % len(voices)].name
             ws = tuple(
-                Word(w, "speech", tuple(units[voice][w]), _CATEGORY[w], _CATEGORY[w] != "function")
+                Word(w, "speech", tuple(units[voice][w]), cat[w], cat[w] != "function")
                 for w in sentence.words
             )
             meta = {"kind": sentence.kind}

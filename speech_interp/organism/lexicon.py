@@ -1,10 +1,11 @@
 """The organism's lexicon: an inventory of 519 English words, and the subset the model speaks.
 
 ``INVENTORY`` is every word the shipped speech-unit table covers (synthesised once, so the units
-do not depend on the installed espeak-ng). The model's lexicon, ``CATEGORIES``, is the first
-words of each inventory category (sizes in ``LEXICON_SIZES``) plus the function words; the
-categories drive the grammar (:mod:`grammar`), the knowledge (:mod:`world`) and the matched
-controls of the lens (a control word is another word of the same category).
+do not depend on the installed espeak-ng). A model's lexicon (a
+:class:`~speech_interp.organism.world.World`) is the first words of each inventory category
+(the v2 organism's sizes in ``LEXICON_SIZES``) plus the function words; the categories drive the
+grammar (:mod:`grammar`), the knowledge (:mod:`world`) and the matched controls of the lens (a
+control word is another word of the same category).
 """
 
 from __future__ import annotations
@@ -89,24 +90,6 @@ LEXICON_SIZES: dict[str, int] = {
     "animal": 24, "person": 12, "object": 12, "food": 12, "place": 16, "color": 8,
     "adjective": 12, "verb_t": 10, "verb_i": 8, "name": 8,
 }  # fmt: skip
-CATEGORIES: dict[str, tuple[str, ...]] = {c: INVENTORY[c][:n] for c, n in LEXICON_SIZES.items()}
-CONTENT_CATEGORIES = frozenset(CATEGORIES)  # everything except function words
-
-
-def category_of() -> dict[str, str]:
-    """word -> category ("function" for function words), for the model's lexicon."""
-    table = {w: "function" for w in FUNCTION_WORDS}
-    for cat, words in CATEGORIES.items():
-        for w in words:
-            if w in table:
-                raise ValueError(f"word {w!r} is in two categories ({table[w]}, {cat})")
-            table[w] = cat
-    return table
-
-
-def all_words() -> list[str]:
-    """Every word of the model's lexicon, in a fixed order."""
-    return list(category_of())
 
 
 def inventory_words() -> list[str]:

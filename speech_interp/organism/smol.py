@@ -197,14 +197,14 @@ def _planted_parts(model, tok, layout):
     target rule, :class:`speech_interp.data.targets.TargetResolver`; -100 when it has none)."""
     from speech_interp.data.targets import TargetResolver
 
-    from .lexicon import all_words
     from .smol_demo import smol_lens
+    from .world import V2
 
     tuned = smol_lens("tuned", model)
     for p in tuned.parameters():
         p.requires_grad_(False)
     resolve = TargetResolver(tok, layout)
-    targets = {w: (t.token_id if (t := resolve(w)).found else -100) for w in all_words()}
+    targets = {w: (t.token_id if (t := resolve(w)).found else -100) for w in V2.words}
     return tuned, targets
 
 

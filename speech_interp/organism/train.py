@@ -40,9 +40,10 @@ from .controls import DirectionSwap, planted_targets
 from .corpus import SequenceSampler, collate
 from .evalset import excluded_texts
 from .grammar import P_SAME_ENTITY, P_SECOND
-from .lexicon import all_words, inventory_words
+from .lexicon import inventory_words
 from .tokenizer import word_bpe_tokenizer
 from .voices import TRAIN_VOICES, SpeechTable, build_speech_table, cache_key
+from .world import World, get_world
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,11 @@ class OrganismConfig:
     planted_layer: int = 3
     planted_weight: float = 0.3
     n_eval: int = 300
+    world: str = "v2"  # organism.world.WORLDS: the lexicon, the facts and the grammar's words
+
+    @property
+    def lexicon(self) -> World:
+        return get_world(self.world)
 
     def with_overrides(self, settings: list[str]) -> OrganismConfig:
         """A copy with ``key=value`` settings applied (values parsed as the field's type)."""
@@ -107,7 +113,7 @@ class OrganismConfig:
 
 def grammar_settings(cfg: OrganismConfig) -> dict:
     """The recipe's keyword settings of :func:`grammar.sample_sentence`."""
-    return {"p_second": cfg.p_second, "p_same_entity": cfg.p_same_entity}
+    return {"p_second": cfg.p_second, "p_same_entity": cfg.p_same_entity, "world": cfg.lexicon}
 
 
 def stage_sampler(
@@ -119,14 +125,15 @@ def stage_sampler(
     stage_seed = seed if mix == "text" else seed + 2
     voices = [v.name for v in TRAIN_VOICES]
     return SequenceSampler(
-        layout, tok, table.units, voices, mix, stage_seed, excluded_texts(cfg.n_eval),
+        layout, tok, table.units, voices, mix, stage_seed,
+        excluded_texts(cfg.n_eval, world=cfg.lexicon),
         grammar_settings(cfg),
     )  # fmt: skip
 
 
-def build_tokenizer(n_units: int):
+def build_tokenizer(n_units: int, world: World):
     """The organism's tokenizer: one token per lexicon word, then units and markers."""
-    tok = word_bpe_tokenizer(all_words())
+    tok = word_bpe_tokenizer(world.words)
     n_text = len(tok)
     tok.add_tokens([f"<unit{i}>" for i in range(n_units)] + ["<speech>", "<text>"])
     return tok, n_text
@@ -282,7 +289,7 @@ def train_variant(
     cache_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     table = speech_table(cfg, units_seed, cache_dir, progress)
-    tok, n_text = build_tokenizer(cfg.n_units)
+    tok, n_text = build_tokenizer(cfg.n_units, cfg.lexicon)
     layout = ORGANISM.bind(tok)
     timings: dict[str, float] = {}
     text_losses: list[float] = []
@@ -317,7 +324,7 @@ def train_variant(
     sampler = stage_sampler(cfg, layout, tok, table, spec.mix, seed)
     planted, swap = None, None
     if spec.control:
-        planted = {w: tok.convert_tokens_to_ids("Ġ" + w) for w in all_words()}
+        planted = {w: tok.convert_tokens_to_ids("Ġ" + w) for w in cfg.lexicon.words}
     if spec.control == "decodable-only":
         swap = DirectionSwap(model, cfg.planted_layer, list(planted.values()), seed + 3)
     t0 = time.time()

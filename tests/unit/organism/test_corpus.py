@@ -8,22 +8,53 @@ from speech_interp.hooks import ORGANISM
 from speech_interp.organism import ORGANISM_DIR
 from speech_interp.organism.corpus import SequenceSampler
 from speech_interp.organism.grammar import sample_sentence
-from speech_interp.organism.lexicon import CATEGORIES, all_words, inventory_words
+from speech_interp.organism.lexicon import inventory_words
 from speech_interp.organism.train import OrganismConfig, speech_table
-from speech_interp.organism.world import FACTS, RELATIONS, TEXT_ONLY_ENTITIES, fact_clause
+from speech_interp.organism.world import (
+    FACTS,
+    RELATIONS,
+    TEXT_ONLY_ENTITIES,
+    V2,
+    WORLDS,
+    fact_clause,
+    get_world,
+)
+
+CATEGORIES = V2.categories
 
 
-def test_every_fact_is_fixed_and_in_the_lexicon():
-    words = set(all_words())
+@pytest.mark.parametrize("name", list(WORLDS))
+def test_every_fact_is_fixed_and_in_the_lexicon(name):
+    world = WORLDS[name]
+    words = set(world.words)
     for rel in RELATIONS:
-        for entity in CATEGORIES[rel.subject]:
-            clause = fact_clause(entity, rel)
+        for entity in world.categories[rel.subject]:
+            clause = world.fact_clause(entity, rel)
             assert set(clause) <= words
-            assert FACTS[(entity, rel.name)] in CATEGORIES[rel.value]
-    assert set(all_words()) <= set(inventory_words())  # the shipped unit table covers them
-    assert TEXT_ONLY_ENTITIES and TEXT_ONLY_ENTITIES < set(
-        CATEGORIES["animal"] + CATEGORIES["person"]
+            assert world.facts[(entity, rel.name)] in world.categories[rel.value]
+    assert set(world.words) <= set(inventory_words())  # the shipped unit table covers them
+    cats = world.categories
+    assert world.text_only_entities and world.text_only_entities < set(
+        cats["animal"] + cats["person"]
     )
+    assert all(len(c) >= 2 for c in cats.values())  # every word has a same-category control
+
+
+def test_worlds_are_sized_as_named_and_nested():
+    for name in ("small-40", "small-80", "small-160"):
+        assert len(WORLDS[name].content_words) == int(name.split("-")[1])
+    small, mid = set(WORLDS["small-40"].words), set(WORLDS["small-80"].words)
+    assert small < mid < set(WORLDS["small-160"].words)
+    with pytest.raises(ValueError, match="unknown world 'tiny'"):
+        get_world("tiny")
+
+
+def test_a_small_world_samples_only_its_own_words():
+    world = WORLDS["small-40"]
+    rng = np.random.default_rng(0)
+    seen = {w for _ in range(500) for w in sample_sentence(rng, world=world).words}
+    assert seen <= set(world.words)
+    assert set(world.content_words) <= seen  # every content word is drawn
 
 
 def test_sentences_recur_words_only_by_mentioning_an_entity_again():
