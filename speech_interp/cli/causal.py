@@ -187,10 +187,11 @@ def ablate_command(
     lens: Annotated[
         str,
         typer.Option(
-            help="the lens that reads decodability: logit | current (fitted on text) | "
-            "tuned (with --tuned-path)"
+            help="the lens that reads decodability: auto (of logit and current, the one that "
+            "reads written words best, decided on text first) | logit | current (fitted on "
+            "text) | tuned (with --tuned-path)"
         ),
-    ] = "logit",
+    ] = "auto",
     tuned_path: Annotated[
         Path | None, typer.Option(help="lens dir of --lens tuned | current (see lens)")
     ] = None,
@@ -217,7 +218,9 @@ def ablate_command(
     write_csv(summarize_ablation(table), out / "ablation_summary.csv")
     from speech_interp.lens.ceiling import blind_streams, text_ceiling
 
-    lens_obj, lens_note = lens_for_command(lens, tuned_path, loaded, utterances, layout, seed, 500)
+    lens_obj, lens_note = lens_for_command(
+        lens, tuned_path, loaded, utterances, layout, seed, 500, model
+    )
     read = run_lens(loaded, layout, utterances, lens=lens_obj, ks=(k,), seed=seed, remote=rem,
                     model_id=model)  # fmt: skip
     ceiling = text_ceiling(loaded, layout, lens_obj, utterances, model_id=model, backend=backend,
@@ -233,7 +236,8 @@ def ablate_command(
     _, skipped = word_items(utterances, layout, loaded.tokenizer)  # words no metric could read
     _finish(out, model, seed, data_info, "ablate", backend=backend, remote=remote,
             bands=bands, n_random=n_random, probe=probe, k=k, max_words=max_pairs,
-            lens=lens, lens_note=lens_note, blind_streams=blind_streams(ceiling, k),
+            lens=lens_obj.name, lens_option=lens, lens_note=lens_note,
+            blind_streams=blind_streams(ceiling, k),
             skipped=skipped.to_dict(orient="records"))  # fmt: skip
     summary = ", ".join(f"{e['band']}: {e['verdict']}" for e in content["bands"])
     typer.echo(f"ablate: {summary}; {len(skipped)} (word, metric) skipped (run.json) -> {out}")

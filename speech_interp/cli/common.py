@@ -102,9 +102,9 @@ def load_for_command(
                 "--data is required (only organism models have a shipped default)",
                 param_hint="--data",
             )
-        from speech_interp.organism import SHIPPED_DATA
+        from speech_interp.organism.world import eval_data, organism_world
 
-        data, split = SHIPPED_DATA, split or "eval"
+        data, split = eval_data(organism_world(model)), split or "eval"
     header, utterances = read_utterances(data)
     try:
         utterances = select_split(utterances, split)

@@ -36,8 +36,11 @@ LensName = Annotated[
     str,
     typer.Option(help="a registered lens: logit | tuned (next-token channels) | current (the word"
                  " being read, fitted on text on the fly) | patchscope (the identity patchscope;"
-                 " slow on long data: a partial forward per read)"),
+                 " slow on long data: a partial forward per read) | auto (of logit and current,"
+                 " the one that reads written words best: lens.choice.CHOICE_RULE)"),
 ]  # fmt: skip
+AUTO = "auto"  # --lens auto: the lens chosen by lens.choice.CHOICE_RULE
+AUTO_CANDIDATES = ("logit", "current")
 TunedPath = Annotated[
     Path | None,
     typer.Option(
@@ -53,25 +56,51 @@ def check_lens_options(lens: str, tuned_path: Path | None) -> None:
     from speech_interp.lens import LENSES
     from speech_interp.lens.registry import lenses_reading_path
 
-    if lens not in LENSES:
-        raise typer.BadParameter(f"--lens must be one of {', '.join(LENSES)}, got {lens!r}")
+    if lens != AUTO and lens not in LENSES:
+        raise typer.BadParameter(
+            f"--lens must be one of {', '.join(LENSES)} or {AUTO}, got {lens!r}"
+        )
+    if lens == AUTO and tuned_path is not None:
+        raise typer.BadParameter("--lens auto chooses among lenses built here; drop --tuned-path")
     if tuned_path is not None and not LENSES[lens].accepts_path:
         with_path = " | ".join(lenses_reading_path())
         raise typer.BadParameter(f"--tuned-path is only used with --lens {with_path}")
 
 
-def lens_for_command(lens: str, tuned_path, model, utterances, layout, seed: int, steps: int):
+def lens_for_command(
+    lens: str, tuned_path, model, utterances, layout, seed: int, steps: int, model_id: str = ""
+):
     """(lens object, note for run.json) from the registry
     (:func:`~speech_interp.lens.registry.build_lens`); a lens read from a directory (the tuned
     lens: loaded from ``tuned_path``, or fit on the data and saved there when absent) needs
-    ``--tuned-path``."""
+    ``--tuned-path``. ``model_id`` names the organism whose world an on-the-fly current lens
+    is fitted on. ``auto`` builds :data:`AUTO_CANDIDATES` and keeps the one
+    :func:`~speech_interp.lens.choice.choose_lens` picks (its note records every candidate's
+    text ceiling and the rule)."""
     from speech_interp.lens import LENSES, build_lens
+
+    if lens == AUTO:
+        from speech_interp.lens.choice import CHOICE_RULE, choose_lens
+
+        def builder(name):
+            return lambda: lens_for_command(
+                name, None, model, utterances, layout, seed, steps, model_id
+            )
+
+        chosen, lens_obj, note, _, table = choose_lens(
+            model, layout, utterances, {n: builder(n) for n in AUTO_CANDIDATES},
+            model_id=model_id, seed=seed,
+        )  # fmt: skip
+        choice = {r.lens: round(r.intermediate_ceiling, 3) for r in table.itertuples()}
+        return lens_obj, f"auto chose {chosen} (intermediate text ceiling {choice}; rule: " + (
+            f"{CHOICE_RULE}); {chosen}: {note or 'built'}"
+        )
 
     if tuned_path is None and LENSES[lens].needs_path:
         raise typer.BadParameter(f"--lens {lens} needs --tuned-path (a {lens}-lens directory)")
     texts = None
     if lens == "current" and not (tuned_path is not None and (tuned_path / "params.pt").exists()):
-        texts = current_lens_texts(layout, utterances, seed)
+        texts = current_lens_texts(layout, utterances, seed, model_id)
     return build_lens(
         lens, model, layout, path=tuned_path, utterances=utterances, seed=seed, steps=steps,
         texts=texts,
@@ -86,25 +115,29 @@ CURRENT_VALIDATION_SENTENCES = 300
 PROSE_PARAGRAPHS = (150, 50)  # paragraphs to fit and validate on (their first 60 words each)
 
 
-def current_lens_texts(layout, utterances, seed: int) -> tuple[list, list, str]:
-    """(fit sentences, validation sentences, their source) for an on-the-fly current lens."""
+def current_lens_texts(layout, utterances, seed: int, model_id: str = "") -> tuple[list, list, str]:
+    """(fit sentences, validation sentences, their source) for an on-the-fly current lens: an
+    organism's are drawn from its own world's grammar (``model_id`` names it; v2 otherwise)."""
     import re
 
     if layout.spec.name == "organism":
         import numpy as np
 
         from speech_interp.organism.grammar import sample_sentence
+        from speech_interp.organism.world import organism_world
 
+        world = organism_world(model_id) if model_id else organism_world("organism")
         analysed = {tuple(w.word for w in u.words) for u in utterances}
         rng = np.random.default_rng(seed)
         sentences: list[list[str]] = []
         need = CURRENT_FIT_SENTENCES + CURRENT_VALIDATION_SENTENCES
         while len(sentences) < need:
-            words = list(sample_sentence(rng).words)
+            words = list(sample_sentence(rng, world=world).words)
             if tuple(words) not in analysed:
                 sentences.append(words)
         source = (
-            f"organism grammar sentences (seed {seed}; analysed sentences left out), "
+            f"organism grammar sentences ({world.name} world, seed {seed}; analysed sentences "
+            "left out), "
             f"{CURRENT_FIT_SENTENCES} fit + {CURRENT_VALIDATION_SENTENCES} validation"
         )
         return sentences[:CURRENT_FIT_SENTENCES], sentences[CURRENT_FIT_SENTENCES:], source
@@ -163,7 +196,7 @@ def lens_command(
     utterances, limit_info = limited(utterances, loaded, limit)
     data_info = {**data_info, "n_utterances": len(utterances), "utterance_limit": limit_info}
     lens_obj, lens_note = lens_for_command(
-        lens, tuned_path, loaded, utterances, layout, seed, tuned_steps
+        lens, tuned_path, loaded, utterances, layout, seed, tuned_steps, model
     )
     result = run_lens(
         loaded, layout, utterances, lens=lens_obj, chunk_size=chunk_size, seed=seed,

@@ -60,7 +60,7 @@ def view_command(
     utts, limit_info = limited(utts[:utterances], loaded, limit)
     data_info = {**data_info, "utterance_limit": limit_info}
     lens_obj, lens_note = lens_for_command(
-        lens, tuned_path, loaded, utts, layout, seed, tuned_steps
+        lens, tuned_path, loaded, utts, layout, seed, tuned_steps, model
     )
     result = run_lens(
         loaded, layout, utts, lens=lens_obj, seed=seed, model_id=model, progress=False

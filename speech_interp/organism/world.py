@@ -145,6 +145,27 @@ def world_of(model_dir) -> World:
     return get_world(info.get("config", {}).get("world", "v2"))
 
 
+def organism_world(model_id: str) -> World:
+    """The world of a model named as the CLI names it (``organism[:variant]`` or a saved
+    organism directory); v2 for every other model."""
+    from pathlib import Path
+
+    from speech_interp.sources import resolve_source
+
+    try:
+        path = Path(resolve_source(model_id))
+    except FileNotFoundError:
+        return V2
+    return world_of(path) if (path / "organism.json").is_file() else V2
+
+
+def eval_data(world: World):
+    """The shipped evaluation set of a world (held-out sentences spoken in every voice)."""
+    from speech_interp.shipped import ORGANISM_DIR, SHIPPED_DATA
+
+    return SHIPPED_DATA if world.name == "v2" else ORGANISM_DIR / f"eval-{world.name}.jsonl"
+
+
 # The v2 world's tables, as module constants (what the shipped v2 organism was trained on).
 FACTS: dict[tuple[str, str], str] = V2.facts
 TEXT_ONLY_ENTITIES: frozenset[str] = V2.text_only_entities

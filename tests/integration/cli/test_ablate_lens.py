@@ -12,13 +12,16 @@ pytestmark = pytest.mark.integration
 
 
 def test_ablate_reads_decodability_with_the_chosen_lens(tmp_path):
+    """The default ``--lens auto`` reads both candidates' text ceilings first and keeps the
+    current lens on the planted organism, where the logit lens is blind past stream 0."""
     out = tmp_path / "ablate"
-    args = ["ablate", "--model", "organism:planted", "--lens", "current", "--streams", "2-3",
+    args = ["ablate", "--model", "organism:planted", "--streams", "2-3",
             "--max-pairs", "10", "--n-random", "3", "--no-probe", "--out", str(out)]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     run = json.loads((out / "run.json").read_text())
-    assert run["lens"] == "current" and "fitted on" in run["lens_note"]
+    assert run["lens_option"] == "auto" and run["lens"] == "current"
+    assert run["lens_note"].startswith("auto chose current") and "fitted on" in run["lens_note"]
     table = pd.read_csv(out / "lens.csv")
     assert set(table.lens) == {"current"}
     ceiling = table[table.metric == "text_ceiling"]
@@ -26,6 +29,19 @@ def test_ablate_reads_decodability_with_the_chosen_lens(tmp_path):
     assert run["blind_streams"] == []  # the current lens reads written words at every stream
     verdict = json.loads((out / "verdict.json").read_text())
     assert [b["band"] for b in verdict["organism:planted"]["bands"]] == ["2-3"]
+
+
+def test_choice_rule_takes_the_highest_intermediate_ceiling_and_the_first_on_ties():
+    from speech_interp.lens.choice import intermediate_ceiling
+
+    def rows(values):
+        return pd.DataFrame({"metric": "text_ceiling", "k": 5, "words": "content",
+                             "layer": range(len(values)), "value": values})  # fmt: skip
+
+    # stream 0 and the last stream do not count: (0.2 + 0.4) / 2
+    assert intermediate_ceiling(rows([1.0, 0.2, 0.4, 1.0])) == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="no intermediate stream"):
+        intermediate_ceiling(rows([1.0, 1.0]))
 
 
 def test_ablate_refuses_an_unknown_lens(tmp_path):
