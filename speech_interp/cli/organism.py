@@ -57,7 +57,9 @@ def evaluate_dir(variant_dir: Path, data: Path, seed: int, units=None) -> dict:
 @app.command()
 def train(
     variant: str = typer.Option(
-        "full", help=f"{' | '.join(VARIANTS)} | all, or a comma-separated list"
+        "full",
+        help=f"{' | '.join(VARIANTS)} | planted-text | all (the shipped eight), or a "
+        "comma-separated list",
     ),
     out: Path = typer.Option(
         ..., help="output directory (one sub-directory per variant: <variant>[-seed<N>])"
@@ -75,12 +77,19 @@ def train(
     from speech_interp.artifacts import write_run_json
     from speech_interp.data import write_utterances
     from speech_interp.organism.evaluate import eval_utterances
-    from speech_interp.organism.train import OrganismConfig, save_trained, train_variant
+    from speech_interp.organism.train import (
+        VARIANT_SPECS,
+        OrganismConfig,
+        save_trained,
+        train_variant,
+    )
 
     variants = list(VARIANTS) if variant == "all" else variant.split(",")
     for v in variants:
-        if v not in VARIANTS:
-            raise typer.BadParameter(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
+        if v not in VARIANT_SPECS:
+            raise typer.BadParameter(
+                f"unknown variant {v!r}; choose from {', '.join(VARIANT_SPECS)}"
+            )
     cfg = (OrganismConfig.quick() if quick else OrganismConfig()).with_overrides(set_)
     out.mkdir(parents=True, exist_ok=True)
     data = out / "eval.jsonl"

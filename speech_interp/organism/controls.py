@@ -1,5 +1,6 @@
-"""The training pieces of the two controls (:mod:`speech_interp.organism.train`): ``planted``'s
-lens targets and ``decodable-only``'s swap of the word's text direction."""
+"""The training pieces of the controls (:mod:`speech_interp.organism.train`): ``planted``'s
+lens targets, ``decodable-only``'s swap of the word's text direction, and ``planted-text``'s
+written-word states (:func:`written_state_loss`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from transformers import LlamaForCausalLM
 
-from speech_interp.data.prompt import SPEECH
+from speech_interp.data.prompt import SPEECH, Prompt, build_prompt
 from speech_interp.hooks import submodule
 
 
@@ -20,6 +21,49 @@ def planted_targets(batch_prompts, word_token: dict[str, int], width: int) -> to
             if w >= 0:
                 out[i, pos] = word_token[p.words[w]]
     return out
+
+
+def written_twin(layout, tokenizer, prompt: Prompt) -> Prompt:
+    """The same words all written as text (the text-only mix's rendering, markers included)."""
+    words = list(prompt.words)
+    return build_prompt(layout, tokenizer, words, ["text"] * len(words))
+
+
+def written_state_loss(
+    model: LlamaForCausalLM,
+    hidden: torch.Tensor,
+    prompts: list[Prompt],
+    layout,
+    tokenizer,
+    layer: int,
+    pad_id: int,
+) -> torch.Tensor | None:
+    """``planted-text``'s auxiliary loss: at every unit position of a spoken word, the squared
+    distance of stream ``layer``'s state (``hidden``, batch x pos x d) to the state the same
+    model gives the word *written* (its last token, in the sentence written as text; no
+    gradient), relative to that state's squared norm; averaged over positions. None when the
+    batch has no spoken word."""
+    from .corpus import collate
+
+    rows, cols, sources = [], [], []
+    twins = [written_twin(layout, tokenizer, p) for p in prompts]
+    for i, (p, twin) in enumerate(zip(prompts, twins, strict=True)):
+        for pos in torch.nonzero(p.token_modality == SPEECH).flatten().tolist():
+            w = int(p.token_word[pos])
+            if w >= 0:
+                rows.append(i)
+                cols.append(pos)
+                sources.append((i, twin.last_position(w)))
+    if not rows:
+        return None
+    batch = collate(twins, pad_id)
+    with torch.no_grad():
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                    output_hidden_states=True)  # fmt: skip
+        written = out.hidden_states[layer]
+        target = written[[s[0] for s in sources], [s[1] for s in sources]]
+    got = hidden[rows, cols]
+    return (((got - target) ** 2).sum(-1) / (target**2).sum(-1).clamp_min(1e-6)).mean()
 
 
 def text_directions(model: LlamaForCausalLM) -> torch.Tensor:
@@ -56,4 +100,6 @@ class DirectionSwap:
         return args, {**kwargs, "hidden_states": h}
 
 
-__all__ = ["DirectionSwap", "planted_targets", "text_directions"]
+__all__ = [
+    "DirectionSwap", "planted_targets", "text_directions", "written_state_loss", "written_twin",
+]  # fmt: skip

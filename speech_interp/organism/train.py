@@ -13,6 +13,10 @@ sequence), speech-only}: ``full`` (text, interleaved), ``no-interleave`` (text, 
 ``random-speech-only``; and two controls: ``planted`` (``full`` plus an auxiliary loss,
 ``planted_weight`` x cross-entropy of the logit lens at ``planted_layer`` towards the word's text
 token at every unit position of a spoken word: a positive control for the lens and causal tests),
+``planted-text`` (``full`` plus ``planted_weight`` x the relative squared distance, at stream
+``planted_layer`` and every unit position of a spoken word, to the state the model gives the same
+word *written* in the same sentence: a text stage planted where written words are, the positive
+control for a current-word lens fitted on text),
 ``decodable-only`` (``planted``, but during training the input of block ``planted_layer`` has the
 component along the word's text direction moved onto a random other word's direction at every unit
 position, after the lens loss reads it: the word stays decodable there, yet later layers learn that
@@ -36,7 +40,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from speech_interp.hooks import ORGANISM, ORGANISM_UNITS, TokenLayout, submodule
 from speech_interp.organism import ORGANISM_DIR
 
-from .controls import DirectionSwap, planted_targets
+from .controls import DirectionSwap, planted_targets, written_state_loss
 from .corpus import SequenceSampler, collate
 from .evalset import excluded_texts
 from .grammar import P_SAME_ENTITY, P_SECOND
@@ -52,7 +56,7 @@ class VariantSpec:
 
     init: str  # "text" | "random"
     mix: str  # a key of corpus.MIXES
-    control: str = ""  # "" | "planted" | "decodable-only"
+    control: str = ""  # "" | "planted" | "decodable-only" | "planted-text"
 
 
 VARIANT_SPECS: dict[str, VariantSpec] = {
@@ -64,6 +68,7 @@ VARIANT_SPECS: dict[str, VariantSpec] = {
     "random-speech-only": VariantSpec("random", "speech-only"),
     "planted": VariantSpec("text", "interleaved", "planted"),
     "decodable-only": VariantSpec("text", "interleaved", "decodable-only"),
+    "planted-text": VariantSpec("text", "interleaved", "planted-text"),
 }
 
 
@@ -176,13 +181,15 @@ def train_stage(
     progress: bool = True,
     resume: Path | None = None,
     lr: float | None = None,
+    plant_text: bool = False,
 ) -> list[float]:
     """AdamW with warmup + cosine decay; returns the loss curve.
 
     With ``resume``, the whole training state (weights, optimizer, step, losses, the sampler's
     and the swap's random generators, torch's) is saved there atomically every ``steps // 10``
     steps; a rerun with the same file continues from it and ends with the same weights, bit for
-    bit, as an uninterrupted run.
+    bit, as an uninterrupted run. ``plant_text`` adds ``planted-text``'s loss
+    (:func:`~speech_interp.organism.controls.written_state_loss`).
     """
     model.train()
     peak = cfg.lr if lr is None else lr
@@ -209,8 +216,15 @@ def train_stage(
         batch = collate(prompts, pad_id)
         if swap is not None:
             swap.targets = planted_targets(prompts, planted, batch["input_ids"].shape[1])
-        out = model(**batch, output_hidden_states=planted is not None)
+        out = model(**batch, output_hidden_states=planted is not None or plant_text)
         loss = out.loss
+        if plant_text:
+            aux = written_state_loss(
+                model, out.hidden_states[cfg.planted_layer], prompts, sampler.layout, sampler.tok,
+                cfg.planted_layer, pad_id,
+            )  # fmt: skip
+            if aux is not None:
+                loss = loss + cfg.planted_weight * aux
         if planted is not None:
             targets = planted_targets(prompts, planted, batch["input_ids"].shape[1])
             if bool((targets >= 0).any()):  # skipped when the batch has no spoken word (NaN)
@@ -323,7 +337,7 @@ def train_variant(
         model.resize_token_embeddings(len(tok), mean_resizing=True)
     sampler = stage_sampler(cfg, layout, tok, table, spec.mix, seed)
     planted, swap = None, None
-    if spec.control:
+    if spec.control in ("planted", "decodable-only"):
         planted = {w: tok.convert_tokens_to_ids("Ġ" + w) for w in cfg.lexicon.words}
     if spec.control == "decodable-only":
         swap = DirectionSwap(model, cfg.planted_layer, list(planted.values()), seed + 3)
@@ -333,6 +347,7 @@ def train_variant(
     mix_losses = train_stage(
         model, sampler, cfg.mix_steps, cfg, pad_id=tok.pad_token_id, planted=planted, swap=swap,
         desc=f"{variant} mixed stage", progress=progress, resume=resume, lr=cfg.mix_lr,
+        plant_text=spec.control == "planted-text",
     )  # fmt: skip
     resume.unlink(missing_ok=True)
     timings["mixed_stage_s"] = time.time() - t0

@@ -113,3 +113,65 @@ def test_training_resumes_bit_identical(quick_runs, monkeypatch):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert resumed.info["final_mixed_loss"] == ref.info["final_mixed_loss"]
     assert not list(cache.glob("*.resume.pt"))
+
+
+def test_a_small_world_trains_with_its_own_lexicon_eval_set_and_gate(tmp_path: Path):
+    import json
+
+    from speech_interp.organism.world import WORLDS
+
+    out = tmp_path / "v4"
+    args = ["organism", "train", "--variant", "planted-text", "--quick", "--set",
+            "world=small-40", "--out", str(out), "--cache", str(tmp_path / "cache")]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "recognition gate:" in result.output
+    _, utts = read_utterances(out / "eval.jsonl")
+    words = {w.word for u in utts for w in u.words}
+    assert words <= set(WORLDS["small-40"].words)
+    info = json.loads((out / "planted-text" / "organism.json").read_text())
+    assert info["config"]["world"] == "small-40"
+    gate = [r for r in info["hearing"] if r["split"] == "eval" and r["voice"] == "all"]
+    assert len(gate) == 1 and 0.0 <= gate[0]["win_rate"] <= 1.0
+
+
+def test_written_state_loss_is_the_relative_distance_to_the_written_words_states():
+    from speech_interp.hooks import ORGANISM
+    from speech_interp.organism import ORGANISM_DIR
+    from speech_interp.organism.controls import written_state_loss, written_twin
+    from speech_interp.organism.corpus import collate, render
+    from speech_interp.organism.train import (
+        OrganismConfig,
+        build_tokenizer,
+        new_model,
+        speech_table,
+    )
+    from speech_interp.organism.world import V2
+
+    cfg = OrganismConfig.quick()
+    tok, _ = build_tokenizer(cfg.n_units, V2)
+    layout = ORGANISM.bind(tok)
+    torch.manual_seed(0)
+    model = new_model(cfg, len(tok), tok).eval()
+    units = speech_table(OrganismConfig(), 0, ORGANISM_DIR, progress=False).units
+    words = "the otter sleeps and the otter eats the apple".split()
+    mods = ["speech", "speech", "text", "text", "text", "speech", "text", "text", "text"]
+    prompt = render(layout, tok, words, mods, units, "us-140")
+    batch = collate([prompt], tok.pad_token_id)
+    with torch.no_grad():
+        hidden = model(**batch, output_hidden_states=True).hidden_states[1]
+        loss = written_state_loss(model, hidden, [prompt], layout, tok, 1, tok.pad_token_id)
+        # independent: the written sentence's states by a plain forward of its token ids
+        twin = written_twin(layout, tok, prompt)
+        written = model(twin.input_ids[None], output_hidden_states=True).hidden_states[1][0]
+    terms = []
+    for pos in range(len(prompt)):
+        w = int(prompt.token_word[pos])
+        if w >= 0 and mods[w] == "speech":
+            target = written[twin.word_positions[w][-1]]
+            terms.append(float(((hidden[0, pos] - target) ** 2).sum() / (target**2).sum()))
+    spoken = zip(prompt.word_positions, mods, strict=True)
+    assert len(terms) == sum(len(u) for u, m in spoken if m == "speech")
+    assert float(loss) == pytest.approx(sum(terms) / len(terms), rel=1e-5)
+    text_only = render(layout, tok, words, ["text"] * len(words), units, "us-140")
+    assert written_state_loss(model, hidden, [text_only], layout, tok, 1, 0) is None
