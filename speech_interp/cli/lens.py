@@ -121,26 +121,20 @@ def current_lens_texts(layout, utterances, seed: int, model_id: str = "") -> tup
     import re
 
     if layout.spec.name == "organism":
-        import numpy as np
-
-        from speech_interp.organism.grammar import sample_sentence
+        from speech_interp.organism.evalset import lens_fit_sentences
         from speech_interp.organism.world import organism_world
 
         world = organism_world(model_id) if model_id else organism_world("organism")
         analysed = {tuple(w.word for w in u.words) for u in utterances}
-        rng = np.random.default_rng(seed)
-        sentences: list[list[str]] = []
-        need = CURRENT_FIT_SENTENCES + CURRENT_VALIDATION_SENTENCES
-        while len(sentences) < need:
-            words = list(sample_sentence(rng, world=world).words)
-            if tuple(words) not in analysed:
-                sentences.append(words)
+        fit, val = lens_fit_sentences(
+            world, analysed, CURRENT_FIT_SENTENCES, CURRENT_VALIDATION_SENTENCES, seed
+        )
         source = (
             f"organism grammar sentences ({world.name} world, seed {seed}; analysed sentences "
             "left out), "
             f"{CURRENT_FIT_SENTENCES} fit + {CURRENT_VALIDATION_SENTENCES} validation"
         )
-        return sentences[:CURRENT_FIT_SENTENCES], sentences[CURRENT_FIT_SENTENCES:], source
+        return fit, val, source
     from speech_interp.lens.validate import reference_texts, split_texts
 
     fit, val = split_texts(reference_texts())

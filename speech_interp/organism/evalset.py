@@ -35,6 +35,20 @@ def eval_sentences(n: int, seed: int = EVAL_SEED, world: World = V2) -> list[Sen
     return out + facts
 
 
+def lens_fit_sentences(
+    world: World, analysed: set[tuple[str, ...]], n_fit: int, n_val: int, seed: int
+) -> tuple[list[list[str]], list[list[str]]]:
+    """(fit, validation) sentences of ``world``'s grammar for a current-word lens fitted on
+    written text: drawn with ``seed``, sentences equal to an analysed one left out."""
+    rng = np.random.default_rng(seed)
+    sentences: list[list[str]] = []
+    while len(sentences) < n_fit + n_val:
+        words = list(sample_sentence(rng, world=world).words)
+        if tuple(words) not in analysed:
+            sentences.append(words)
+    return sentences[:n_fit], sentences[n_fit:]
+
+
 def excluded_texts(n: int, seed: int = EVAL_SEED, world: World = V2) -> set[str]:
     """Texts training must not sample (the held-out general sentences)."""
     return {" ".join(s.words) for s in eval_sentences(n, seed, world) if s.kind != "fact"}
