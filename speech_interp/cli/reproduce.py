@@ -138,7 +138,7 @@ def reproduce_command(
     data_files = {n: f | {"factset": factsets[n].name} for n, f in data_files.items()}
     write_csv(got.lens, out / "lens.csv")
     write_csv(got.protocol, out / "protocol.csv")
-    write_text(out / "protocol.md", protocol_markdown(got.protocol))
+    write_text(out / "protocol.md", protocol_markdown(got.protocol, lens_rows=got.lens))
     write_csv(got.knowledge, out / "knowledge.csv")
     write_csv(got.knowledge_summary, out / "knowledge_summary.csv")
     write_csv(got.strength, out / "strength.csv")

@@ -83,12 +83,24 @@ def protocol_table(
     )
 
 
-def protocol_markdown(table: pd.DataFrame, k: int = 5) -> str:
-    """One markdown table per model and lens at one k: layers down, both readings across."""
+def protocol_markdown(
+    table: pd.DataFrame, k: int = 5, lens_rows: pd.DataFrame | None = None
+) -> str:
+    """One markdown table per model and lens at one k: layers down, both readings across; with
+    ``lens_rows`` (lens.csv), the same lens's content-word text ceiling as a last column (a
+    transcription rate counts only where the lens reads the written word)."""
     out = []
+    ceiling = None
+    if lens_rows is not None and "text_ceiling" in set(lens_rows["metric"]):
+        ceiling = lens_rows[(lens_rows["metric"] == "text_ceiling") & (lens_rows["k"] == k)
+                            & (lens_rows["words"] == "content")]  # fmt: skip
     for (model, lens), g in table[table["k"] == k].groupby(["model", "lens"], sort=False):
         cols = list(dict.fromkeys(zip(g["reading"], g["metric"], strict=True)))
         head = ["layer"] + [f"{r}: {m}@{k}" for r, m in cols]
+        own = None
+        if ceiling is not None:
+            own = ceiling[(ceiling["model"] == model) & (ceiling["lens"] == lens)]
+            head.append(f"text ceiling@{k} (content)")
         lines = [f"**{model}, {lens} lens**", "", "| " + " | ".join(head) + " |",
                  "|" + "---|" * len(head)]  # fmt: skip
         for layer, lg in g.groupby("layer", sort=True):
@@ -100,6 +112,15 @@ def protocol_markdown(table: pd.DataFrame, k: int = 5) -> str:
                     continue
                 v, lo, hi = (float(row.iloc[0][c]) for c in ("value", "ci_low", "ci_high"))
                 cells.append(f"{v:.2f} [{lo:.2f}, {hi:.2f}]")
+            if own is not None:
+                row = own[own["layer"] == layer]
+                cells.append(
+                    ""
+                    if row.empty
+                    else "{:.2f} [{:.2f}, {:.2f}]".format(
+                        *(float(row.iloc[0][c]) for c in ("value", "ci_low", "ci_high"))
+                    )
+                )
             lines.append("| " + " | ".join(cells) + " |")
         out.append("\n".join(lines))
     return "\n\n".join(out) + "\n"

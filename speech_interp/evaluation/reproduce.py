@@ -59,9 +59,15 @@ def reproduce_model(
     seed: int = 0,
     progress: bool = True,
 ) -> dict:
-    """One model's frames: lens, protocol table, knowledge scores, strength and verdict."""
+    """One model's frames: lens (with the same lens's text ceiling), protocol table, knowledge
+    scores, strength and verdict."""
+    from speech_interp.lens import as_lens
+    from speech_interp.lens.ceiling import text_ceiling
+
     result = run_lens(loaded, layout, utterances, lens=lens, ks=PAPER_KS, seed=seed,
                       model_id=model_id, progress=progress)  # fmt: skip
+    ceiling = text_ceiling(loaded, layout, as_lens(lens, loaded), utterances, ks=PAPER_KS,
+                           model_id=model_id, seed=seed)  # fmt: skip
     protocol = protocol_table(result.summary, result.words, seed=seed)
     scores, skipped = knowledge_scores(loaded, layout, utterances, model_id=model_id,
                                        progress=progress)  # fmt: skip
@@ -79,7 +85,8 @@ def reproduce_model(
                                 progress=progress)  # fmt: skip
         verdict = verdicts(result.words, ablation, bands=bands, seed=seed)
     skipped.insert(0, "model", model_id)
-    return {"lens": result.summary, "protocol": protocol, "knowledge": scores,
+    lens_rows = pd.concat([result.summary, ceiling], ignore_index=True)
+    return {"lens": lens_rows, "protocol": protocol, "knowledge": scores,
             "strength": strength, "verdict": verdict, "skipped": skipped}  # fmt: skip
 
 

@@ -65,6 +65,10 @@ def test_reproduce_runs_end_to_end_and_caches_units(replica, tmp_path, monkeypat
     assert list(mine.sort_values("layer").value) == pytest.approx(
         list(sel.sort_values("layer").value)
     )
+    # the same lens's text ceiling beside the rates, every stream, in lens.csv and protocol.md
+    ceiling = lens[(lens.metric == "text_ceiling") & (lens.words == "content") & (lens.k == 5)]
+    assert sorted(ceiling.layer) == sorted(sel.layer.unique())
+    assert "text ceiling@5 (content)" in (out / "protocol.md").read_text()
     scores = pd.read_csv(out / "knowledge.csv")
     assert len(scores) == 4 * 3 and set(scores.continuation) == {"text"}
     assert set(scores.score) <= {0.0, 0.5, 1.0}
