@@ -7,7 +7,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 # ---
 
 # %% [markdown]
@@ -89,6 +89,55 @@ print(excess[["layer", "value", "ci_low", "ci_high", "n"]])
 over_pre = si.excess_over_control(result.words, k=5, baseline="pre_onset")
 print(over_pre[["layer", "value", "ci_low", "ci_high", "n"]])
 print(si.phase_bands(result)[["phase", "first_layer", "last_layer"]])
+
+# %% [markdown]
+# ## Can the lens see a written word? The text ceiling
+# A transcription rate says the spoken word's text is decodable at a stream. That means
+# something only where the same lens reads the word when it is *written*. `text_ceiling`
+# writes the same utterances as text and reads the current word at each written word's last
+# token. The logit lens is a next-token channel: past stream 0 it reads the *next* word, so its
+# ceiling collapses. The `current` lens (a ridge read-out per stream fitted on written sentences
+# of the organism's grammar, the analysed ones left out) sees the word. `choose_lens` keeps the
+# candidate with the highest ceiling over the intermediate streams, decided on text before any
+# speech is read (`CHOICE_RULE`).
+
+# %%
+from speech_interp.lens import as_lens, build_lens  # noqa: E402
+from speech_interp.lens.ceiling import blind_streams, text_ceiling  # noqa: E402
+from speech_interp.lens.choice import CHOICE_RULE, choose_lens  # noqa: E402
+from speech_interp.organism.evalset import lens_fit_sentences  # noqa: E402
+from speech_interp.organism.world import organism_world  # noqa: E402
+
+analysed = {tuple(w.word for w in u.words) for u in subset}
+fit, val = lens_fit_sentences(organism_world("organism"), analysed, 1200, 300, seed=0)
+builders = {
+    "logit": lambda: build_lens("logit", model, layout),
+    "current": lambda: build_lens("current", model, layout, texts=(fit, val, "grammar")),
+}
+chosen, lens, _, ceiling, choice = choose_lens(model, layout, subset, builders)
+print(CHOICE_RULE)
+print(choice)
+logit_ceiling = text_ceiling(model, layout, as_lens("logit", model), subset)
+print("logit lens blind to written words at streams", blind_streams(logit_ceiling))
+content = ceiling[(ceiling.metric == "text_ceiling") & (ceiling.k == 5)
+                  & (ceiling.words == "content")]  # fmt: skip
+print(chosen, "lens, text ceiling of content words:")
+print(content[["layer", "value", "ci_low", "ci_high"]])
+
+# %% [markdown]
+# The after-uniqueness transcription rate of content words read with the chosen lens, beside
+# its control word's and as a share of the ceiling: what part of what the lens sees in text it
+# also sees in speech.
+
+# %%
+read = si.run_lens(model, layout, subset, lens=lens, progress=False, n_boot=200 if QUICK else 2000)
+s = read.summary
+rows = s[(s.position_rule == "after_uniqueness") & (s.k == 5) & (s.vocab == "text")
+         & (s.words == "content")]  # fmt: skip
+rates = rows.pivot_table(index="layer", columns="metric", values="value")
+rates["text_ceiling"] = content.set_index("layer")["value"]
+rates["share_of_ceiling"] = rates["transcription"] / rates["text_ceiling"]
+print(rates[["transcription", "transcription_control", "text_ceiling", "share_of_ceiling"]])
 
 # %%
 from speech_interp.plotting import plot_phase_curves, plot_token_heatmap  # noqa: E402

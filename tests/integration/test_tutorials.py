@@ -39,6 +39,9 @@ def test_tutorial_01_lens(tmp_path, monkeypatch):
     nb = _execute("01_lens", tmp_path, monkeypatch)
     text = _text(nb)
     assert "spoken word:" in text
+    # the text ceiling: the logit lens is blind past stream 0, the chosen current lens sees words
+    assert "logit lens blind to written words at streams [1, 2, 3, 4, 5, 6]" in text
+    assert "current lens, text ceiling of content words:" in text and "share_of_ceiling" in text
     for name in ("lens.csv", "phase_curves.png", "token_heatmap.png", "viewer.html"):
         assert (tmp_path / name).stat().st_size > 0
     assert "<iframe" in text and "viewer.html" in text  # the viewer shows inline
