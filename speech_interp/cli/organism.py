@@ -10,7 +10,8 @@ import typer
 from rich.console import Console
 
 from speech_interp.artifacts import write_csv, write_text
-from speech_interp.organism import SHIPPED_MODELS, VARIANTS, shipped_name
+from speech_interp.hooks.organism import V2_TRAINED
+from speech_interp.organism import VARIANTS, shipped_name
 from speech_interp.shipped import user_cache
 
 app = typer.Typer(help="Train and evaluate the shipped tiny interleaved speech-text LM.")
@@ -38,10 +39,9 @@ def evaluate_dir(variant_dir: Path, data: Path, seed: int, units=None) -> dict:
     world = world_of(variant_dir)
     probes = probe_accuracies(model, tok, layout, utts, seed, world)
     if units is None:
-        from speech_interp.organism import ORGANISM_DIR
-        from speech_interp.organism.train import OrganismConfig, speech_table
+        from speech_interp.organism.train import shipped_units
 
-        units = speech_table(OrganismConfig(), 0, ORGANISM_DIR, progress=False).units
+        units = shipped_units()
     scores, gate = recognition_gate(model, tok, layout, utts, units, world, seed)
     write_csv(losses, variant_dir / "heldout_loss.csv")
     write_csv(probes, variant_dir / "probes.csv")
@@ -142,7 +142,7 @@ def card(
     from speech_interp.organism.card import variant_section
 
     data = root / "eval.jsonl"
-    names = [v for v in SHIPPED_MODELS if (root / v).is_dir()]
+    names = [v for v in V2_TRAINED if (root / v).is_dir()]
     sections = [variant_section(root / v, data, seed) for v in names]
     if not sections:
         raise typer.BadParameter(f"no trained variants under {root}")
@@ -150,6 +150,67 @@ def card(
 
     write_text(out, "\n\n".join([recurrence_markdown(), *sections]) + "\n")
     console.print(f"wrote {out}")
+
+
+@app.command("world")
+def world_command(
+    world: str = typer.Option("small-40", help="a world of organism.world.WORLDS"),
+    steps: int = typer.Option(2400, help="mixed-stage steps the training stream is scaled to"),
+    sequences: int = typer.Option(5000, help="sequences drawn to estimate the rates"),
+) -> None:
+    """A world's size and how often its content words are spoken in the interleaved mix: the
+    rates from ``sequences`` drawn as seed 0's mixed stage draws them, scaled to ``steps`` x the
+    batch size."""
+    from speech_interp.hooks import ORGANISM
+    from speech_interp.organism import ORGANISM_DIR
+    from speech_interp.organism.recurrence import recurrence_rates
+    from speech_interp.organism.train import (
+        OrganismConfig,
+        build_tokenizer,
+        speech_table,
+        stage_sampler,
+    )
+
+    try:
+        cfg = OrganismConfig(world=world)
+        lexicon = cfg.lexicon
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--world") from None
+    tok, _ = build_tokenizer(cfg.n_units, lexicon)
+    table = speech_table(cfg, 0, ORGANISM_DIR, progress=False)
+    sampler = stage_sampler(cfg, ORGANISM.bind(tok), tok, table, "interleaved", seed=0)
+    r = recurrence_rates(sampler, sequences)
+    scale = steps * cfg.batch_size / sequences
+    typer.echo(
+        f"world {world}: {len(lexicon.content_words)} content words, {len(lexicon.facts)} facts "
+        f"({len(lexicon.text_only_entities)} text-only entities); in {steps} mixed steps x "
+        f"{cfg.batch_size} sequences each content word is spoken about "
+        f"{r['spoken_per_word_min'] * scale:,.0f} (fewest) / "
+        f"{r['spoken_per_word_median'] * scale:,.0f} (median) / "
+        f"{r['spoken_per_word_max'] * scale:,.0f} (most) times; "
+        f"{r['share_of_spoken_words']:.1%} of spoken content words have their text in the same "
+        f"sequence (estimated from {sequences:,} sequences)"
+    )
+
+
+@app.command("runs")
+def runs_command(
+    root: Path = typer.Option(..., help="directory holding trained runs (searched at any depth)"),
+    out: Path = typer.Option(None, help="markdown file to write (default: print)"),
+) -> None:
+    """The recipe table of every organism run trained under ``root`` (gate, spoken knowledge,
+    losses, seconds), failures included."""
+    from speech_interp.organism.runs_table import runs_markdown, runs_table
+
+    try:
+        text = runs_markdown(runs_table(root))
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--root") from None
+    if out is None:
+        typer.echo(text)
+    else:
+        write_text(out, text)
+        console.print(f"wrote {out}")
 
 
 @app.command("train-smol")

@@ -47,10 +47,11 @@ def choose_lens(
     model_id: str = "",
     backend: str = "",
     seed: int = 0,
-) -> tuple[str, Lens, str | None, pd.DataFrame, pd.DataFrame]:
+) -> tuple[str, Lens, str | None, dict[str, pd.DataFrame], pd.DataFrame]:
     """Build each candidate (name -> builder returning (lens, note)), read its text ceiling and
-    pick by :data:`CHOICE_RULE`: (chosen name, its lens, its note, its ceiling rows, the choice
-    table: one row per candidate with its intermediate ceiling and ``chosen``)."""
+    pick by :data:`CHOICE_RULE`: (chosen name, its lens, its note, every candidate's ceiling rows
+    by name, the choice table: one row per candidate with its intermediate ceiling and
+    ``chosen``)."""
     if not builders:
         raise ValueError("choose_lens needs at least one candidate lens")
     built, rows = {}, []
@@ -64,8 +65,8 @@ def choose_lens(
     best = table.intermediate_ceiling.max()
     chosen = str(table.lens[table.intermediate_ceiling == best].iloc[0])
     table["chosen"] = table.lens == chosen
-    lens, note, ceiling = built[chosen]
-    return chosen, lens, note, ceiling, table
+    lens, note, _ = built[chosen]
+    return chosen, lens, note, {n: b[2] for n, b in built.items()}, table
 
 
 __all__ = ["CHOICE_K", "CHOICE_RULE", "choose_lens", "intermediate_ceiling"]

@@ -158,11 +158,12 @@ class CurrentLens(Lens):
         *,
         path: str | Path | None = None,
         texts: tuple[Sequence[Sequence[str]], Sequence[Sequence[str]], str] | None = None,
+        progress: bool = True,
         **_,
     ) -> tuple[CurrentLens, str]:
         """The lens saved in ``path``, or one fitted on ``texts`` (fit sentences, validation
         sentences, where they come from: word lists, written) and saved in ``path`` if given;
-        with a note saying which and how long the fit took."""
+        with a note saying which and how long the fit took (``progress``: the fit's bars)."""
         import time
 
         if path is not None and (Path(path) / "params.pt").exists():
@@ -173,7 +174,7 @@ class CurrentLens(Lens):
         start = time.perf_counter()
         fit = written_words(layout, model.tokenizer, fit_sentences)
         validation = written_words(layout, model.tokenizer, val_sentences)
-        lens = cls.fit(model, fit, validation, layout=layout, source=source)
+        lens = cls.fit(model, fit, validation, layout=layout, source=source, progress=progress)
         seconds = time.perf_counter() - start
         lens.config["fit_seconds"] = round(seconds, 1)
         if path is not None:
@@ -194,6 +195,15 @@ class CurrentLens(Lens):
         unit = embed / embed.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         self.unembed = Unembedding(torch.nn.Identity(), unit)
         return self
+
+    def text_direction(self, layer: int, token_id: int) -> Float[Tensor, " d"]:
+        """The residual direction that raises the read-out's score of ``token_id`` the most: the
+        gradient of ``translate(layer, x) . e_t`` (``e_t`` the unit embedding row), which is
+        ``W_layer e_t / scale_layer``, normalised."""
+        self.check_layer(layer)
+        unit = self._unembed().weight[int(token_id)].float().cpu()
+        grad = (self.weight[layer].float().cpu() @ unit) / self.scale[layer].float().cpu()
+        return torch.nn.functional.normalize(grad, dim=-1)
 
     def translate(self, layer: int, resid: Float[Tensor, "... d"]) -> Float[Tensor, "... d"]:
         self.check_layer(layer)

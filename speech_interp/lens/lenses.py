@@ -59,6 +59,12 @@ class Lens:
     def translate(self, layer: int, resid: Float[Tensor, "... d"]) -> Float[Tensor, "... d"]:
         raise NotImplementedError
 
+    def text_direction(self, layer: int, token_id: int) -> Float[Tensor, " d"] | None:
+        """The unit residual direction along which this lens reads ``token_id`` at stream
+        ``layer``, for the causal tests to ablate; None: the logit lens's ``W_U[t] * g`` (the
+        default of :mod:`speech_interp.causal.ablation`)."""
+        return None
+
     def _unembed(self) -> Unembedding:
         if self.unembed is None:
             raise ValueError(f"the {self.name} lens is not bound to a model; call bind(model)")

@@ -23,6 +23,9 @@ def planted_targets(batch_prompts, word_token: dict[str, int], width: int) -> to
     return out
 
 
+TEMPERATURE = 0.1  # of planted-text's contrastive loss
+
+
 def written_twin(layout, tokenizer, prompt: Prompt) -> Prompt:
     """The same words all written as text (the text-only mix's rendering, markers included)."""
     words = list(prompt.words)
@@ -37,12 +40,16 @@ def written_state_loss(
     tokenizer,
     layer: int,
     pad_id: int,
+    contrastive: bool = False,
 ) -> torch.Tensor | None:
     """``planted-text``'s auxiliary loss: at every unit position of a spoken word, the squared
     distance of stream ``layer``'s state (``hidden``, batch x pos x d) to the state the same
     model gives the word *written* (its last token, in the sentence written as text; no
     gradient), relative to that state's squared norm; averaged over positions. None when the
-    batch has no spoken word."""
+    batch has no spoken word. With ``contrastive``, instead an InfoNCE loss: each spoken
+    position's state must be closer (cosine, temperature :data:`TEMPERATURE`) to its own word's
+    written state than to the written states of the batch's other words, which plants the word's
+    identity rather than what all words' states share; None with fewer than two words."""
     from .corpus import collate
 
     rows, cols, sources = [], [], []
@@ -63,7 +70,19 @@ def written_state_loss(
         written = out.hidden_states[layer]
         target = written[[s[0] for s in sources], [s[1] for s in sources]]
     got = hidden[rows, cols]
-    return (((got - target) ** 2).sum(-1) / (target**2).sum(-1).clamp_min(1e-6)).mean()
+    if not contrastive:
+        return (((got - target) ** 2).sum(-1) / (target**2).sum(-1).clamp_min(1e-6)).mean()
+    words = [
+        prompts[r].words[int(prompts[r].token_word[c])] for r, c in zip(rows, cols, strict=True)
+    ]
+    vocab = list(dict.fromkeys(words))
+    if len(vocab) < 2:
+        return None
+    first = [words.index(w) for w in vocab]  # one written state per word type
+    bank = F.normalize(target[first], dim=-1)
+    sims = F.normalize(got, dim=-1) @ bank.T / TEMPERATURE
+    labels = torch.tensor([vocab.index(w) for w in words])
+    return F.cross_entropy(sims, labels)
 
 
 def text_directions(model: LlamaForCausalLM) -> torch.Tensor:

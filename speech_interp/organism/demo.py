@@ -126,6 +126,8 @@ def model_outcome(variant: str, job: DemoJob, causal: bool) -> dict:
     if facts:
         with clock("knowledge"):
             outcome["knowledge"] = knowledge_row(variant, model, layout, facts, job.seed)
+        with clock("gate"):
+            outcome["knowledge"]["gate"] = gate_triple(model, layout, utterances, job.seed)
     if causal:
         outcome["verdict"] = causal_verdict(
             model, layout, utterances, result, variant, job.seed, job.max_words, job.out,
@@ -137,7 +139,22 @@ def model_outcome(variant: str, job: DemoJob, causal: bool) -> dict:
     return outcome
 
 
-def run_demo(
+def gate_triple(model, layout, utterances, seed: int) -> list:
+    """The recognition gate of a v2 model on the held-out utterances: [win rate, CI low, CI high,
+    hears] (:mod:`speech_interp.organism.hearing`)."""
+    from speech_interp.models import hf_model
+
+    from .hearing import recognition_gate
+    from .train import shipped_units
+    from .world import V2
+
+    _, gate = recognition_gate(hf_model(model), model.tokenizer, layout, utterances,
+                               shipped_units(), V2, seed)  # fmt: skip
+    g = gate[(gate.split == "eval") & (gate.voice == "all")].iloc[0]
+    return [float(g.win_rate), float(g.ci_low), float(g.ci_high), bool(g.hears)]
+
+
+def run_v2(
     out: Path,
     *,
     variants=SHIPPED_MODELS,
@@ -155,7 +172,8 @@ def run_demo(
     smol: bool = False,
     smol_limit: int | None = None,
 ) -> Path:
-    """Lens (and, with ``causal``, the ablation verdict) on every variant; returns the report.
+    """The organism-v2 run: the logit lens (and, with ``causal``, the ablation verdict) on every
+    v2 variant; returns its report (``demo --all`` writes it under ``v2/``).
 
     The models run in ``workers`` processes (default :func:`default_workers`; 1 = in this
     process), each with its share of the cores as torch threads; every number is computed by the
@@ -296,3 +314,77 @@ def run_demo(
     elif smol_skipped:
         write_text(report, report.read_text() + f"\nOrganism v3 skipped: {smol_skipped}\n")
     return report
+
+
+def run_demo(
+    out: Path,
+    *,
+    backend: str = "tl",
+    limit: int | None = None,
+    seed: int = 0,
+    causal: bool = True,
+    max_words: int = 80,
+    probe: bool = False,
+    viewer_utterances: int = 20,
+    workers: int | None = None,
+    v2: bool = False,
+    smol: bool = False,
+    smol_limit: int | None = None,
+    v4_variants=None,
+    v4_causal=None,
+) -> Path:
+    """The demo: organism v4 (:mod:`speech_interp.organism.v4_demo`: the gate, the lens chosen on
+    text, transcription beside its text ceiling, the knobs, the verdicts) in ``out``; with
+    ``v2`` (``demo --all``) the organism-v2 run (:func:`run_v2`) in ``out/v2``, and with ``smol``
+    organism v3 after it. Returns ``out/report.md``."""
+    import torch
+
+    from speech_interp.hooks.organism import V4_CAUSAL, V4_MODELS, V4_WORLD
+
+    from .v4_demo import run_v4, write_v4_report
+    from .world import eval_data, get_world
+
+    start = time.perf_counter()
+    variants = list(v4_variants or V4_MODELS)
+    causal_models = set(v4_causal or V4_CAUSAL) if causal else set()
+    workers = default_workers(len(variants)) if workers is None else workers
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+    data = eval_data(get_world(V4_WORLD))
+    job = DemoJob(out, backend, data, "eval", limit, seed, max_words, probe, viewer_utterances)
+    out.mkdir(parents=True, exist_ok=True)
+    desc = f"demo: organism v4, {len(variants)} models in {workers} process(es)"
+    bar = tqdm(total=len(variants), desc=desc, unit="model")
+    section = run_v4(job, variants=variants, causal_models=causal_models, workers=workers,
+                     threads=threads, bar=bar)  # fmt: skip
+    bar.close()
+    clock = Stopwatch()
+    for o in section["outcomes"].values():
+        for stage, seconds in o["seconds"].items():
+            clock.seconds[stage] = clock.seconds.get(stage, 0.0) + seconds
+    older = None
+    if v2 or smol:
+        older = run_v2(
+            out / "v2", backend=backend, limit=limit, seed=seed, causal=causal,
+            max_words=max_words, probe=probe, viewer_utterances=viewer_utterances,
+            workers=workers, smol=smol, smol_limit=smol_limit,
+        )  # fmt: skip
+    extra = {
+        "command": "demo",
+        "v4_models": variants,
+        "causal_models": [v for v in variants if v in causal_models],
+        "world": V4_WORLD,
+        "n_utterances": len(demo_data(data, "eval", limit)[0]),
+        "workers": workers,
+        "torch_threads_per_worker": threads or torch.get_num_threads(),
+        "model_seconds": {v: round(sum(o["seconds"].values()), 2)
+                          for v, o in section["outcomes"].items()},
+        # seconds per stage summed over the worker processes (the v4 section only)
+        "timings": clock.report(),
+        "wall_seconds": round(time.perf_counter() - start, 2),
+        "v2": None if older is None else str(older.relative_to(out)),
+    }  # fmt: skip
+    write_run_json(out, "organism", seed, weights_dir=ORGANISM_DIR / variants[0], data=data,
+                   extra=extra)  # fmt: skip
+    return write_v4_report(out, section, older)

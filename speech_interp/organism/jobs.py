@@ -55,11 +55,23 @@ class Stopwatch:
 
 
 def causal_verdict(
-    model, layout, utterances, result, variant, seed, max_words, out, clock=None, probe=False
+    model,
+    layout,
+    utterances,
+    result,
+    variant,
+    seed,
+    max_words,
+    out,
+    clock=None,
+    probe=False,
+    lens=None,
 ) -> dict:
     """Ablation in every demo band, then the verdict (decodable x causal) per band. With
     ``probe``, word-identity probe directions are ablated too
-    (:func:`speech_interp.causal.ablation.ablate_bands`); the verdict rule does not read them."""
+    (:func:`speech_interp.causal.ablation.ablate_bands`); the verdict rule does not read them.
+    ``lens``: the lens that read ``result``; the ablated text direction is the one it reads
+    (:meth:`~speech_interp.lens.lenses.Lens.text_direction`; the logit lens's by default)."""
     from speech_interp.causal import ablate_bands, verdicts
     from speech_interp.core.residuals import n_layers
     from speech_interp.plotting import plot_ablation_bands
@@ -69,9 +81,13 @@ def causal_verdict(
     with clock("ablation"):
         ablation = ablate_bands(model, layout, utterances, bands, n_random=20, seed=seed,
                                 probe=probe, max_words=max_words, model_id=variant,
-                                progress=False)  # fmt: skip
+                                progress=False, lens=lens)  # fmt: skip
     with clock("verdict"):
         content = verdicts(result.words, ablation, bands=bands, seed=seed)
+        if lens is not None:
+            from speech_interp.causal.ablation import text_direction_source
+
+            content["text_direction"] = text_direction_source(lens)
     with clock("outputs"):
         write_csv(ablation, out / f"ablation_{variant}.csv")
         title = f"{variant}: text-direction ablation vs random directions"
@@ -80,13 +96,15 @@ def causal_verdict(
     return content
 
 
-def knowledge_row(name: str, model, layout, facts, seed: int) -> dict:
+def knowledge_row(name: str, model, layout, facts, seed: int, world=None) -> dict:
     """Fact recall of one model on the data's fact sentences: spoken knowledge (facts only seen
-    in text, recalled from a spoken entity), the same for facts seen in speech, and from text."""
+    in text, recalled from a spoken entity), the same for facts seen in speech, and from text
+    (chance from ``world``'s categories; the v2 world by default)."""
     from speech_interp.models import hf_model
     from speech_interp.organism.evaluate import fact_recall
+    from speech_interp.organism.world import V2
 
-    rows = fact_recall(hf_model(model), model.tokenizer, layout, facts, "eval", seed)
+    rows = fact_recall(hf_model(model), model.tokenizer, layout, facts, "eval", seed, world or V2)
     return {"variant": name} | {
         r["probe"]: {"value": [r["value"], r["ci_low"], r["ci_high"]], "chance": r["chance"],
                      "n": r["n"]}

@@ -108,10 +108,13 @@ def knowledge_markdown(knowledge: list[dict], rows: dict, knobs: list[dict]) -> 
         '("the otter" spoken, "lives in the" in text), for facts only ever seen in text during',
         "training (spoken knowledge) and facts also seen after the spoken entity; 95% CIs",
         "resample entities. Transcription: the best-layer excess over the control (above).",
+        "Recognition gate (`speech_interp.organism.hearing`): does the model hear its content",
+        "words? The share of held-out recurrences where the word's later text is more probable",
+        "after its own speech than after a same-category control's.",
         "",
         "| model | spoken knowledge (text-only facts) | chance | facts seen in speech | "
-        "from text | transcription excess |",
-        "|---|---|---|---|---|---|",
+        "from text | transcription excess | hears: recognition gate [CI] |",
+        "|---|---|---|---|---|---|---|",
     ]
     for k in knowledge:
         spoken = k.get(SPOKEN_KNOWLEDGE)
@@ -120,10 +123,12 @@ def knowledge_markdown(knowledge: list[dict], rows: dict, knobs: list[dict]) -> 
         if spoken is None:
             continue
         ex = rows[k["variant"]]["transcription"]["excess"]
+        gate = k.get("gate")
+        heard = "n/a" if gate is None else f"{'yes' if gate[3] else 'no'} {_fmt(gate[:3])}"
         lines.append(
             f"| {k['variant']} | {_fmt(spoken['value'])} | {spoken['chance']:.3f} | "
             f"{_fmt(seen['value']) if seen else 'n/a'} | {_fmt(text['value']) if text else 'n/a'}"
-            f" | {_fmt(ex)} |"
+            f" | {_fmt(ex)} | {heard} |"
         )
     if knobs:
         lines += [

@@ -25,6 +25,7 @@ this component carries nothing; the negative control of the causal tests).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -89,6 +90,7 @@ class OrganismConfig:
     p_same_entity: float = P_SAME_ENTITY  # grammar: share of second clauses about the same entity
     planted_layer: int = 3
     planted_weight: float = 0.3
+    planted_loss: str = "distance"  # planted-text: "distance" | "contrastive" (controls.py)
     n_eval: int = 300
     world: str = "v2"  # organism.world.WORLDS: the lexicon, the facts and the grammar's words
 
@@ -221,7 +223,7 @@ def train_stage(
         if plant_text:
             aux = written_state_loss(
                 model, out.hidden_states[cfg.planted_layer], prompts, sampler.layout, sampler.tok,
-                cfg.planted_layer, pad_id,
+                cfg.planted_layer, pad_id, contrastive=cfg.planted_loss == "contrastive",
             )  # fmt: skip
             if aux is not None:
                 loss = loss + cfg.planted_weight * aux
@@ -272,6 +274,12 @@ def speech_table(cfg: OrganismConfig, seed: int, cache_dir: Path, progress: bool
     table = build_speech_table(words, n_units=cfg.n_units, seed=seed, progress=progress)
     table.save(cache_dir / name)
     return table
+
+
+@functools.cache
+def shipped_units() -> dict[str, dict[str, list[int]]]:
+    """The shipped unit table's units (seed 0): voice -> word -> deduplicated units."""
+    return speech_table(OrganismConfig(), 0, ORGANISM_DIR, progress=False).units
 
 
 @dataclass

@@ -50,7 +50,7 @@ def test_demo_bench_quick(tmp_path):
     assert re.search(r"cached run: [0-9.]+ s = [0-9.]+x the 240 s target", out), out
     assert re.search(r"cache after it: \d+ MB", out), out
     assert re.search(r"workers: \d+ x \d+ torch threads", out), out
-    for stage in ("lens", "lens_seen", "ablation", "viewer"):
+    for stage in ("gate", "lens choice", "lens", "ablation"):
         assert re.search(rf"^{stage} +[0-9.]+ +[0-9.]+%$", out, re.M), out
     assert "model seconds: " in out
 

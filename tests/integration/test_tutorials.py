@@ -39,6 +39,7 @@ def test_tutorial_01_lens(tmp_path, monkeypatch):
     nb = _execute("01_lens", tmp_path, monkeypatch)
     text = _text(nb)
     assert "spoken word:" in text
+    assert "hears: True" in text  # v4-full passes the recognition gate
     # the text ceiling: the logit lens is blind past stream 0, the chosen current lens sees words
     assert "logit lens blind to written words at streams [1, 2, 3, 4, 5, 6]" in text
     assert "current lens, text ceiling of content words:" in text and "share_of_ceiling" in text

@@ -128,3 +128,42 @@ def test_view_shows_where_the_lens_is_blind(tmp_path):
     run = json.loads((out / "run.json").read_text())
     assert {1, 2, 3, 4, 5} <= set(run["text_ceiling"]["blind_streams"])
     assert "blind to written words" in (out / "viewer.html").read_text()
+
+
+def test_ceiling_controls_separate_the_fit_from_memory(tmp_path, planted, heldout):
+    """Permuted targets drop the ceiling to about chance (selectivity); a random-init copy of the
+    same shape still reads a *written* word at its own token (its embedding rides the residual),
+    so the ceiling is a necessary check, not evidence that training built anything."""
+    import pandas as pd
+
+    from speech_interp.lens.ceiling_controls import ceiling_controls, random_init_copy
+
+    model, layout, fitted = planted
+    texts = current_lens_texts(layout, heldout, seed=0)
+    texts = (texts[0][:400], texts[1][:100], texts[2])  # the fixture's lens's texts
+    random_model, _ = si.load(str(random_init_copy(model, tmp_path / "rand", seed=0)))
+    rows = ceiling_controls(model, layout, heldout[:20], texts, random_model=random_model)
+    at = rows[(rows.k == 5) & (rows.words == "content") & (rows.layer == 3)]
+    value = dict(zip(at.lens, at.value, strict=True))
+    own = text_ceiling(model, layout, fitted, heldout[:20])
+    own = own[(own.k == 5) & (own.words == "content") & (own.layer == 3)].value.item()
+    assert value["current-permuted"] < 0.3 < own
+    assert value["current-random-init"] > 0.5
+    assert isinstance(rows, pd.DataFrame) and set(rows.lens) == {
+        "current-permuted",
+        "current-random-init",
+    }
+    bad = CliRunner().invoke(
+        app,
+        [
+            "lens",
+            "--model",
+            "organism",
+            "--lens",
+            "logit",
+            "--ceiling-controls",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+    )
+    assert bad.exit_code != 0 and "--ceiling-controls needs --lens current" in bad.output

@@ -6,6 +6,7 @@ import pytest
 
 import speech_interp as si
 from speech_interp.data import read_utterances
+from speech_interp.hooks.organism import V4_MODELS
 from speech_interp.models import resolve_source
 from speech_interp.organism import ORGANISM_DIR, SHIPPED_MODELS
 from speech_interp.organism.evaluate import heldout_losses
@@ -22,20 +23,29 @@ def utterances():
 
 
 def test_every_variant_is_shipped_small():
-    """14 models (8 variants, 3 seeds of 3 of them) in float16, the units and the eval set, plus
-    organism v3 (rows checkpoints: 76 KB each, 2.6 MB with LoRA factors) and the base SmolLM2's
-    tuned lens in float16: the package stays under the 80 MB the project allows."""
+    """Organism v4 (8 models and its world's evaluation set), v2's natural model at 3 seeds and
+    its 2 controls in float16, the units and v2's evaluation set, organism v3 (rows checkpoints:
+    76 KB each, 2.6 MB with LoRA factors) and the base SmolLM2's tuned lens in float16: the
+    package stays under the 80 MB the project allows."""
     total = sum(p.stat().st_size for p in ORGANISM_DIR.rglob("*") if p.is_file())
     assert total <= 80 * 10**6, f"shipped organism is {total / 10**6:.1f} MB"
-    for v in SHIPPED_MODELS:
+    for v in SHIPPED_MODELS + V4_MODELS:
         assert (ORGANISM_DIR / v / "model.safetensors").exists(), v
 
 
-@pytest.mark.parametrize("variant", SHIPPED_MODELS)
+@pytest.mark.parametrize("variant", SHIPPED_MODELS + V4_MODELS)
 def test_shipped_weights_reproduce_model_card_loss(variant, utterances):
+    """Every shipped model (v2 and v4, each on its own world's evaluation set) gives the held-out
+    losses recorded when it was trained."""
+    from speech_interp.organism.world import eval_data, world_of
+
     model, layout = si.load(f"organism:{variant}", backend="tl")
     assert layout.spec.name == "organism"
     info = json.loads((ORGANISM_DIR / variant / "organism.json").read_text())
+    world = world_of(ORGANISM_DIR / variant)
+    if world.name != "v2":
+        utterances = read_utterances(eval_data(world))[1]
+        assert {w.word for u in utterances for w in u.words} <= set(world.words)
     losses = heldout_losses(si.hf_model(model), model.tokenizer, layout, utterances)
     recorded = {(r["modality"], r["voices"]): r["loss"] for r in info["heldout_loss"]}
     assert len(recorded) == len(losses)

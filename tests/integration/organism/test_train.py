@@ -133,6 +133,14 @@ def test_a_small_world_trains_with_its_own_lexicon_eval_set_and_gate(tmp_path: P
     assert info["config"]["world"] == "small-40"
     gate = [r for r in info["hearing"] if r["split"] == "eval" and r["voice"] == "all"]
     assert len(gate) == 1 and 0.0 <= gate[0]["win_rate"] <= 1.0
+    # the recipe table lists the run with its world, changed settings and gate
+    table = tmp_path / "runs.md"
+    result = CliRunner().invoke(app, ["organism", "runs", "--root", str(out), "--out", str(table)])
+    assert result.exit_code == 0, result.output
+    row = [line for line in table.read_text().splitlines() if "planted-text" in line]
+    assert len(row) == 1 and "| small-40 |" in row[0] and f"{gate[0]['win_rate']:.2f}" in row[0]
+    empty = CliRunner().invoke(app, ["organism", "runs", "--root", str(tmp_path / "none")])
+    assert empty.exit_code != 0 and "no trained organism" in empty.output
 
 
 def test_written_state_loss_is_the_relative_distance_to_the_written_words_states():
@@ -175,3 +183,13 @@ def test_written_state_loss_is_the_relative_distance_to_the_written_words_states
     assert float(loss) == pytest.approx(sum(terms) / len(terms), rel=1e-5)
     text_only = render(layout, tok, words, ["text"] * len(words), units, "us-140")
     assert written_state_loss(model, hidden, [text_only], layout, tok, 1, 0) is None
+
+
+def test_world_command_counts_spoken_occurrences():
+    result = CliRunner().invoke(app, ["organism", "world", "--world", "small-40",
+                                      "--sequences", "300", "--steps", "10"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "40 content words, 40 facts (6 text-only entities)" in result.output
+    assert "in 10 mixed steps x 32 sequences" in result.output
+    bad = CliRunner().invoke(app, ["organism", "world", "--world", "tiny"])
+    assert bad.exit_code != 0 and "unknown world 'tiny'" in bad.output

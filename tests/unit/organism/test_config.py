@@ -19,8 +19,11 @@ def test_bad_override_is_refused(bad):
 
 
 def test_every_variant_is_a_cell_of_the_knob_grid():
-    assert tuple(VARIANT_SPECS) == VARIANTS
+    assert tuple(VARIANT_SPECS) == (*VARIANTS, "planted-text")  # v4's control, recipe only
     cells = {(s.init, s.mix) for s in VARIANT_SPECS.values() if not s.control}
+    assert VARIANT_SPECS["planted-text"] == VARIANT_SPECS["planted"].__class__(
+        "text", "interleaved", "planted-text"
+    )
     assert cells == {
         (i, m) for i in ("text", "random") for m in ("interleaved", "separate", "speech-only")
     }
