@@ -17,7 +17,6 @@ directions too with ``--probe``), the verdict per model and band (``verdict.json
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -42,10 +41,10 @@ from speech_interp.organism.jobs import (
     DemoJob,
     Stopwatch,
     causal_verdict,
-    default_workers,
     demo_data,
     knowledge_row,
     run_outcomes,
+    worker_plan,
 )
 from speech_interp.organism.report import knob_rows, report_rows, write_report
 
@@ -195,15 +194,7 @@ def run_v2(
     from speech_interp.plotting.viewer import assemble_viewer, write_viewer
 
     variants = list(variants)
-    workers = default_workers(len(variants)) if workers is None else workers
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    if workers == 1:
-        import torch
-
-        threads = torch.get_num_threads()
-    else:
-        threads = max(1, (os.cpu_count() or 1) // workers)
+    workers, threads = worker_plan(workers, len(variants))
     job = DemoJob(out, backend, Path(data), split, limit, seed, max_words, probe, viewer_utterances)
     utterances, seen, _ = demo_data(job.data, split, limit)
     out.mkdir(parents=True, exist_ok=True)
@@ -337,8 +328,6 @@ def run_demo(
     text, transcription beside its text ceiling, the knobs, the verdicts) in ``out``; with
     ``v2`` (``demo --all``) the organism-v2 run (:func:`run_v2`) in ``out/v2``, and with ``smol``
     organism v3 after it. Returns ``out/report.md``."""
-    import torch
-
     from speech_interp.hooks.organism import V4_CAUSAL, V4_MODELS, V4_WORLD
 
     from .v4_demo import run_v4, write_v4_report
@@ -347,10 +336,7 @@ def run_demo(
     start = time.perf_counter()
     variants = list(v4_variants or V4_MODELS)
     causal_models = set(v4_causal or V4_CAUSAL) if causal else set()
-    workers = default_workers(len(variants)) if workers is None else workers
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+    workers, threads = worker_plan(workers, len(variants))
     data = eval_data(get_world(V4_WORLD))
     job = DemoJob(out, backend, data, "eval", limit, seed, max_words, probe, viewer_utterances)
     out.mkdir(parents=True, exist_ok=True)
@@ -377,7 +363,7 @@ def run_demo(
         "world": V4_WORLD,
         "n_utterances": len(demo_data(data, "eval", limit)[0]),
         "workers": workers,
-        "torch_threads_per_worker": threads or torch.get_num_threads(),
+        "torch_threads_per_worker": threads,
         "model_seconds": {v: round(sum(o["seconds"].values()), 2)
                           for v, o in section["outcomes"].items()},
         # seconds per stage summed over the worker processes (the v4 section only)

@@ -145,6 +145,20 @@ def default_workers(n_models: int) -> int:
     return max(1, min(os.cpu_count() or 1, n_models, 8))
 
 
+def worker_plan(workers: int | None, n_models: int) -> tuple[int, int]:
+    """(worker processes, torch threads each) of a demo run: ``workers`` (None: one per core,
+    :func:`default_workers`) and the cores shared among them; one worker keeps this process's
+    threads."""
+    import torch
+
+    workers = default_workers(n_models) if workers is None else workers
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if workers == 1:
+        return 1, torch.get_num_threads()
+    return workers, max(1, (os.cpu_count() or 1) // workers)
+
+
 def _worker_threads(threads: int) -> None:
     """Start of a worker process: its share of the cores as torch threads."""
     import torch

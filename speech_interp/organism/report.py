@@ -78,16 +78,19 @@ def _fmt(triple) -> str:
     return f"{triple[0]:.2f} [{triple[1]:.2f}, {triple[2]:.2f}]"
 
 
-def knob_rows(words: dict, rows: dict, seed: int) -> list[dict]:
+def knob_rows(
+    words: dict, rows: dict, seed: int, *, name=shipped_name, seeds=(0, *EXTRA_SEEDS), knobs=KNOBS
+) -> list[dict]:
     """Per seed: ``full``'s transcription excess minus each knob variant's (each at its own best
-    layer), paired bootstrap over word types."""
+    layer), paired bootstrap over word types; ``name(variant, seed)`` is the models' naming
+    (v2's :func:`shipped_name` by default)."""
     from speech_interp.lens.metrics import excess_difference
 
     out = []
-    for s in (0, *EXTRA_SEEDS):
-        full = shipped_name("full", s)
-        for knob in KNOBS:
-            other = shipped_name(knob, s)
+    for s in seeds:
+        full = name("full", s)
+        for knob in knobs:
+            other = name(knob, s)
             if full not in words or other not in words:
                 continue
             la, lb = rows[full]["transcription"]["layer"], rows[other]["transcription"]["layer"]

@@ -29,7 +29,7 @@ from speech_interp.organism.jobs import (
     knowledge_row,
     run_outcomes,
 )
-from speech_interp.organism.report import _fmt, report_rows
+from speech_interp.organism.report import _fmt, knob_rows, report_rows
 
 # The current lens's fit and validation sentences in the demo, set by its time (the CLI fits on
 # 1,200 + 300): the small world's 40 content words each occur dozens of times in 400 sentences.
@@ -93,23 +93,11 @@ def v4_outcome(variant: str, job: DemoJob, causal: bool) -> dict:
 
 def v4_knobs(outcomes: dict[str, dict], seed: int) -> list[dict]:
     """Per seed: ``v4-full``'s transcription excess minus each knob's (each at its own best
-    layer), paired bootstrap over word types."""
-    from speech_interp.lens.metrics import excess_difference
-
-    out = []
-    for s in V4_SEEDS:
-        full = v4_name("full", s)
-        for knob in V4_KNOBS:
-            other = v4_name(knob, s)
-            if full not in outcomes or other not in outcomes:
-                continue
-            a, b = outcomes[full], outcomes[other]
-            la = a["row"]["transcription"]["layer"]
-            lb = b["row"]["transcription"]["layer"]
-            mean, lo, hi, n = excess_difference(a["words"], b["words"], la, lb, seed=seed)
-            out.append({"seed": s, "full": full, "knob": other, "layers": [la, lb],
-                        "difference": [mean, lo, hi], "n": n})  # fmt: skip
-    return out
+    layer), paired bootstrap over word types (:func:`~speech_interp.organism.report.knob_rows`
+    with v4's names)."""
+    words = {v: o["words"] for v, o in outcomes.items()}
+    rows = {v: o["row"] for v, o in outcomes.items()}
+    return knob_rows(words, rows, seed, name=v4_name, seeds=V4_SEEDS, knobs=V4_KNOBS)
 
 
 def v4_name(variant: str, seed: int = 0) -> str:
