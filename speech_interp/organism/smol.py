@@ -71,6 +71,7 @@ class SmolConfig:
     lora_targets: tuple[str, ...] = LORA_TARGETS
     planted_layer: int = 15  # the middle stream of SmolLM2's 30 layers (planted control)
     planted_weight: float = 0.3  # as v2's planted control
+    world: str = "v2"  # organism.world.WORLDS: the vocabulary, facts and grammar of the data
 
 
 def smol_config(variant: str, **changes) -> SmolConfig:
@@ -117,9 +118,16 @@ def lora_factors(model) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
 
 
-def train_smol(variant: str, cfg: SmolConfig, seed: int, cache_dir: Path, *, progress=True):
+def train_smol(
+    variant: str, cfg: SmolConfig, seed: int, cache_dir: Path, *, progress=True,
+    resume: Path | None = None,
+):  # fmt: skip
     """Train ``variant`` by ``cfg``'s recipe: (rows [n_added, d_model] float32, LoRA factors by
-    name or None, tokenizer, info)."""
+    name or None, tokenizer, info).
+
+    With ``resume``, the training state (rows, adapters, optimizer, step, losses, the sampler's
+    and torch's random generators) is saved there every ``steps // 20`` steps; a rerun with the
+    same file continues from it."""
     from speech_interp.checkpoints import SMOLLM2, smollm2_path
 
     from .controls import planted_targets
@@ -138,21 +146,35 @@ def train_smol(variant: str, cfg: SmolConfig, seed: int, cache_dir: Path, *, pro
     weight = model.get_input_embeddings().weight
     text_rows = weight[:n_text].detach()
     rows = torch.nn.Parameter(weight[n_text:].detach().clone())
-    org_cfg = OrganismConfig(n_eval=cfg.n_eval)
+    org_cfg = OrganismConfig(n_eval=cfg.n_eval, world=cfg.world)
     table = speech_table(org_cfg, 0, cache_dir, progress)
     layout = ORGANISM.bind(tok)
     sampler = stage_sampler(org_cfg, layout, tok, table, mix, seed)
     control = SMOL_CONTROLS.get(variant, "")
     tuned, word_target = None, {}
     if control == "planted":
-        tuned, word_target = _planted_parts(model, tok, layout)
+        tuned, word_target = _planted_parts(model, tok, layout, org_cfg.lexicon)
     groups = [{"params": [rows], "peak": cfg.lr}]
     if adapters:
         groups.append({"params": adapters, "peak": cfg.lora_lr})
     opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), weight_decay=0.0)
     losses: list[float] = []
     t0 = time.time()
-    bar = tqdm(range(cfg.steps), desc=f"{variant} rows", disable=not progress)
+    trained = [rows, *adapters]
+    start, spent = 0, 0.0
+    if resume is not None and resume.exists():
+        state = torch.load(resume, map_location="cpu", weights_only=False)  # our own file
+        if state["key"] != [variant, asdict(cfg), seed]:
+            raise ValueError(f"{resume} belongs to another training run ({state['key']})")
+        with torch.no_grad():
+            for p, saved in zip(trained, state["params"], strict=True):
+                p.copy_(saved)
+        opt.load_state_dict(state["opt"])
+        sampler.rng.bit_generator.state = state["sampler"]
+        torch.set_rng_state(state["torch"])
+        losses, start, spent = list(state["losses"]), int(state["step"]), float(state["train_s"])
+    every = max(1, cfg.steps // 20)
+    bar = tqdm(range(start, cfg.steps), desc=f"{variant} rows", disable=not progress)
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = cosine_lr(step, cfg.steps, group["peak"], cfg.warmup)
@@ -178,13 +200,16 @@ def train_smol(variant: str, cfg: SmolConfig, seed: int, cache_dir: Path, *, pro
         opt.step()
         losses.append(loss.item())
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if resume is not None and ((step + 1) % every == 0 or step + 1 == cfg.steps):
+            _save_state(resume, [variant, asdict(cfg), seed], step + 1, trained, opt, sampler,
+                        losses, spent + time.time() - t0)  # fmt: skip
     base = {"file": SMOLLM2["file"], "bytes": smollm2_path().stat().st_size}
     info = {
         "variant": variant, "init": init, "mix": mix, "seed": seed, "config": asdict(cfg),
         "control": control,
         "base": base | {"hub_id": SMOLLM2["hub_id"]} if init == "smollm2" else base,
         "n_text": n_text, "added_tokens": list(ORGANISM.added_tokens),
-        "train_s": round(time.time() - t0, 1), "torch": torch.__version__,
+        "train_s": round(spent + time.time() - t0, 1), "torch": torch.__version__,
         "loss_first20": sum(losses[:20]) / len(losses[:20]),
         "loss_last20": sum(losses[-20:]) / len(losses[-20:]),
         "losses": [round(x, 4) for x in losses],
@@ -192,19 +217,30 @@ def train_smol(variant: str, cfg: SmolConfig, seed: int, cache_dir: Path, *, pro
     return rows.detach(), (lora_factors(model) if adapters else None), tok, info
 
 
-def _planted_parts(model, tok, layout):
+def _save_state(path: Path, key, step, params, opt, sampler, losses, train_s) -> None:
+    from speech_interp.artifacts import atomic_path
+
+    state = {
+        "key": key, "step": step, "params": [p.detach().clone() for p in params],
+        "opt": opt.state_dict(), "sampler": sampler.rng.bit_generator.state,
+        "torch": torch.get_rng_state(), "losses": losses, "train_s": train_s,
+    }  # fmt: skip
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _planted_parts(model, tok, layout, world):
     """The base's tuned lens (frozen) and each lexicon word's text target (the lens's own
     target rule, :class:`speech_interp.data.targets.TargetResolver`; -100 when it has none)."""
     from speech_interp.data.targets import TargetResolver
 
     from .smol_demo import smol_lens
-    from .world import V2
 
     tuned = smol_lens("tuned", model)
     for p in tuned.parameters():
         p.requires_grad_(False)
     resolve = TargetResolver(tok, layout)
-    targets = {w: (t.token_id if (t := resolve(w)).found else -100) for w in V2.words}
+    targets = {w: (t.token_id if (t := resolve(w)).found else -100) for w in world.words}
     return tuned, targets
 
 
