@@ -167,3 +167,34 @@ def test_the_cached_base_is_the_dequantised_gguf():
     text = "Hello world, the cat eats <unit3> 1135 fish."
     assert cached_tok(text)["input_ids"] == fresh_tok(text)["input_ids"]
     assert cached.config.name_or_path == fresh.config.name_or_path == str(path)
+
+
+def test_an_interrupted_run_resumes_to_the_same_rows(tmp_path, monkeypatch):
+    """The lora recipe on the v4 world, stopped after its second step's saved state and rerun
+    with the same state file, ends where an uninterrupted run ends."""
+    import speech_interp.organism.smol as smol
+
+    cfg = smol_config("smol-lora", steps=4, world="small-40", lora_rank=8)
+    rows, lora, _, info = train_smol("smol-lora", cfg, 0, tmp_path / "speech", progress=False)
+    assert info["config"]["world"] == "small-40" and info["config"]["lora_rank"] == 8
+
+    save = smol._save_state
+
+    def save_then_stop(path, key, step, *args):
+        save(path, key, step, *args)
+        if step == 2:
+            raise KeyboardInterrupt
+
+    state = tmp_path / "state.pt"
+    monkeypatch.setattr(smol, "_save_state", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train_smol("smol-lora", cfg, 0, tmp_path / "speech", progress=False, resume=state)
+    monkeypatch.setattr(smol, "_save_state", save)
+    again, lora2, _, info2 = train_smol("smol-lora", cfg, 0, tmp_path / "speech",
+                                        progress=False, resume=state)  # fmt: skip
+    assert info2["losses"] == info["losses"]
+    assert torch.equal(again, rows)
+    assert all(torch.equal(lora[k], lora2[k]) for k in lora)
+    other = smol_config("smol-lora", steps=4, world="small-40", lora_rank=4)
+    with pytest.raises(ValueError, match="another training run"):
+        train_smol("smol-lora", other, 0, tmp_path / "speech", progress=False, resume=state)
