@@ -213,6 +213,47 @@ def runs_command(
         console.print(f"wrote {out}")
 
 
+@app.command("read-runs")
+def read_runs_command(
+    root: Path = typer.Option(..., help="directory whose subdirectories are trained models"),
+    out: Path = typer.Option(Path("out/read-runs"), help="output directory"),
+    data: Path = typer.Option(
+        None, help="evaluation set (default: the shipped one of the runs' world)"
+    ),
+    limit: int = typer.Option(None, help="held-out utterances (default: all, as the demo)"),
+    causal: str = typer.Option("", help="runs (directory names, with commas) to give a verdict"),
+    workers: int = typer.Option(None, help="worker processes (default: one per core)"),
+    seed: int = typer.Option(0, help="seed of the control draw and bootstrap"),
+) -> None:
+    """Read every trained run under ``root`` as the demo reads the shipped v4 models (gate, lens
+    chosen on text, transcription beside its ceiling, spoken knowledge), with the knobs per seed
+    and pooled over seeds (runs.md, runs.json, runs_lens.csv, runs_hearing.csv)."""
+    from speech_interp.organism.jobs import DemoJob, worker_plan
+    from speech_interp.organism.v4_runs import read_runs, run_dirs
+    from speech_interp.organism.world import eval_data, organism_world
+
+    try:
+        dirs = run_dirs(root)
+    except (FileNotFoundError, NotADirectoryError) as err:
+        raise typer.BadParameter(str(err), param_hint="--root") from None
+    worlds = {organism_world(str(d)).name for d in dirs}
+    if len(worlds) != 1:
+        raise typer.BadParameter(f"runs of several worlds under {root}: {sorted(worlds)}")
+    data = data or eval_data(organism_world(str(dirs[0])))
+    names = [c for c in causal.split(",") if c]
+    unknown = sorted(set(names) - {d.name for d in dirs})
+    if unknown:
+        raise typer.BadParameter(f"no run named {unknown} under {root}", param_hint="--causal")
+    workers, threads = worker_plan(workers, len(dirs))
+    job = DemoJob(out, "tl", data, "eval", limit, seed, 80, False, 0)
+    section = read_runs(root, job, workers=workers, threads=threads, causal=names)
+    for k in section["pooled_knobs"]:
+        d = k["difference"]
+        console.print(f"{k['full']} - {k['knob']} (seeds {k['seeds']}): {d[0]:.3f} "
+                      f"[{d[1]:.3f}, {d[2]:.3f}]")  # fmt: skip
+    console.print(f"{len(dirs)} runs read -> {out / 'runs.md'}")
+
+
 @app.command("train-smol")
 def train_smol_command(
     variant: str = typer.Option(

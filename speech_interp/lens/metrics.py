@@ -326,6 +326,22 @@ def excess_over_control(
     return _tidy(rows)
 
 
+def _excess_items(frame: pd.DataFrame, layer: int, metric: str, k: int, vocab: str, words: str):
+    """(word keys, kept mask, per-word excess hit minus control hit, group) of one lens run's
+    ``metric`` at ``layer``."""
+    rule = METRICS[metric][1][0]
+    own_col = rank_column(metric, vocab, rule)
+    base_col = rank_column(f"{metric}_control", vocab, rule)
+    ((_, group, layers),) = list(sorted_groups(frame))
+    j = int(np.searchsorted(layers, layer))
+    if j >= len(layers) or layers[j] != layer:
+        raise ValueError(f"layer {layer} is not in the lens run (layers {layers.tolist()})")
+    own, base = per_item(group, own_col)[:, j], per_item(group, base_col)[:, j]
+    keys = first_layer(group)[["utterance", "word_index"]].to_numpy()
+    keep = _word_filter(group, METRICS[metric][2], words) & ~np.isnan(own) & ~np.isnan(base)
+    return keys, keep, (own < k).astype(float) - (base < k).astype(float), group
+
+
 def excess_difference(
     words_a: pd.DataFrame,
     words_b: pd.DataFrame,
@@ -343,31 +359,48 @@ def excess_difference(
     """Excess over control of model A at ``layer_a`` minus that of model B at ``layer_b``, on the
     same words (two lens runs over one data set): ``(mean, lo, hi, n)``, paired bootstrap over
     word types (the rule of :func:`excess_over_control`)."""
-    rule = METRICS[metric][1][0]
-    own_col = rank_column(metric, vocab, rule)
-    base_col = rank_column(f"{metric}_control", vocab, rule)
-    parts = []
-    for frame, layer in ((words_a, layer_a), (words_b, layer_b)):
-        ((_, group, layers),) = list(sorted_groups(frame))
-        j = int(np.searchsorted(layers, layer))
-        if j >= len(layers) or layers[j] != layer:
-            raise ValueError(f"layer {layer} is not in the lens run (layers {layers.tolist()})")
-        own, base = per_item(group, own_col)[:, j], per_item(group, base_col)[:, j]
-        keys = first_layer(group)[["utterance", "word_index"]].to_numpy()
-        keep = _word_filter(group, METRICS[metric][2], words) & ~np.isnan(own) & ~np.isnan(base)
-        parts.append((keys, keep, (own < k).astype(float) - (base < k).astype(float), group))
-    (keys_a, keep_a, ex_a, group_a), (keys_b, keep_b, ex_b, _) = parts
-    if keys_a.shape != keys_b.shape or (keys_a != keys_b).any():
-        raise ValueError("the two lens runs must score the same words (same data, same order)")
-    keep = keep_a & keep_b
-    types = word_types(group_a, METRICS[metric][3])[keep]
-    mean, lo, hi = paired_excess(
-        ex_a[keep], ex_b[keep], n_boot=n_boot, seed=seed, alpha=alpha, clusters=types
-    )
+    return pooled_excess_difference(
+        [(words_a, words_b, layer_a, layer_b)], metric=metric, k=k, vocab=vocab, words=words,
+        n_boot=n_boot, seed=seed, alpha=alpha,
+    )  # fmt: skip
+
+
+def pooled_excess_difference(
+    pairs: Sequence[tuple[pd.DataFrame, pd.DataFrame, int, int]],
+    *,
+    metric: str = "transcription",
+    k: int = 5,
+    vocab: str = "text",
+    words: str = "content",
+    n_boot: int = 2000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> tuple:
+    """:func:`excess_difference` pooled over ``pairs`` (A's lens words, B's, A's layer, B's
+    layer; e.g. one pair per training seed, all on the same words): per word, A's excess minus
+    B's averaged over the pairs, bootstrap over word types; only words scored in every run
+    count. ``(mean, lo, hi, n)``."""
+    if not pairs:
+        raise ValueError("no pair of lens runs to compare")
+    keys = keep = group = None
+    a_parts, b_parts = [], []
+    for words_a, words_b, layer_a, layer_b in pairs:
+        for frame, layer, parts in ((words_a, layer_a, a_parts), (words_b, layer_b, b_parts)):
+            got_keys, got_keep, ex, got_group = _excess_items(frame, layer, metric, k, vocab, words)
+            if keys is None:
+                keys, keep, group = got_keys, got_keep, got_group
+            elif got_keys.shape != keys.shape or (got_keys != keys).any():
+                raise ValueError("the lens runs must score the same words (same data, same order)")
+            keep = keep & got_keep
+            parts.append(ex)
+    types = word_types(group, METRICS[metric][3])[keep]
+    ex_a, ex_b = np.mean(a_parts, axis=0)[keep], np.mean(b_parts, axis=0)[keep]
+    mean, lo, hi = paired_excess(ex_a, ex_b, n_boot=n_boot, seed=seed, alpha=alpha, clusters=types)
     return mean, lo, hi, int(keep.sum())
 
 
 __all__ = [
+    "pooled_excess_difference",
     "LENS_CSV",
     "BASELINES",
     "CI_RULE",

@@ -79,23 +79,24 @@ def _fmt(triple) -> str:
 
 
 def knob_rows(
-    words: dict, rows: dict, seed: int, *, name=shipped_name, seeds=(0, *EXTRA_SEEDS), knobs=KNOBS
-) -> list[dict]:
-    """Per seed: ``full``'s transcription excess minus each knob variant's (each at its own best
-    layer), paired bootstrap over word types; ``name(variant, seed)`` is the models' naming
-    (v2's :func:`shipped_name` by default)."""
+    words: dict, rows: dict, seed: int, *, name=shipped_name, seeds=(0, *EXTRA_SEEDS), knobs=KNOBS,
+    full: str = "full",
+) -> list[dict]:  # fmt: skip
+    """Per seed: the ``full`` variant's transcription excess minus each knob variant's (each at
+    its own best layer), paired bootstrap over word types; ``name(variant, seed)`` is the models'
+    naming (v2's :func:`shipped_name` by default)."""
     from speech_interp.lens.metrics import excess_difference
 
     out = []
     for s in seeds:
-        full = name("full", s)
+        model = name(full, s)
         for knob in knobs:
             other = name(knob, s)
-            if full not in words or other not in words:
+            if model not in words or other not in words:
                 continue
-            la, lb = rows[full]["transcription"]["layer"], rows[other]["transcription"]["layer"]
-            mean, lo, hi, n = excess_difference(words[full], words[other], la, lb, seed=seed)
-            out.append({"seed": s, "full": full, "knob": other, "layers": [la, lb],
+            la, lb = rows[model]["transcription"]["layer"], rows[other]["transcription"]["layer"]
+            mean, lo, hi, n = excess_difference(words[model], words[other], la, lb, seed=seed)
+            out.append({"seed": s, "full": model, "knob": other, "layers": [la, lb],
                         "difference": [mean, lo, hi], "n": n})  # fmt: skip
     return out
 

@@ -36,8 +36,15 @@ from speech_interp.organism.report import _fmt, knob_rows, report_rows
 FIT_SENTENCES = (400, 100)
 
 
+def model_spec(variant: str) -> str:
+    """The model spec of ``variant``: a directory (a trained run, ``organism train``'s output) as
+    it is, else the shipped organism model of that name."""
+    return variant if Path(variant).is_dir() else f"organism:{variant}"
+
+
 def v4_outcome(variant: str, job: DemoJob, causal: bool) -> dict:
-    """Everything the v4 section computes on one model (runs in a worker process)."""
+    """Everything the v4 section computes on one model (runs in a worker process): ``variant``
+    is a shipped v4 model's name or a trained run's directory (:func:`model_spec`)."""
     from speech_interp.lens import build_lens, excess_over_control, run_lens
     from speech_interp.lens.choice import choose_lens
     from speech_interp.models import hf_model, load
@@ -45,13 +52,14 @@ def v4_outcome(variant: str, job: DemoJob, causal: bool) -> dict:
     from .evalset import lens_fit_sentences
     from .hearing import recognition_gate
     from .train import shipped_units
-    from .world import get_world
+    from .world import organism_world
 
-    world = get_world(V4_WORLD)
+    spec = model_spec(variant)
+    world = organism_world(spec)
     utterances, _, facts = demo_data(job.data, job.split, job.limit)
     clock = Stopwatch()
     with clock("load"):
-        model, layout = load(f"organism:{variant}", backend=job.backend)
+        model, layout = load(spec, backend=job.backend)
     with clock("gate"):
         _, gate = recognition_gate(hf_model(model), model.tokenizer, layout, utterances,
                                    shipped_units(), world, job.seed)  # fmt: skip
@@ -184,8 +192,8 @@ def v4_json(section: dict) -> dict:
             "correlation": section["correlation"]}  # fmt: skip
 
 
-def v4_markdown(section: dict) -> list[str]:
-    """The v4 section of report.md."""
+def v4_markdown(section: dict, intro: list[str] | None = None) -> list[str]:
+    """The v4 section of report.md (``intro``: other lines before the rules and tables)."""
     from speech_interp.lens.choice import CHOICE_RULE
 
     from .evaluate import SPOKEN_KNOWLEDGE
@@ -193,7 +201,7 @@ def v4_markdown(section: dict) -> list[str]:
     from .report import verdict_markdown
 
     out = section["outcomes"]
-    lines = [
+    lines = intro or [
         "## Organism v4: a world small enough to hear",
         "",
         f"Organism v4 on its `{V4_WORLD}` world (40 content words; docs/organism_v4.md):",
@@ -202,6 +210,9 @@ def v4_markdown(section: dict) -> list[str]:
         "where written words are; `v4-decodable-only`: decodable but made unusable). Held-out",
         "sentences in training voices, spoken content words, top-5 over the text vocabulary,",
         "95% CIs resampling word types.",
+    ]
+    lines = [
+        *lines,
         "",
         f"- Recognition gate, {GATE_RULE}.",
         f"- Lens: {CHOICE_RULE}; its text ceiling is the share of the same words *written* that",
@@ -236,8 +247,9 @@ def v4_markdown(section: dict) -> list[str]:
         lines.append(f"| {v} | {_fmt(r['maxpool'])} | {n['layer']} | {_fmt(n['rate'])} | "
                      f"{_fmt(n['control'])} | {_fmt(n['excess'])} |")  # fmt: skip
     if section["knobs"]:
-        lines += ["", "Knobs, seed by seed (`v4-full`'s excess minus the knob's, paired over "
-                  "word types):", "", "| seed | full | knob | layers | full - knob [CI] | n |",
+        lines += ["", "Knobs, seed by seed (the text-init interleaved model's excess minus the "
+                  "knob's, paired over word types):", "",
+                  "| seed | full | knob | layers | full - knob [CI] | n |",
                   "|---|---|---|---|---|---|"]  # fmt: skip
         for k in section["knobs"]:
             lines.append(f"| {k['seed']} | {k['full']} | {k['knob']} | {k['layers'][0]}, "
