@@ -51,7 +51,8 @@ def test_tutorial_01_lens(tmp_path, monkeypatch):
 def test_tutorial_02_causal(tmp_path, monkeypatch):
     nb = _execute("02_causal", tmp_path, monkeypatch)
     verdict = json.loads((tmp_path / "verdict.json").read_text())
-    assert set(verdict) == {"planted", "decodable-only", "full"}
+    assert set(verdict) == {"planted", "decodable-only", "v4-full", "v4-planted-text"}
     last = nb.cells[-1].outputs[-1]["data"]["text/plain"]  # ends with the verdict table
-    assert "verdict" in last and "excess over pre-onset" in last
+    assert "verdict" in last and "excess over pre-onset" in last and "lens" in last
     assert all(v in last for v in verdict)
+    assert "v4-full lens: current" in _text(nb)  # chosen on text, as in tutorial 01
