@@ -385,6 +385,9 @@ def validate_lens_command(
         int, typer.Option(help="validation sentences read (of the current lens's held-out ones)")
     ] = 150,
     out: Annotated[Path, typer.Option(help="output directory")] = Path("out/validate-lens"),
+    family: Annotated[
+        str | None, typer.Option(help="token layout: text for a text LM (detected if omitted)")
+    ] = None,
     seed: Seed = 0,
     backend: Backend = "tl",
     text_tokenizer: TextTokenizer = None,
@@ -412,7 +415,7 @@ def validate_lens_command(
         raise typer.BadParameter("--lenses tuned needs --tuned-path (a tuned-lens directory)")
     if sentences < 1:
         raise typer.BadParameter(f"--sentences must be at least 1, got {sentences}")
-    loaded, layout = load(model, backend=backend, text_tokenizer=text_tokenizer)
+    loaded, layout = load(model, backend=backend, family=family, text_tokenizer=text_tokenizer)
     _, val, source = current_lens_texts(layout, [], seed, model)
     val = val[:sentences]
     if layout.spec.name == "organism":

@@ -84,6 +84,9 @@ def written_words(
     read at its last token with its target token; words without a target are left out, and with
     ``skip_first`` the first word of each sentence (next to BOS and the marker)."""
     resolver = TargetResolver(tokenizer, layout)
+    # a text-only layout (family "text") has no modality markers: its text is the words alone
+    markers = layout.speech_marker_id is not None and layout.text_marker_id is not None
+    markers = markers or layout.spec.wraps_speech
     prompts, prompt_of, position, target, words, flags = [], [], [], [], [], []
     word_index, n_tokens, previous, following = [], [], [], []
     for s, sentence in enumerate(sentences):
@@ -91,7 +94,7 @@ def written_words(
         if not sentence:
             continue
         prompt = build_prompt(layout, tokenizer, sentence, ["text"] * len(sentence),
-                              [None] * len(sentence))  # fmt: skip
+                              [None] * len(sentence), markers=markers)  # fmt: skip
         index = len(prompts)
         prompts.append(prompt.input_ids)
         for w, word in enumerate(sentence):

@@ -83,3 +83,14 @@ def test_nonword_reads_point_at_the_nonword_with_both_targets(tok, layout):
         assert int(original.target[i]) == first
         assert int(own.position[i]) == int(original.position[i])
         assert int(own.target[i]) != int(original.target[i])
+
+
+def test_a_text_only_layout_writes_words_without_markers(tok):
+    """A text LM's layout (family "text", no modality markers) renders the words alone."""
+    from speech_interp.hooks import TEXT
+
+    layout = TEXT.bind(tok)
+    written = written_words(layout, tok, SENTENCES)
+    text = tok.decode(written.prompts[0], skip_special_tokens=True)
+    assert text.strip() == " ".join(SENTENCES[0])
+    assert len(written) == sum(len(s) - 1 for s in SENTENCES)  # the first word of each left out
