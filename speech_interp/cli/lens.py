@@ -383,7 +383,7 @@ def validate_lens_command(
     tuned_path: TunedPath = None,
     sentences: Annotated[
         int, typer.Option(help="validation sentences read (of the current lens's held-out ones)")
-    ] = 150,
+    ] = 60,
     out: Annotated[Path, typer.Option(help="output directory")] = Path("out/validate-lens"),
     family: Annotated[
         str | None, typer.Option(help="token layout: text for a text LM (detected if omitted)")
