@@ -67,8 +67,9 @@ def view_command(
     )
     ceiling = text_ceiling(loaded, layout, lens_obj, utts, model_id=model, backend=backend,
                            seed=seed)  # fmt: skip
-    quality = quality_warning(result.quality, lens) if lens_obj.reads == "next token" else None
-    warning = " ".join(w for w in (quality, blind_warning(ceiling, lens)) if w) or None
+    name = lens_obj.name  # with --lens auto: the lens it chose
+    quality = quality_warning(result.quality, name) if lens_obj.reads == "next token" else None
+    warning = " ".join(w for w in (quality, blind_warning(ceiling, name)) if w) or None
     data_out = viewer_data(
         {model: (loaded, layout)}, utts, lens=lens_obj, k=k,
         summaries={model: result.summary}, bands={model: phase_bands(result, seed=seed)},
@@ -78,7 +79,8 @@ def view_command(
     out.mkdir(parents=True, exist_ok=True)
     path = write_viewer(out / "viewer.html", data_out)
     extra = {"command": "view", **{key: v for key, v in data_info.items() if key != "data"}}
-    extra.update(n_utterances=len(utts), k=k, lens=lens, tuned_lens=lens_note, backend=backend)
+    extra.update(n_utterances=len(utts), k=k, lens=name, lens_option=lens, tuned_lens=lens_note,
+                 backend=backend)  # fmt: skip
     extra["text_ceiling"] = {"rule": CEILING_RULE, "blind_streams": blind_streams(ceiling)}
     from speech_interp.models import weights_dir_of
 

@@ -29,3 +29,16 @@ def test_view_writes_a_viewer(tmp_path):
     assert (tuned / "params.pt").exists() and '"lens":"tuned"' in (
         tmp_path / "view2" / "viewer.html"
     ).read_text()
+
+
+def test_view_with_the_lens_chosen_on_text(tmp_path):
+    """``--lens auto`` draws the grid with the lens it chose (current on v4-full, whose logit lens
+    is blind to written words past stream 0) and records both the choice and the option."""
+    out = tmp_path / "auto"
+    res = CliRunner().invoke(app, ["view", "--model", "organism:v4-full", "--utterances", "2",
+                                   "--lens", "auto", "--out", str(out)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    run = json.loads((out / "run.json").read_text())
+    assert run["lens"] == "current" and run["lens_option"] == "auto"
+    assert "auto chose current" in run["tuned_lens"]
+    assert '"lens":"current"' in (out / "viewer.html").read_text()
