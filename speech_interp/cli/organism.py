@@ -200,12 +200,17 @@ def runs_command(
 ) -> None:
     """The recipe table of every organism run trained under ``root`` (gate, spoken knowledge,
     losses, seconds), failures included."""
-    from speech_interp.organism.runs_table import runs_markdown, runs_table
+    from speech_interp.organism.runs_table import rows_runs, runs_markdown, runs_table
 
     try:
         text = runs_markdown(runs_table(root))
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="--root") from None
+    smol = rows_runs(root)
+    if smol:
+        names = ", ".join(str(d.relative_to(root)) for d in smol)
+        text += (f"\n\n{len(smol)} train-smol runs (rows checkpoints) are not in this table: "
+                 f"{names}; read them with `speech-interp organism read-runs`.\n")  # fmt: skip
     if out is None:
         typer.echo(text)
     else:

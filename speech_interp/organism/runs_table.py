@@ -48,12 +48,23 @@ def run_row(run_dir: Path) -> dict:
 
 
 def runs_table(root: Path) -> pd.DataFrame:
-    """Every run under ``root``, sorted by world, variant, recipe and seed."""
+    """Every ``organism train`` run under ``root``, sorted by world, variant, recipe and seed
+    (``train-smol``'s rows checkpoints are not these runs: :func:`rows_runs` lists them)."""
+    from speech_interp.sources import is_rows_dir
+
     dirs = sorted(p.parent for p in Path(root).rglob("organism.json"))
+    dirs = [d for d in dirs if not is_rows_dir(d)]
     if not dirs:
         raise ValueError(f"no trained organism (organism.json) under {root}")
     rows = [run_row(d) for d in dirs]
     return pd.DataFrame(rows).sort_values(["world", "variant", "recipe", "seed"], kind="stable")
+
+
+def rows_runs(root: Path) -> list[Path]:
+    """The ``train-smol`` runs (rows checkpoints) under ``root``."""
+    from speech_interp.sources import is_rows_dir
+
+    return sorted(p.parent for p in Path(root).rglob("organism.json") if is_rows_dir(p.parent))
 
 
 def _triple(t) -> str:

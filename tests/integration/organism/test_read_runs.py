@@ -38,3 +38,17 @@ def test_read_runs_reads_each_run_and_pools_the_knobs(tmp_path):
     assert bad.exit_code == 2 and "none" in bad.output
     bad = CliRunner().invoke(app, [*args[:4], "--causal", "bogus"])
     assert bad.exit_code == 2 and "bogus" in bad.output
+
+
+def test_runs_table_names_the_train_smol_runs_it_leaves_out(tmp_path):
+    import shutil
+
+    shutil.copytree(ORGANISM_DIR / "v4-full", tmp_path / "full")
+    shutil.copytree(ORGANISM_DIR / "smol", tmp_path / "smol")  # a rows checkpoint (train-smol)
+    table = tmp_path / "runs.md"
+    res = CliRunner().invoke(app, ["organism", "runs", "--root", str(tmp_path), "--out",
+                                   str(table)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    text = table.read_text()
+    assert len([line for line in text.splitlines() if line.startswith("| small-40 | full |")]) == 1
+    assert "1 train-smol runs (rows checkpoints) are not in this table: smol" in text
