@@ -312,13 +312,25 @@ def fit_lens_command(
     seed: Seed = 0,
     backend: Backend = "nnsight",
     text_tokenizer: TextTokenizer = None,
+    target: Annotated[
+        str,
+        typer.Option(help="next: a tuned lens (next token) | current: a current-word lens"),
+    ] = "next",
 ) -> Path:
-    """Fit a tuned lens on English text (CPython's reference prose, even paragraphs) and validate
-    it against the logit lens on held-out text (odd paragraphs): KL to the final distribution,
-    current / next token top-5 and top-1 agreement per layer (text_curves.csv, .png)."""
+    """Fit a lens on English text (CPython's reference prose, even paragraphs; an organism's own
+    grammar for ``--target current`` on an organism) and validate it on held-out text (odd
+    paragraphs). ``next``: a tuned lens against the logit lens, KL to the final distribution,
+    current / next token top-5 and top-1 agreement per layer (text_curves.csv, .png).
+    ``current``: the current-word lens (lens.current), its validation per stream in config.json
+    (load it with ``--lens current --tuned-path DIR``; ``validate-lens`` reads it further)."""
     import time
 
     import torch
+
+    if target not in ("next", "current"):
+        raise typer.BadParameter(f"--target must be next or current, got {target!r}")
+    if target == "current":
+        return _fit_current_lens(model, out, family, seed, backend, text_tokenizer)
 
     from speech_interp.lens import TunedLens
     from speech_interp.lens.validate import (
@@ -372,6 +384,25 @@ def fit_lens_command(
         f"fit-lens: {steps} steps in {fit_seconds:.0f} s; KL to final at layer "
         f"{curves.layer.max() // 2}: logit {mid['logit']:.2f}, tuned {mid['tuned']:.2f} -> {out}"
     )
+    return out
+
+
+def _fit_current_lens(model: str, out: Path, family, seed: int, backend: str, text_tokenizer):
+    """``fit-lens --target current``: fit the current-word lens on the model's text and save it."""
+    import time
+
+    from speech_interp.lens.current import CurrentLens
+    from speech_interp.models import load, weights_dir_of
+
+    loaded, layout = load(model, backend=backend, family=family, text_tokenizer=text_tokenizer)
+    fit, val, source = current_lens_texts(layout, [], seed, model)
+    start = time.perf_counter()
+    lens, _ = CurrentLens.build(loaded, layout, path=out, texts=(fit, val, source))
+    seconds = time.perf_counter() - start
+    extra = {"command": "fit-lens", "target": "current", "text": source,
+             "fit_seconds": round(seconds, 1)}  # fmt: skip
+    write_run_json(out, model, seed, weights_dir=weights_dir_of(model), extra=extra)
+    typer.echo(f"fit-lens: current-word lens fitted in {seconds:.0f} s on {source} -> {out}")
     return out
 
 

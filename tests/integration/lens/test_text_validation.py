@@ -83,3 +83,21 @@ def test_validate_lens_command(tmp_path):
     assert bad.exit_code == 2 and "bogus" in bad.output
     tuned = CliRunner().invoke(app, ["validate-lens", "--model", MODEL, "--lenses", "tuned"])
     assert tuned.exit_code == 2 and "--tuned-path" in tuned.output
+
+
+def test_fit_lens_target_current_saves_a_lens_the_lens_command_loads(tmp_path):
+    """``fit-lens --target current`` writes a current-word lens; ``lens --lens current
+    --tuned-path`` reads with it (no second fit) and ``validate-lens`` too."""
+    lens_dir = tmp_path / "current"
+    res = CliRunner().invoke(app, ["fit-lens", "--model", MODEL, "--target", "current",
+                                   "--backend", "tl", "--out", str(lens_dir)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert (lens_dir / "params.pt").is_file() and (lens_dir / "config.json").is_file()
+    args = ["lens", "--model", MODEL, "--lens", "current", "--tuned-path", str(lens_dir),
+            "--limit", "4", "--out", str(tmp_path / "l")]  # fmt: skip
+    run = CliRunner().invoke(app, args)
+    assert run.exit_code == 0, run.output
+    assert '"tuned_lens": "loaded"' in (tmp_path / "l" / "run.json").read_text()
+    bad = CliRunner().invoke(app, ["fit-lens", "--model", MODEL, "--target", "word", "--out",
+                                   str(tmp_path / "x")])  # fmt: skip
+    assert bad.exit_code == 2 and "--target" in bad.output

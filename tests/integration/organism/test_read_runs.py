@@ -35,7 +35,7 @@ def test_read_runs_reads_each_run_and_pools_the_knobs(tmp_path):
     for name in ("runs_lens.csv", "runs_hearing.csv"):
         assert (out / name).is_file()
     bad = CliRunner().invoke(app, ["organism", "read-runs", "--root", str(tmp_path / "none")])
-    assert bad.exit_code == 2 and "none" in bad.output
+    assert bad.exit_code == 2 and "--root" in bad.output  # the box may wrap the long path
     bad = CliRunner().invoke(app, [*args[:4], "--causal", "bogus"])
     assert bad.exit_code == 2 and "bogus" in bad.output
 
