@@ -112,13 +112,15 @@ def subset(written: WrittenWords, keep: Sequence[int]) -> WrittenWords:
     )  # fmt: skip
 
 
-def nonword(word: str, tokenizer, taken: set[str], seed: int = 0, avoid: int = -1) -> str | None:
+def nonword(
+    word: str, tokenizer, taken: set[str], seed: int = 0, avoid: int = -1, vocab=None
+) -> str | None:
     """``word``'s letters in another order that is neither a single vocabulary token (with or
     without a leading space) nor in ``taken``, and whose first sub-token is not ``avoid`` (the
     word's own target); None when :data:`TRIES` shuffles find none."""
     if len(word) < MIN_NONWORD_LETTERS:
         return None
-    vocab = tokenizer.get_vocab()
+    vocab = tokenizer.get_vocab() if vocab is None else vocab  # pass it when calling per word
     rng = _word_rng(word, seed)
     for _ in range(TRIES):
         cand = "".join(rng.permutation(list(word)).tolist())
@@ -143,11 +145,12 @@ def nonword_words(
     words (the CI's clusters)."""
     taken = {w for s in sentences for w in s}
     resolve = TargetResolver(tokenizer, layout)
+    vocab = tokenizer.get_vocab()  # built once, not once per word type
     swap: dict[str, str] = {}
     for s, flags in zip(sentences, content, strict=True):
         for w, (word, c) in enumerate(zip(s, flags, strict=True)):
             if c and w > 0 and word not in swap:
-                got = nonword(word, tokenizer, taken, seed, resolve(word).token_id)
+                got = nonword(word, tokenizer, taken, seed, resolve(word).token_id, vocab)
                 if got is not None:
                     swap[word] = got
     replaced = [[swap.get(word, word) if c and w > 0 else word
